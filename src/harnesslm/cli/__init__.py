@@ -1,0 +1,1 @@
+"""The ``harness`` command: a thin typer layer over :mod:`harnesslm.pipeline`."""

@@ -1,0 +1,192 @@
+"""Run configuration: one pydantic model per step, loaded from YAML and saved, resolved, into the run directory.
+
+Every setting has a default that works on the built-in demo data and reads the Home Depot layout
+(``product_uid``, ``product_title``, ``search_term``, ``relevance``) without extra flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CatalogSource(_Section):
+    """Where the catalog lives and which columns hold the item id and its text."""
+
+    path: Path
+    id_column: str = "product_uid"
+    text_column: str = "product_title"
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None
+
+
+class JudgmentsSource(_Section):
+    """A judged query log: one row per (query, item, graded label)."""
+
+    path: Path
+    query_column: str = "search_term"
+    item_column: str = "product_uid"
+    label_column: str = "relevance"
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None
+
+
+class QueriesSource(_Section):
+    """Unlabeled queries (search logs, synthetic queries): used for alignment only."""
+
+    path: Path
+    query_column: str = "search_term"
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None
+
+
+class DataConfig(_Section):
+    catalog: CatalogSource
+    judgments: JudgmentsSource
+    extra_queries: list[QueriesSource] = Field(default_factory=list)
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    label_offset: float = Field(1.0, description="gain = label - label_offset (Home Depot grades are 1..3)")
+    relevant_at: float = Field(2.33, description="labels >= this count as relevant for recall/precision/MRR")
+
+
+class TeacherConfig(_Section):
+    """Phase 1: contrastive fine-tuning of the large model on (query, relevant item) pairs."""
+
+    model: str = Field("bundled:all-MiniLM-L6-v2", description="path, hub name or bundled:NAME")
+    enabled: bool = True
+    max_steps: int = 60
+    batch_size: int = 32
+    learning_rate: float = 3e-5
+    temperature: float = 0.05
+    warmup_ratio: float = 0.1
+    hard_negatives: int = 1
+    negatives_from_rank: int = 3
+    negatives_to_rank: int = 30
+    max_seq_length: int = 64
+    seed: int = 0
+
+
+class IndexConfig(_Section):
+    kind: Literal["exact", "hnsw"] = "exact"
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    hnsw_ef_construction: int = 80
+    encode_batch_size: int = 64
+
+
+class StudentConfig(_Section):
+    """One student query encoder: its architecture and both training phases."""
+
+    name: str
+    kind: Literal["static", "truncated"]
+    # static: distilled from the (fine-tuned) teacher's vocabulary with model2vec.
+    pca_dims: int | None = 256
+    # truncated: the first ``layers`` transformer layers of ``base`` (default: the teacher itself).
+    base: str | None = None
+    layers: int = 2
+    max_seq_length: int = 32
+    # Phase 2, alignment to the teacher's query embeddings.
+    align_loss: Literal["mse", "cosine"] = "mse"
+    align_steps: int = 300
+    align_batch_size: int = 128
+    align_learning_rate: float = 2e-3
+    # Phase 3, contrastive refinement against the frozen teacher item embeddings.
+    refine_steps: int = 200
+    refine_batch_size: int = 64
+    refine_learning_rate: float = 5e-4
+    refine_temperature: float = 0.05
+    refine_hard_negatives: int = 2
+    refine_align_weight: float = 1.0
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> StudentConfig:
+        if self.kind == "truncated" and self.layers < 1:
+            raise ValueError("a truncated student needs layers >= 1")
+        return self
+
+
+def _default_students() -> list[StudentConfig]:
+    return [
+        StudentConfig(name="static", kind="static"),
+        StudentConfig(
+            name="truncated-2l",
+            kind="truncated",
+            layers=2,
+            align_learning_rate=1e-4,
+            refine_learning_rate=3e-5,
+            align_steps=150,
+            refine_steps=100,
+        ),
+    ]
+
+
+class EvalConfig(_Section):
+    baselines: list[Literal["bm25", "static-untrained"]] = Field(
+        default_factory=lambda: ["bm25", "static-untrained"]
+    )
+    max_queries: int | None = None
+    k: int = 100
+
+
+class BenchConfig(_Section):
+    threads: int = 2
+    latency_queries: int = 200
+    warmup: int = 20
+    throughput_batch_size: int = 256
+
+
+class RunConfig(_Section):
+    """The whole recipe: data, teacher, index, students, evaluation and benchmark settings."""
+
+    data: DataConfig
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    students: list[StudentConfig] = Field(default_factory=_default_students)
+    evaluation: EvalConfig = Field(default_factory=EvalConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
+    cache_dir: Path | None = Field(None, description="embedding cache; default: ~/.cache/harnesslm")
+
+    @model_validator(mode="after")
+    def _unique_students(self) -> RunConfig:
+        names = [s.name for s in self.students]
+        if len(names) != len(set(names)):
+            raise ValueError(f"student names must be unique, got {names}")
+        return self
+
+    def student(self, name: str) -> StudentConfig:
+        for student in self.students:
+            if student.name == name:
+                return student
+        raise KeyError(f"no student named {name!r}; configured: {[s.name for s in self.students]}")
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML config; relative data paths are resolved against the config file's folder."""
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    config = RunConfig.model_validate(raw)
+    return resolve_paths(config, path.parent)
+
+
+def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
+    """Make every data path absolute relative to ``base`` (the folder of the config file)."""
+    data = config.data
+    fix = lambda p: p if p.is_absolute() else (base / p).resolve()  # noqa: E731
+    data.catalog.path = fix(data.catalog.path)
+    data.judgments.path = fix(data.judgments.path)
+    for source in data.extra_queries:
+        source.path = fix(source.path)
+    if config.cache_dir is not None:
+        config.cache_dir = fix(config.cache_dir)
+    return config
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML, for the run directory."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

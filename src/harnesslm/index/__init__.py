@@ -1,0 +1,1 @@
+"""Item embeddings (encoded once, cached) and the FAISS index the students search."""

@@ -1,0 +1,59 @@
+"""Encode texts with a model, caching the result on disk keyed by the model's fingerprint and the texts.
+
+Encoding a 50k-item catalog with a large teacher takes many minutes on a CPU: a second run (or a later step
+of the same run) must not pay for it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sentence_transformers import SentenceTransformer
+
+from harnesslm.atomic import save_array
+from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+def encode(
+    model: SentenceTransformer, texts: Sequence[str], batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
+    """float32 embeddings, L2-normalised so that inner product is cosine similarity."""
+    embeddings = model.encode(
+        list(texts),
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+        show_progress_bar=progress,
+    )
+    return np.ascontiguousarray(embeddings, dtype=np.float32)
+
+
+def cached_encode(
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    cache_dir: Path,
+    batch_size: int = 64,
+    progress: bool = True,
+    fingerprint: str | None = None,
+) -> np.ndarray:
+    """Like :func:`encode`, but reads ``cache_dir/<model fp>-<texts fp>.npy`` when it exists.
+
+    The file is written to a temporary name and renamed, so an interrupted run never leaves a truncated cache
+    that a later run would trust.
+    """
+    fingerprint = fingerprint or model_fingerprint(model)
+    key = f"{fingerprint}-{texts_fingerprint(texts)}-{model.max_seq_length}"
+    path = Path(cache_dir) / f"{key}.npy"
+    if path.exists():
+        cached = np.load(path)
+        if cached.shape[0] == len(texts):
+            logger.info("embeddings read from cache %s", path)
+            return cached
+    embeddings = encode(model, texts, batch_size=batch_size, progress=progress)
+    save_array(path, embeddings)
+    return embeddings

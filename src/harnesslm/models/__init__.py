@@ -1,0 +1,1 @@
+"""Model resolution (bundled, local, hub), fingerprints, and the student architectures."""

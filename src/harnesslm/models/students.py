@@ -1,0 +1,129 @@
+"""The two student query encoders, both plain sentence-transformers models that load on their own.
+
+* **static**: a token-embedding table distilled from the teacher's vocabulary with model2vec
+  (Tulkens & van Dongen, 2024), mean-pooled; no attention, so a query costs a few table look-ups.
+* **truncated**: the first ``k`` transformer layers of a model (by default the teacher itself).
+
+Either one gets a linear projection to the teacher's dimension (a ``Dense`` module saved inside the model
+folder) and a final ``Normalize``, so its query embeddings live in the teacher's space and search the
+teacher's item index directly: nothing is re-indexed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import (
+    Dense,
+    Normalize,
+    StaticEmbedding,
+    Transformer,
+)
+
+STUDENT_META = "harness_student.json"
+
+
+def load_model(name_or_path: str, max_seq_length: int | None = None) -> SentenceTransformer:
+    """Load a sentence-transformers model on the CPU (a local folder or a hub id)."""
+    model = SentenceTransformer(name_or_path, device="cpu")
+    if max_seq_length is not None and isinstance(model[0], Transformer):
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def embedding_dim(model: SentenceTransformer) -> int:
+    dim = model.get_sentence_embedding_dimension()
+    if dim is None:
+        raise ValueError("cannot tell the model's embedding dimension")
+    return int(dim)
+
+
+def distill_static(teacher: SentenceTransformer, pca_dims: int | None = 256) -> StaticEmbedding:
+    """A model2vec static embedding table distilled from the teacher's own tokenizer vocabulary.
+
+    Each vocabulary token goes through the teacher once; the outputs (PCA-reduced, Zipf/SIF-weighted) become
+    the table. Uses model2vec's ``distill_from_model`` on the in-memory teacher, so a fine-tuned teacher that
+    was never saved to a hub works too.
+    """
+    from model2vec.distill import distill_from_model
+
+    transformer = teacher[0]
+    if not isinstance(transformer, Transformer):
+        raise ValueError("static distillation needs a teacher whose first module is a Transformer")
+    static_model = distill_from_model(
+        model=transformer.auto_model,
+        tokenizer=teacher.tokenizer,
+        pca_dims=pca_dims,
+        quantize_to="float32",
+        device="cpu",
+    )
+    weights = StaticEmbedding._fold_model2vec_weights(
+        static_model.embedding,
+        getattr(static_model, "token_mapping", None),
+        getattr(static_model, "weights", None),
+    )
+    return StaticEmbedding(static_model.tokenizer, embedding_weights=weights.float())
+
+
+def static_model(table: StaticEmbedding) -> SentenceTransformer:
+    """The plain distilled static model, searching its own space (the untrained baseline)."""
+    return SentenceTransformer(modules=[table, Normalize()], device="cpu")
+
+
+def static_student(table: StaticEmbedding, teacher_dim: int) -> SentenceTransformer:
+    """Static table -> linear projection to the teacher's dimension -> L2 normalisation."""
+    projection = _projection(table.get_embedding_dimension(), teacher_dim)
+    return SentenceTransformer(modules=[table, projection, Normalize()], device="cpu")
+
+
+def truncated_student(
+    base: SentenceTransformer, layers: int, teacher_dim: int, max_seq_length: int | None = None
+) -> SentenceTransformer:
+    """Keep the first ``layers`` transformer layers of ``base``; project to ``teacher_dim`` if it differs."""
+    transformer = base[0]
+    if not isinstance(transformer, Transformer):
+        raise ValueError("a truncated student needs a base model whose first module is a Transformer")
+    encoder = transformer.auto_model.encoder
+    total = len(encoder.layer)
+    if not 1 <= layers <= total:
+        raise ValueError(f"cannot keep {layers} layers of a model that has {total}")
+    encoder.layer = torch.nn.ModuleList(list(encoder.layer)[:layers])
+    transformer.auto_model.config.num_hidden_layers = layers
+    if max_seq_length is not None:
+        transformer.max_seq_length = max_seq_length
+    modules = [m for m in base if not isinstance(m, Normalize | Dense)]
+    dim = embedding_dim(base)
+    if dim != teacher_dim:
+        modules.append(_projection(dim, teacher_dim))
+    modules.append(Normalize())
+    return SentenceTransformer(modules=modules, device="cpu")
+
+
+def _projection(in_dim: int, out_dim: int) -> Dense:
+    """A linear map (no activation) initialised to the identity on the shared dimensions."""
+    dense = Dense(in_dim, out_dim, bias=True, activation_function=None)
+    with torch.no_grad():
+        dense.linear.weight.zero_()
+        dense.linear.bias.zero_()
+        shared = min(in_dim, out_dim)
+        dense.linear.weight[:shared, :shared] = torch.eye(shared)
+    return dense
+
+
+def projection_of(student: SentenceTransformer) -> Dense | None:
+    """The student's projection module, if it has one."""
+    return next((m for m in student if isinstance(m, Dense)), None)
+
+
+def save_student(student: SentenceTransformer, folder: Path, meta: dict) -> None:
+    """Save the model folder plus ``harness_student.json`` (kind, teacher space fingerprint, phase)."""
+    student.save(str(folder))
+    (Path(folder) / STUDENT_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def read_student_meta(folder: Path) -> dict:
+    path = Path(folder) / STUDENT_META
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -1,0 +1,152 @@
+"""A run directory and what is in it, loaded lazily so steps run in one process share loaded models."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from sentence_transformers import SentenceTransformer
+
+from harnesslm.atomic import write_text
+from harnesslm.config import RunConfig, StudentConfig, dump_config, load_config
+from harnesslm.index.item_index import ItemIndex
+from harnesslm.models.bundled import resolve_model
+from harnesslm.models.fingerprint import model_fingerprint
+from harnesslm.models.students import load_model
+from harnesslm.paths import cache_root
+
+console = Console(stderr=True)
+
+SPLITS = ("train", "validation", "test")
+
+
+class StepMissingError(RuntimeError):
+    """A step needs the output of an earlier step that has not run (or did not finish)."""
+
+
+class RunDir:
+    """Paths of a run and lazy access to its artifacts.
+
+    Layout::
+
+        config.yaml            resolved configuration
+        data/                  catalog.parquet, train/validation/test.parquet, query_pool.json
+        teacher/               the fine-tuned teacher (sentence-transformers folder)
+        index/                 FAISS index of the teacher's item embeddings + ids + meta
+        baselines/static-untrained/   model2vec distilled from the teacher, no training
+        students/NAME/aligned, students/NAME/refined   student query encoders
+        metrics.json, bench.json, timings.json, report.md
+    """
+
+    def __init__(self, root: Path, config: RunConfig | None = None) -> None:
+        self.root = Path(root)
+        if config is None:
+            if not self.config_path.exists():
+                raise StepMissingError(f"{self.root} is not a run directory (no config.yaml): run `prepare` first")
+            config = load_config(self.config_path)
+        self.config = config
+
+    # paths -----------------------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def teacher_dir(self) -> Path:
+        return self.root / "teacher"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def static_baseline_dir(self) -> Path:
+        return self.root / "baselines" / "static-untrained"
+
+    def student_dir(self, name: str, phase: str) -> Path:
+        return self.root / "students" / name / phase
+
+    @property
+    def cache_dir(self) -> Path:
+        return (self.config.cache_dir or cache_root()) / "embeddings"
+
+    def save_config(self) -> None:
+        write_text(self.config_path, dump_config(self.config))
+
+    # data ------------------------------------------------------------------------------------------------
+    def split(self, name: str) -> pd.DataFrame:
+        path = self.data_dir / f"{name}.parquet"
+        if not path.exists():
+            raise StepMissingError(f"{path} is missing: run `harness prepare` first")
+        return pd.read_parquet(path)
+
+    @cached_property
+    def catalog(self) -> pd.DataFrame:
+        return self.split("catalog")
+
+    @cached_property
+    def item_texts(self) -> dict[str, str]:
+        return dict(zip(self.catalog["item_id"], self.catalog["text"], strict=True))
+
+    def query_pool(self) -> list[str]:
+        return json.loads((self.data_dir / "query_pool.json").read_text(encoding="utf-8"))
+
+    # models ----------------------------------------------------------------------------------------------
+    @cached_property
+    def base_teacher(self) -> SentenceTransformer:
+        cfg = self.config.teacher
+        return load_model(resolve_model(cfg.model, self.config.cache_dir), cfg.max_seq_length)
+
+    @cached_property
+    def teacher(self) -> SentenceTransformer:
+        if not (self.teacher_dir / "modules.json").exists():
+            raise StepMissingError(f"no teacher in {self.teacher_dir}: run `harness teacher` first")
+        return load_model(str(self.teacher_dir), self.config.teacher.max_seq_length)
+
+    @cached_property
+    def teacher_space(self) -> str:
+        return model_fingerprint(self.teacher)
+
+    @cached_property
+    def index(self) -> ItemIndex:
+        if not (self.index_dir / "meta.json").exists():
+            raise StepMissingError(f"no index in {self.index_dir}: run `harness index` first")
+        return ItemIndex.load(self.index_dir)
+
+    def students(self, names: list[str] | None = None) -> list[StudentConfig]:
+        chosen = self.config.students if not names else [self.config.student(n) for n in names]
+        return list(chosen)
+
+    def forget(self, *names: str) -> None:
+        """Drop cached artifacts after a step rewrote them."""
+        for name in names:
+            self.__dict__.pop(name, None)
+
+    # bookkeeping -----------------------------------------------------------------------------------------
+    def read_json(self, name: str) -> dict:
+        path = self.root / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    def update_json(self, name: str, values: dict) -> None:
+        merged = self.read_json(name) | values
+        write_text(self.root / name, json.dumps(merged, indent=2, default=float))
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Announce a step, time it, and record its wall time in timings.json."""
+        console.rule(f"[bold]{step}")
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        self.update_json("timings.json", {step: round(seconds, 2)})
+        console.print(f"[green]{step} done in {seconds:.1f} s")

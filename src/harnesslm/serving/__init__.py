@@ -1,0 +1,1 @@
+"""Online search: a query encoder plus the teacher's item index."""

@@ -1,0 +1,1 @@
+"""The three phases: teacher fine-tuning, student alignment, student refinement."""

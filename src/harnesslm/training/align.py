@@ -1,0 +1,68 @@
+"""Phase 2: the student reproduces the teacher's query embeddings, so it can search the teacher's index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss
+
+from harnesslm.config import StudentConfig
+from harnesslm.models.students import projection_of
+from harnesslm.training.trainer import train
+
+
+def fit_projection(
+    student: SentenceTransformer, queries: Sequence[str], targets: np.ndarray, ridge: float = 1e-2
+) -> float:
+    """Set the student's projection to the ridge-regression map from its features to the teacher's embeddings.
+
+    A closed-form warm start: gradient alignment then begins from the best linear map instead of a random or
+    identity one, which matters most for the static student, whose PCA space is a rotation of the teacher's.
+    Returns the mean squared error of the fit on ``queries``.
+    """
+    projection = projection_of(student)
+    if projection is None:
+        return float("nan")
+    modules = list(student)
+    features_model = SentenceTransformer(modules=modules[: modules.index(projection)], device="cpu")
+    features = features_model.encode(list(queries), batch_size=256, convert_to_numpy=True)
+    x = np.hstack([features, np.ones((len(features), 1), dtype=features.dtype)]).astype(np.float64)
+    gram = x.T @ x + ridge * np.eye(x.shape[1])
+    weights = np.linalg.solve(gram, x.T @ targets.astype(np.float64))
+    with torch.no_grad():
+        projection.linear.weight.copy_(torch.from_numpy(weights[:-1].T).float())
+        projection.linear.bias.copy_(torch.from_numpy(weights[-1]).float())
+    residual = x @ weights - targets
+    return float(np.mean(residual**2))
+
+
+def align_student(
+    student: SentenceTransformer,
+    queries: Sequence[str],
+    teacher_embeddings: np.ndarray,
+    config: StudentConfig,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Minimise MSE (default) or cosine distance to the teacher's normalised query embeddings.
+
+    ``queries`` is the pool: training queries plus any unlabeled or synthetic ones; no labels are needed.
+    Uses sentence-transformers' ``EmbedDistillLoss`` (MSELoss is its ``mse`` case).
+    """
+    if config.align_steps <= 0 or not len(queries):
+        return {}
+    dataset = Dataset.from_dict({"query": list(queries), "label": teacher_embeddings.astype(np.float32).tolist()})
+    loss = EmbedDistillLoss(student, distance_metric=config.align_loss)
+    return train(
+        student,
+        dataset.shuffle(seed=config.seed),
+        loss,
+        max_steps=config.align_steps,
+        batch_size=config.align_batch_size,
+        learning_rate=config.align_learning_rate,
+        seed=config.seed,
+        progress=progress,
+    )

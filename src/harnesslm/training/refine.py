@@ -1,0 +1,66 @@
+"""Phase 3: contrastive refinement of the student's queries against the frozen teacher item embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+
+from harnesslm.config import StudentConfig
+from harnesslm.losses import FrozenItemContrastiveLoss
+from harnesslm.training.trainer import train
+
+
+def refinement_dataset(
+    queries: Sequence[str],
+    positives: Sequence[str],
+    negatives: Sequence[Sequence[str]],
+    query_rows: Mapping[str, int],
+    item_rows: Mapping[str, int],
+    n_negatives: int,
+) -> Dataset:
+    """Rows of (query text, [teacher query row, positive item row, negative item rows...]).
+
+    Rows point into the precomputed embedding matrices instead of carrying vectors, so the dataset stays
+    small however large the teacher's dimension.
+    """
+    texts, labels = [], []
+    for query, positive, negs in zip(queries, positives, negatives, strict=True):
+        if len(negs) < n_negatives:
+            continue
+        texts.append(query)
+        labels.append([query_rows[query], item_rows[positive], *(item_rows[n] for n in negs[:n_negatives])])
+    return Dataset.from_dict({"query": texts, "label": labels})
+
+
+def refine_student(
+    student: SentenceTransformer,
+    dataset: Dataset,
+    item_embeddings: np.ndarray,
+    query_targets: np.ndarray,
+    config: StudentConfig,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train the student query tower with :class:`FrozenItemContrastiveLoss`; items never move."""
+    if config.refine_steps <= 0 or not len(dataset):
+        return {}
+    loss = FrozenItemContrastiveLoss(
+        student,
+        torch.from_numpy(item_embeddings),
+        torch.from_numpy(query_targets),
+        temperature=config.refine_temperature,
+        align_weight=config.refine_align_weight,
+    )
+    return train(
+        student,
+        dataset.shuffle(seed=config.seed),
+        loss,
+        max_steps=config.refine_steps,
+        batch_size=config.refine_batch_size,
+        learning_rate=config.refine_learning_rate,
+        seed=config.seed,
+        progress=progress,
+    )

@@ -1,0 +1,73 @@
+"""Phase 1: fine-tune the teacher contrastively on (query, relevant item) pairs with mined hard negatives."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+from harnesslm.config import TeacherConfig
+from harnesslm.training.trainer import train
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """(query, positive item) pairs, and every query's judged positives (kept out of its negatives)."""
+
+    queries: list[str]
+    positives: list[str]
+    positives_by_query: dict[str, set[str]]
+
+
+def positive_pairs(judgments: pd.DataFrame, relevant_at: float) -> PairSet:
+    """One pair per judged item with ``label >= relevant_at``."""
+    relevant = judgments[judgments["label"] >= relevant_at]
+    by_query: dict[str, set[str]] = {}
+    for query, item in zip(relevant["query"], relevant["item_id"], strict=True):
+        by_query.setdefault(query, set()).add(item)
+    return PairSet(relevant["query"].tolist(), relevant["item_id"].tolist(), by_query)
+
+
+def contrastive_dataset(
+    queries: Sequence[str],
+    positives: Sequence[str],
+    negatives: Sequence[Sequence[str]],
+    texts: Mapping[str, str],
+    n_negatives: int,
+) -> Dataset:
+    """Columns ``anchor, positive, negative_1..n`` of texts, the layout MultipleNegativesRankingLoss reads.
+
+    Rows whose mining found fewer than ``n_negatives`` negatives are dropped (every row needs every column).
+    """
+    columns: dict[str, list[str]] = {"anchor": [], "positive": []}
+    columns.update({f"negative_{i + 1}": [] for i in range(n_negatives)})
+    for query, positive, negs in zip(queries, positives, negatives, strict=True):
+        if len(negs) < n_negatives:
+            continue
+        columns["anchor"].append(query)
+        columns["positive"].append(texts[positive])
+        for i in range(n_negatives):
+            columns[f"negative_{i + 1}"].append(texts[negs[i]])
+    return Dataset.from_dict(columns)
+
+
+def fine_tune_teacher(
+    model: SentenceTransformer, dataset: Dataset, config: TeacherConfig, progress: bool = True
+) -> dict[str, float]:
+    """In-batch + hard-negative InfoNCE (``MultipleNegativesRankingLoss``, scale = 1 / temperature)."""
+    loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
+    return train(
+        model,
+        dataset.shuffle(seed=config.seed),
+        loss,
+        max_steps=config.max_steps,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_ratio=config.warmup_ratio,
+        seed=config.seed,
+        progress=progress,
+    )

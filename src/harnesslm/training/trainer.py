@@ -1,0 +1,64 @@
+"""One place that drives sentence-transformers' trainer, so every phase trains the same way.
+
+The trainer (a ``transformers.Trainer``) gives mixed precision, gradient accumulation and multi-GPU data
+parallelism for free: the same step runs under ``torchrun --nproc_per_node N`` or ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+
+from datasets import Dataset
+from sentence_transformers import (
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.base.sampler import BatchSamplers
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def train(
+    model: SentenceTransformer,
+    dataset: Dataset,
+    loss: nn.Module,
+    *,
+    max_steps: int,
+    batch_size: int,
+    learning_rate: float,
+    warmup_ratio: float = 0.1,
+    seed: int = 0,
+    no_duplicates: bool = True,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train ``model`` in place for ``max_steps`` optimizer steps; returns the trainer's final metrics.
+
+    ``no_duplicates`` keeps a text from appearing twice in one batch, so in-batch negatives are never a
+    row's own positive written again. Checkpoints are not written: each phase is short, and a phase that is
+    interrupted is rerun from its start (its output only appears once it finished).
+    """
+    if len(dataset) < batch_size:
+        batch_size = max(1, len(dataset))
+    with tempfile.TemporaryDirectory(prefix="harnesslm-trainer-") as output_dir:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=output_dir,
+            max_steps=max_steps,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            warmup_ratio=warmup_ratio,
+            seed=seed,
+            data_seed=seed,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=max(1, max_steps // 10),
+            disable_tqdm=not progress,
+            batch_sampler=BatchSamplers.NO_DUPLICATES if no_duplicates else BatchSamplers.BATCH_SAMPLER,
+            dataloader_drop_last=len(dataset) >= 2 * batch_size,
+        )
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+        result = trainer.train()
+    model.eval()
+    return {key: float(value) for key, value in result.metrics.items() if isinstance(value, int | float)}
