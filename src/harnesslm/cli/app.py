@@ -1,7 +1,8 @@
-"""``harness``: distil a large retrieval model into a fast query encoder and prove what it kept.
+"""Distil a large retrieval model into a small, fast query encoder that searches the large model's own
+index, and measure how much quality it kept and how much speed it won.
 
-Every subcommand calls the same function the Python API exposes; errors in the user's input are printed as
-one line naming the file, line and field, never as a stack trace.
+Start with `harness demo`. On your own data: `harness run CONFIG.yaml`, or step by step:
+prepare -> teacher -> index -> align -> refine -> evaluate -> bench (each reads and writes a run directory).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _guard(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except USER_ERRORS as error:
-        err.print(f"[red]error:[/red] {error}")
+        err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as error:
         err.print(f"[red]invalid configuration:[/red]\n{error}")

@@ -35,7 +35,7 @@ def load_model(name_or_path: str, max_seq_length: int | None = None) -> Sentence
 
 
 def embedding_dim(model: SentenceTransformer) -> int:
-    dim = model.get_sentence_embedding_dimension()
+    dim = model.get_embedding_dimension()
     if dim is None:
         raise ValueError("cannot tell the model's embedding dimension")
     return int(dim)

@@ -64,7 +64,7 @@ def _student_is_current(run: RunDir, student: StudentConfig, phase: str) -> bool
 
 def demo_config(data_dir: Path) -> RunConfig:
     """Settings sized so the demo finishes in a few minutes on 2 CPU cores."""
-    files = write_demo_shop(data_dir)
+    files = write_demo_shop(data_dir, n_products=2000, n_queries=1200, n_unlabeled=1200)
     return RunConfig.model_validate({
         "data": {
             "catalog": {"path": files["catalog"]},

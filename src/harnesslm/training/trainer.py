@@ -57,6 +57,7 @@ def train(
             disable_tqdm=not progress,
             batch_sampler=BatchSamplers.NO_DUPLICATES if no_duplicates else BatchSamplers.BATCH_SAMPLER,
             dataloader_drop_last=len(dataset) >= 2 * batch_size,
+            dataloader_pin_memory=False,
         )
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
         result = trainer.train()

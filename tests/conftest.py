@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny randomly initialised BERT teacher built offline, and a small demo shop on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(2)
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "homedepot"
+
+
+def build_tiny_bert(folder: Path, texts: list[str], hidden: int = 32, layers: int = 3, seed: int = 0) -> Path:
+    """A sentence-transformers folder: WordPiece tokenizer trained on ``texts`` + random BERT + mean pooling."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    word_piece = BertWordPieceTokenizer(lowercase=True)
+    word_piece.train_from_iterator(texts, vocab_size=1500, min_frequency=1, show_progress=False)
+    tokenizer = BertTokenizerFast(tokenizer_object=word_piece._tokenizer, do_lower_case=True)
+    tokenizer.add_special_tokens({"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                                  "unk_token": "[UNK]", "mask_token": "[MASK]"})
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
+    hf_dir = folder / "hf"
+    BertModel(config).save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    transformer = Transformer(str(hf_dir), max_seq_length=48)
+    model = SentenceTransformer(
+        modules=[transformer, Pooling(hidden, pooling_mode="mean"), Normalize()], device="cpu"
+    )
+    out = folder / "model"
+    model.save(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small demo shop written as CSV files (Home Depot column names)."""
+    from harnesslm.data.demo import write_demo_shop
+
+    return write_demo_shop(tmp_path_factory.mktemp("demo"), n_products=300, n_queries=150, n_unlabeled=100)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a tiny random sentence-transformers model whose vocabulary covers the demo shop."""
+    from harnesslm.data.demo import make_demo_shop
+
+    shop = make_demo_shop(n_products=300, n_queries=150, n_unlabeled=100)
+    texts = [*shop.catalog["product_title"], *shop.judgments["search_term"], *shop.unlabeled_queries["search_term"]]
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-teacher"), texts)
+
+
+@pytest.fixture
+def cache_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep every test's embedding/model cache inside its tmp folder."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HARNESSLM_CACHE", str(cache))
+    return cache

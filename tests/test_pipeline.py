@@ -1,0 +1,141 @@
+"""The recipe end to end on a small demo shop with a tiny random teacher: outputs, resumption, safety checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from harnesslm.config import RunConfig
+from harnesslm.index.item_index import IndexMismatchError, ItemIndex
+from harnesslm.models.fingerprint import model_fingerprint
+from harnesslm.models.students import read_student_meta
+from harnesslm.pipeline import steps
+from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE, evaluate
+from harnesslm.pipeline.recipe import run_recipe
+from harnesslm.pipeline.run_dir import RunDir, StepMissingError
+
+
+def small_config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfig:
+    return RunConfig.model_validate({
+        "data": {
+            "catalog": {"path": demo_files["catalog"]},
+            "judgments": {"path": demo_files["judgments"]},
+            "extra_queries": [{"path": demo_files["unlabeled_queries"]}],
+            "split": [0.6, 0.2, 0.2],
+        },
+        "teacher": {"model": str(teacher), "max_steps": 4, "batch_size": 8, "learning_rate": 1e-3},
+        "students": [
+            {"name": "static", "kind": "static", "pca_dims": 16, "align_steps": 20, "refine_steps": 10,
+             "align_batch_size": 32, "refine_batch_size": 16},
+            {"name": "trunc", "kind": "truncated", "layers": 1, "align_steps": 4, "refine_steps": 4,
+             "align_batch_size": 16, "refine_batch_size": 8},
+        ],
+        "bench": {"latency_queries": 10, "warmup": 2, "throughput_batch_size": 16},
+        "cache_dir": str(cache),
+    })
+
+
+@pytest.fixture(scope="module")
+def finished_run(demo_files, tiny_teacher, tmp_path_factory) -> RunDir:
+    root = tmp_path_factory.mktemp("run")
+    return run_recipe(small_config(demo_files, tiny_teacher, root / "cache"), root / "run", progress=False)
+
+
+def test_recipe_writes_every_artifact(finished_run: RunDir) -> None:
+    root = finished_run.root
+    for relative in ("config.yaml", "data/train.parquet", "data/test.parquet", "teacher/modules.json",
+                     "index/index.faiss", "baselines/static-untrained/modules.json",
+                     "students/static/aligned/modules.json", "students/static/refined/modules.json",
+                     "students/trunc/refined/modules.json", "metrics.json", "bench.json", "timings.json",
+                     "report.md"):
+        assert (root / relative).exists(), relative
+    assert not [p for p in root.rglob(".*") if p.name.startswith(".") and p.name != ".gitignore"]
+
+
+def test_splits_are_disjoint_by_query(finished_run: RunDir) -> None:
+    queries = {name: set(finished_run.split(name)["query"]) for name in ("train", "validation", "test")}
+    assert not queries["train"] & queries["test"]
+    assert not queries["train"] & queries["validation"]
+    assert not queries["validation"] & queries["test"]
+    pool = set(finished_run.query_pool())
+    assert not pool & queries["test"], "held-out queries must never be used for alignment"
+
+
+def test_metrics_cover_teacher_students_and_baselines(finished_run: RunDir) -> None:
+    metrics = json.loads((finished_run.root / "metrics.json").read_text())
+    systems = metrics["systems"]
+    expected = {"BM25", TEACHER_BASE, TEACHER, "static, untrained (own index)", "static (aligned)",
+                "static (refined)", "trunc (aligned)", "trunc (refined)"}
+    assert expected <= set(systems)
+    assert systems[TEACHER]["ndcg_recovery_%"] == pytest.approx(100.0)
+    for values in systems.values():
+        assert 0.0 <= values["ndcg@10"] <= 1.0
+        assert 0.0 <= values["recall@100"] <= 1.0
+    report = (finished_run.root / "report.md").read_text()
+    assert "NDCG@10" in report and "p50 ms" in report and "static (refined)" in report
+
+
+def test_bench_reports_latency_and_ratios(finished_run: RunDir) -> None:
+    bench = json.loads((finished_run.root / "bench.json").read_text())
+    assert bench["threads"]["torch_num_threads"] == 2
+    teacher = bench["encoders"]["teacher"]
+    assert teacher["latency_speedup_p50"] == pytest.approx(1.0)
+    for values in bench["encoders"].values():
+        lat = values["latency"]
+        assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
+        assert values["queries_per_s"] > 0
+
+
+def test_saved_student_loads_alone_and_searches_teacher_index(finished_run: RunDir) -> None:
+    folder = finished_run.student_dir("static", "refined")
+    student = SentenceTransformer(str(folder), device="cpu")
+    index = ItemIndex.load(finished_run.index_dir)
+    meta = read_student_meta(folder)
+    index.check_space(meta["teacher_space"])
+    query = finished_run.split("test")["query"].iloc[0]
+    embedding = student.encode([query], normalize_embeddings=True)
+    assert embedding.shape[1] == index.meta.dim
+    ids, scores = index.search(embedding, 5)
+    assert len(ids[0]) == 5 and set(ids[0]) <= set(finished_run.catalog["item_id"])
+    assert np.all(np.diff(scores[0]) <= 1e-6)
+
+
+def test_second_run_skips_finished_steps(finished_run: RunDir, demo_files, tiny_teacher) -> None:
+    config = finished_run.config
+    teacher_before = model_fingerprint(SentenceTransformer(str(finished_run.teacher_dir), device="cpu"))
+    student_file = finished_run.student_dir("static", "refined") / "model.safetensors"
+    mtime = student_file.stat().st_mtime_ns
+    run_recipe(config, finished_run.root, progress=False)
+    assert model_fingerprint(SentenceTransformer(str(finished_run.teacher_dir), device="cpu")) == teacher_before
+    assert student_file.stat().st_mtime_ns == mtime, "a finished student must not be retrained"
+
+
+def test_stale_student_is_refused_by_a_new_index(finished_run: RunDir, tmp_path: Path) -> None:
+    meta = read_student_meta(finished_run.student_dir("static", "refined"))
+    index = ItemIndex.load(finished_run.index_dir)
+    with pytest.raises(IndexMismatchError, match="rebuild the index"):
+        index.check_space(meta["teacher_space"][::-1])
+
+
+def test_evaluate_any_judged_file_with_custom_columns(finished_run: RunDir, tmp_path: Path) -> None:
+    test = finished_run.split("test")
+    custom = pd.DataFrame({"q": test["query"], "sku": test["item_id"], "grade": test["label"]})
+    path = tmp_path / "my_judgments.jsonl"
+    custom.to_json(path, orient="records", lines=True)
+    result = evaluate(finished_run, path, {"query_column": "q", "item_column": "sku", "label_column": "grade"},
+                      progress=False)
+    assert result["judgments"] == str(path)
+    assert result["queries"] == test["query"].nunique()
+
+
+def test_steps_need_their_inputs(tmp_path: Path, demo_files, tiny_teacher) -> None:
+    run = steps.prepare(small_config(demo_files, tiny_teacher, tmp_path / "cache"), tmp_path / "run")
+    with pytest.raises(StepMissingError, match="harness teacher"):
+        steps.index(run, progress=False)
+    with pytest.raises(StepMissingError, match="not a run directory"):
+        RunDir(tmp_path / "nowhere")
