@@ -41,14 +41,22 @@ def hnsw_against_exact(run: RunDir, k: int = 100) -> dict:
     start = time.perf_counter()
     approx_ids, _ = hnsw.search(query_emb, k)
     seconds = time.perf_counter() - start
-    return {"kind": "hnsw", "m": hnsw.meta.hnsw_m, "ef_search": hnsw.meta.hnsw_ef_search,
-            f"recall@{k}_vs_exact": recall_against_exact(approx_ids, exact_ids, k),
-            "build_seconds": hnsw.meta.build_seconds, "search_ms_per_query": 1000 * seconds / len(queries)}
+    return {
+        "kind": "hnsw",
+        "m": hnsw.meta.hnsw_m,
+        "ef_search": hnsw.meta.hnsw_ef_search,
+        f"recall@{k}_vs_exact": recall_against_exact(approx_ids, exact_ids, k),
+        "build_seconds": hnsw.meta.build_seconds,
+        "search_ms_per_query": 1000 * seconds / len(queries),
+    }
 
 
 def summarise(run: RunDir) -> dict:
-    metrics, bench, timings = run.read_json("metrics.json"), run.read_json("bench.json"), run.read_json(
-        "timings.json")
+    metrics, bench, timings = (
+        run.read_json("metrics.json"),
+        run.read_json("bench.json"),
+        run.read_json("timings.json"),
+    )
     systems = metrics["systems"]
     teacher_speed = bench["encoders"]["teacher"]
     students = {}
@@ -57,19 +65,32 @@ def summarise(run: RunDir) -> dict:
             continue
         speed = bench["encoders"].get(name)
         students[name] = {
-            "ndcg@10": values["ndcg@10"], "recall@100": values["recall@100"],
-            "ndcg_recovery_%": values["ndcg_recovery_%"], "recall_recovery_%": values["recall_recovery_%"],
-            **({"p50_ms": speed["latency"]["p50_ms"], "p99_ms": speed["latency"]["p99_ms"],
-                "latency_speedup_p50": speed["latency_speedup_p50"],
-                "throughput_ratio": speed["throughput_ratio"]} if speed else {}),
+            "ndcg@10": values["ndcg@10"],
+            "recall@100": values["recall@100"],
+            "ndcg_recovery_%": values["ndcg_recovery_%"],
+            "recall_recovery_%": values["recall_recovery_%"],
+            **(
+                {
+                    "p50_ms": speed["latency"]["p50_ms"],
+                    "p99_ms": speed["latency"]["p99_ms"],
+                    "latency_speedup_p50": speed["latency_speedup_p50"],
+                    "throughput_ratio": speed["throughput_ratio"],
+                }
+                if speed
+                else {}
+            ),
         }
     return {
         "queries": metrics["queries"],
-        "teacher": {"off_the_shelf": {k: systems[TEACHER_BASE][k] for k in ("ndcg@10", "recall@100")},
-                    "fine_tuned": {k: systems[TEACHER][k] for k in ("ndcg@10", "recall@100")},
-                    "p50_ms": teacher_speed["latency"]["p50_ms"], "queries_per_s": teacher_speed["queries_per_s"]},
-        "baselines": {n: {k: v[k] for k in ("ndcg@10", "recall@100")} for n, v in systems.items()
-                      if v["role"] == "baseline"},
+        "teacher": {
+            "off_the_shelf": {k: systems[TEACHER_BASE][k] for k in ("ndcg@10", "recall@100")},
+            "fine_tuned": {k: systems[TEACHER][k] for k in ("ndcg@10", "recall@100")},
+            "p50_ms": teacher_speed["latency"]["p50_ms"],
+            "queries_per_s": teacher_speed["queries_per_s"],
+        },
+        "baselines": {
+            n: {k: v[k] for k in ("ndcg@10", "recall@100")} for n, v in systems.items() if v["role"] == "baseline"
+        },
         "students": students,
         "phase_seconds": timings,
         "threads": bench["threads"],
@@ -78,20 +99,51 @@ def summarise(run: RunDir) -> dict:
 
 def print_summary(summary: dict, console: Console) -> None:
     table = Table(title=f"Home Depot, {summary['queries']} held-out queries")
-    for column in ("system", "NDCG@10", "R@100", "NDCG kept", "R@100 kept", "p50 ms", "speed-up", "throughput x"):
+    for column in (
+        "system",
+        "NDCG@10",
+        "R@100",
+        "NDCG kept",
+        "R@100 kept",
+        "p50 ms",
+        "speed-up",
+        "throughput x",
+    ):
         table.add_column(column, justify="right")
     t = summary["teacher"]
-    table.add_row("teacher off-the-shelf", f"{t['off_the_shelf']['ndcg@10']:.4f}",
-                  f"{t['off_the_shelf']['recall@100']:.4f}", "", "", "", "", "")
-    table.add_row("teacher fine-tuned", f"{t['fine_tuned']['ndcg@10']:.4f}", f"{t['fine_tuned']['recall@100']:.4f}",
-                  "100%", "100%", f"{t['p50_ms']:.2f}", "1x", "1x")
+    table.add_row(
+        "teacher off-the-shelf",
+        f"{t['off_the_shelf']['ndcg@10']:.4f}",
+        f"{t['off_the_shelf']['recall@100']:.4f}",
+        "",
+        "",
+        "",
+        "",
+        "",
+    )
+    table.add_row(
+        "teacher fine-tuned",
+        f"{t['fine_tuned']['ndcg@10']:.4f}",
+        f"{t['fine_tuned']['recall@100']:.4f}",
+        "100%",
+        "100%",
+        f"{t['p50_ms']:.2f}",
+        "1x",
+        "1x",
+    )
     for name, b in summary["baselines"].items():
         table.add_row(name, f"{b['ndcg@10']:.4f}", f"{b['recall@100']:.4f}", "", "", "", "", "")
     for name, s in summary["students"].items():
-        table.add_row(name, f"{s['ndcg@10']:.4f}", f"{s['recall@100']:.4f}", f"{s['ndcg_recovery_%']:.1f}%",
-                      f"{s['recall_recovery_%']:.1f}%", f"{s.get('p50_ms', float('nan')):.3f}",
-                      f"{s.get('latency_speedup_p50', float('nan')):.1f}x",
-                      f"{s.get('throughput_ratio', float('nan')):.1f}x")
+        table.add_row(
+            name,
+            f"{s['ndcg@10']:.4f}",
+            f"{s['recall@100']:.4f}",
+            f"{s['ndcg_recovery_%']:.1f}%",
+            f"{s['recall_recovery_%']:.1f}%",
+            f"{s.get('p50_ms', float('nan')):.3f}",
+            f"{s.get('latency_speedup_p50', float('nan')):.1f}x",
+            f"{s.get('throughput_ratio', float('nan')):.1f}x",
+        )
     console.print(table)
     console.print("phase wall times (s):", summary["phase_seconds"])
     if "hnsw" in summary:

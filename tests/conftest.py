@@ -25,18 +25,29 @@ def build_tiny_bert(folder: Path, texts: list[str], hidden: int = 32, layers: in
     word_piece = BertWordPieceTokenizer(lowercase=True)
     word_piece.train_from_iterator(texts, vocab_size=1500, min_frequency=1, show_progress=False)
     tokenizer = BertTokenizerFast(tokenizer_object=word_piece._tokenizer, do_lower_case=True)
-    tokenizer.add_special_tokens({"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]",
-                                  "unk_token": "[UNK]", "mask_token": "[MASK]"})
+    tokenizer.add_special_tokens(
+        {
+            "pad_token": "[PAD]",
+            "cls_token": "[CLS]",
+            "sep_token": "[SEP]",
+            "unk_token": "[UNK]",
+            "mask_token": "[MASK]",
+        }
+    )
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
     hf_dir = folder / "hf"
     BertModel(config).save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
     transformer = Transformer(str(hf_dir), max_seq_length=48)
-    model = SentenceTransformer(
-        modules=[transformer, Pooling(hidden, pooling_mode="mean"), Normalize()], device="cpu"
-    )
+    model = SentenceTransformer(modules=[transformer, Pooling(hidden, pooling_mode="mean"), Normalize()], device="cpu")
     out = folder / "model"
     model.save(str(out))
     return out
@@ -56,7 +67,11 @@ def tiny_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from harnesslm.data.demo import make_demo_shop
 
     shop = make_demo_shop(n_products=300, n_queries=150, n_unlabeled=100)
-    texts = [*shop.catalog["product_title"], *shop.judgments["search_term"], *shop.unlabeled_queries["search_term"]]
+    texts = [
+        *shop.catalog["product_title"],
+        *shop.judgments["search_term"],
+        *shop.unlabeled_queries["search_term"],
+    ]
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-teacher"), texts)
 
 

@@ -25,10 +25,28 @@ def test_prepare_with_custom_columns(tmp_path: Path) -> None:
     (tmp_path / "log.csv").write_text(
         "q,sku,grade\n" + "".join(f"query {i},{'A1' if i % 2 else 'B2'},3\n" for i in range(12))
     )
-    result = runner.invoke(app, ["prepare", "--out", str(tmp_path / "run"), "--catalog", str(tmp_path / "items.tsv"),
-                                 "--judgments", str(tmp_path / "log.csv"), "--id-column", "sku",
-                                 "--text-column", "name", "--query-column", "q", "--item-column", "sku",
-                                 "--label-column", "grade"])
+    result = runner.invoke(
+        app,
+        [
+            "prepare",
+            "--out",
+            str(tmp_path / "run"),
+            "--catalog",
+            str(tmp_path / "items.tsv"),
+            "--judgments",
+            str(tmp_path / "log.csv"),
+            "--id-column",
+            "sku",
+            "--text-column",
+            "name",
+            "--query-column",
+            "q",
+            "--item-column",
+            "sku",
+            "--label-column",
+            "grade",
+        ],
+    )
     assert result.exit_code == 0, result.output
     import pandas as pd
 
@@ -39,8 +57,18 @@ def test_prepare_with_custom_columns(tmp_path: Path) -> None:
 def test_bad_judgments_name_file_line_and_field(tmp_path: Path) -> None:
     (tmp_path / "items.csv").write_text("product_uid,product_title\n1,Hammer\n2,Nail\n")
     (tmp_path / "judged.csv").write_text("search_term,product_uid,relevance\nhammer,1,3\nnail,2,high\n")
-    result = runner.invoke(app, ["prepare", "--out", str(tmp_path / "run"), "--catalog",
-                                 str(tmp_path / "items.csv"), "--judgments", str(tmp_path / "judged.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "prepare",
+            "--out",
+            str(tmp_path / "run"),
+            "--catalog",
+            str(tmp_path / "items.csv"),
+            "--judgments",
+            str(tmp_path / "judged.csv"),
+        ],
+    )
     assert result.exit_code == 2
     assert "judged.csv" in result.output and "line 3" in result.output and "relevance" in result.output
     assert "Traceback" not in result.output
@@ -49,8 +77,18 @@ def test_bad_judgments_name_file_line_and_field(tmp_path: Path) -> None:
 def test_unknown_item_in_judgments_is_reported(tmp_path: Path) -> None:
     (tmp_path / "items.csv").write_text("product_uid,product_title\n1,Hammer\n")
     (tmp_path / "judged.csv").write_text("search_term,product_uid,relevance\nhammer,1,3\nnail,99,2\n")
-    result = runner.invoke(app, ["prepare", "--out", str(tmp_path / "run"), "--catalog",
-                                 str(tmp_path / "items.csv"), "--judgments", str(tmp_path / "judged.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "prepare",
+            "--out",
+            str(tmp_path / "run"),
+            "--catalog",
+            str(tmp_path / "items.csv"),
+            "--judgments",
+            str(tmp_path / "judged.csv"),
+        ],
+    )
     assert result.exit_code == 2
     assert "line 3" in result.output and "99" in result.output
 

@@ -102,9 +102,7 @@ def test_forced_format_overrides_suffix(tmp_path: Path) -> None:
 
 
 def test_ndjson_and_parquet_non_string_values(tmp_path: Path) -> None:
-    path = write_jsonl(
-        tmp_path / "j.ndjson", [{"q": "a", "id": 5, "rel": 2}, {"q": "b", "id": "05", "rel": 1.5}]
-    )
+    path = write_jsonl(tmp_path / "j.ndjson", [{"q": "a", "id": 5, "rel": 2}, {"q": "b", "id": "05", "rel": 1.5}])
     judgments = load_judgments(path, None, query_column="q", item_column="id", label_column="rel")
     assert judgments["item_id"].tolist() == ["5", "05"]
     assert judgments["label"].tolist() == [2.0, 1.5]
@@ -119,9 +117,7 @@ def test_ndjson_and_parquet_non_string_values(tmp_path: Path) -> None:
 
 
 def test_catalog_merges_duplicates_and_warns_on_conflicts(tmp_path: Path, caplog) -> None:
-    path = write(
-        tmp_path / "p.csv", "product_uid,product_title\n1,Saw\n2,Drill\n1,Saw\n2,Other drill\n3,Nail\n"
-    )
+    path = write(tmp_path / "p.csv", "product_uid,product_title\n1,Saw\n2,Drill\n1,Saw\n2,Other drill\n3,Nail\n")
     with caplog.at_level(logging.WARNING, logger="harnesslm.data.loading"):
         catalog = load_catalog(path)
     assert catalog["item_id"].tolist() == ["1", "2", "3"]
@@ -244,9 +240,7 @@ def test_empty_id_names_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_empty_text_names_file_line_and_field(tmp_path: Path) -> None:
-    path = write_jsonl(
-        tmp_path / "p.jsonl", [{"product_uid": "1", "product_title": "a"}, {"product_uid": "2"}]
-    )
+    path = write_jsonl(tmp_path / "p.jsonl", [{"product_uid": "1", "product_title": "a"}, {"product_uid": "2"}])
     assert str(error_of(load_catalog, path)) == f"{path}, line 2, field 'product_title': empty text"
 
 

@@ -167,9 +167,7 @@ def test_vocabulary_tables_are_consistent() -> None:
     assert any(a & b for i, a in enumerate(brands_per_category) for b in brands_per_category[i + 1 :])
 
 
-def test_jargon_never_appears_in_titles_and_always_means_one_type(
-    shop: DemoShop, titled: pd.DataFrame
-) -> None:
+def test_jargon_never_appears_in_titles_and_always_means_one_type(shop: DemoShop, titled: pd.DataFrame) -> None:
     catalog_text = "\n".join(_clean(t) for t in shop.catalog.product_title)
     queries = titled.search_term.unique()
     used = 0
@@ -208,10 +206,7 @@ def test_brand_queries_reward_the_named_brand(titled: pd.DataFrame) -> None:
     exact = branded[branded.relevance == 3.0]
     assert all(t.startswith(q.split()[0]) for q, t in zip(exact.search_term, exact.title, strict=True))
     other_brand = branded[branded.relevance == 2.67]
-    assert any(
-        not t.startswith(q.split()[0])
-        for q, t in zip(other_brand.search_term, other_brand.title, strict=True)
-    )
+    assert any(not t.startswith(q.split()[0]) for q, t in zip(other_brand.search_term, other_brand.title, strict=True))
 
 
 def test_attributes_decide_between_near_duplicates(titled: pd.DataFrame) -> None:

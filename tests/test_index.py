@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import harnesslm.index.embeddings as embeddings_module
+from harnesslm.index import embeddings as embeddings_module
 from harnesslm.index.embeddings import cached_encode, encode
 from harnesslm.index.item_index import IndexMismatchError, ItemIndex, recall_against_exact
 from harnesslm.models.students import load_model
@@ -37,10 +37,11 @@ def _random_unit(n: int, dim: int, seed: int) -> np.ndarray:
 def test_exact_search_ids_order_and_scores() -> None:
     index = _hand_index()
     assert index.meta.kind == "exact" and index.meta.dim == 3 and index.meta.size == 4
-    queries = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+    queries = np.array([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]], dtype=np.float32)
     ids, scores = index.search(queries, k=3)
-    assert ids == [["a", "b", "c"], ["d", "b", "a"]]
-    np.testing.assert_allclose(scores, [[1.0, 0.8, 0.0], [0.8, 0.6, 0.0]], atol=1e-6)
+    # second query: a 0.0, b 0.36, c 0.8, d 0.48
+    assert ids == [["a", "b", "c"], ["c", "d", "b"]]
+    np.testing.assert_allclose(scores, [[1.0, 0.8, 0.0], [0.8, 0.48, 0.36]], atol=1e-6)
     # a single 1-d query is accepted as one row
     one_ids, one_scores = index.search(np.array([0.0, 0.0, 1.0]), k=1)
     assert one_ids == [["c"]]
@@ -158,9 +159,7 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def test_cached_encode_hits_and_misses(
-    tiny_teacher: Path, cache_env: Path, counted_encode: list[int]
-) -> None:
+def test_cached_encode_hits_and_misses(tiny_teacher: Path, cache_env: Path, counted_encode: list[int]) -> None:
     model = load_model(str(tiny_teacher))
     cache = cache_env / "embeddings"
 
@@ -183,7 +182,8 @@ def test_cached_encode_hits_and_misses(
 
     # a perturbed model: a miss, and different embeddings
     with torch.no_grad():
-        model[0].auto_model.embeddings.word_embeddings.weight.add_(0.05)
+        weight = model[0].auto_model.embeddings.word_embeddings.weight
+        weight.add_(0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
     perturbed = cached_encode(model, TEXTS, cache, progress=False)
     assert counted_encode == [4, 3, 4, 4]
     assert not np.allclose(perturbed, first, atol=1e-4)

@@ -29,9 +29,7 @@ def test_hand_computed_values() -> None:
     #   IDCG = 2/log2(2) + 1/log2(3) + 0/log2(4)             = 2 + 0.63093     = 2.63093
     #   NDCG@10 = 0.64332; the one relevant item is at rank 2: recall 1, P@10 = 0.1, RR = 1/2.
     ndcg_q1 = (2 / math.log2(3) + 1 / math.log2(5)) / (2 + 1 / math.log2(3))
-    assert report.per_query["q1"] == pytest.approx(
-        {"ndcg@10": ndcg_q1, "recall@100": 1.0, "p@10": 0.1, "mrr@10": 0.5}
-    )
+    assert report.per_query["q1"] == pytest.approx({"ndcg@10": ndcg_q1, "recall@100": 1.0, "p@10": 0.1, "mrr@10": 0.5})
     assert ndcg_q1 == pytest.approx(0.64332, abs=1e-5)
     # q2 has no ranking: 0 everywhere. q3's single item has gain 1 at rank 1 (NDCG 1) but is not relevant.
     assert report.per_query["q2"] == {"ndcg@10": 0.0, "recall@100": 0.0, "p@10": 0.0, "mrr@10": 0.0}
@@ -46,9 +44,7 @@ def test_hand_computed_values() -> None:
 
 def test_cutoffs_name_the_keys_and_apply() -> None:
     qrels = {"q": {"a": 3.0, "b": 3.0}}
-    report = evaluate_rankings(
-        {"q": ["x", "y", "a", "b"]}, qrels, ndcg_k=2, recall_k=3, precision_k=4, mrr_k=2
-    )
+    report = evaluate_rankings({"q": ["x", "y", "a", "b"]}, qrels, ndcg_k=2, recall_k=3, precision_k=4, mrr_k=2)
     assert list(report.means) == ["ndcg@2", "recall@3", "p@4", "mrr@2"]
     assert report.means == pytest.approx({"ndcg@2": 0.0, "recall@3": 0.5, "p@4": 0.5, "mrr@2": 0.0})
 

@@ -169,9 +169,7 @@ def test_texts_fingerprint_is_order_and_boundary_sensitive() -> None:
 
 # truncated student -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("layers", [1, 2])
-def test_truncated_student_same_dim_has_no_projection(
-    tiny_teacher: Path, tmp_path: Path, layers: int
-) -> None:
+def test_truncated_student_same_dim_has_no_projection(tiny_teacher: Path, tmp_path: Path, layers: int) -> None:
     student = truncated_student(load_model(str(tiny_teacher)), layers, teacher_dim=32, max_seq_length=16)
     auto_model = student[0].auto_model
     assert len(auto_model.encoder.layer) == layers

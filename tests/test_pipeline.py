@@ -21,23 +21,39 @@ from harnesslm.pipeline.run_dir import RunDir, StepMissingError
 
 
 def small_config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfig:
-    return RunConfig.model_validate({
-        "data": {
-            "catalog": {"path": demo_files["catalog"]},
-            "judgments": {"path": demo_files["judgments"]},
-            "extra_queries": [{"path": demo_files["unlabeled_queries"]}],
-            "split": [0.6, 0.2, 0.2],
-        },
-        "teacher": {"model": str(teacher), "max_steps": 4, "batch_size": 8, "learning_rate": 1e-3},
-        "students": [
-            {"name": "static", "kind": "static", "pca_dims": 16, "align_steps": 20, "refine_steps": 10,
-             "align_batch_size": 32, "refine_batch_size": 16},
-            {"name": "trunc", "kind": "truncated", "layers": 1, "align_steps": 4, "refine_steps": 4,
-             "align_batch_size": 16, "refine_batch_size": 8},
-        ],
-        "bench": {"latency_queries": 10, "warmup": 2, "throughput_batch_size": 16},
-        "cache_dir": str(cache),
-    })
+    return RunConfig.model_validate(
+        {
+            "data": {
+                "catalog": {"path": demo_files["catalog"]},
+                "judgments": {"path": demo_files["judgments"]},
+                "extra_queries": [{"path": demo_files["unlabeled_queries"]}],
+                "split": [0.6, 0.2, 0.2],
+            },
+            "teacher": {"model": str(teacher), "max_steps": 4, "batch_size": 8, "learning_rate": 1e-3},
+            "students": [
+                {
+                    "name": "static",
+                    "kind": "static",
+                    "pca_dims": 16,
+                    "align_steps": 20,
+                    "refine_steps": 10,
+                    "align_batch_size": 32,
+                    "refine_batch_size": 16,
+                },
+                {
+                    "name": "trunc",
+                    "kind": "truncated",
+                    "layers": 1,
+                    "align_steps": 4,
+                    "refine_steps": 4,
+                    "align_batch_size": 16,
+                    "refine_batch_size": 8,
+                },
+            ],
+            "bench": {"latency_queries": 10, "warmup": 2, "throughput_batch_size": 16},
+            "cache_dir": str(cache),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +64,21 @@ def finished_run(demo_files, tiny_teacher, tmp_path_factory) -> RunDir:
 
 def test_recipe_writes_every_artifact(finished_run: RunDir) -> None:
     root = finished_run.root
-    for relative in ("config.yaml", "data/train.parquet", "data/test.parquet", "teacher/modules.json",
-                     "index/index.faiss", "baselines/static-untrained/modules.json",
-                     "students/static/aligned/modules.json", "students/static/refined/modules.json",
-                     "students/trunc/refined/modules.json", "metrics.json", "bench.json", "timings.json",
-                     "report.md"):
+    for relative in (
+        "config.yaml",
+        "data/train.parquet",
+        "data/test.parquet",
+        "teacher/modules.json",
+        "index/index.faiss",
+        "baselines/static-untrained/modules.json",
+        "students/static/aligned/modules.json",
+        "students/static/refined/modules.json",
+        "students/trunc/refined/modules.json",
+        "metrics.json",
+        "bench.json",
+        "timings.json",
+        "report.md",
+    ):
         assert (root / relative).exists(), relative
     assert not [p for p in root.rglob(".*") if p.name.startswith(".") and p.name != ".gitignore"]
 
@@ -69,8 +95,16 @@ def test_splits_are_disjoint_by_query(finished_run: RunDir) -> None:
 def test_metrics_cover_teacher_students_and_baselines(finished_run: RunDir) -> None:
     metrics = json.loads((finished_run.root / "metrics.json").read_text())
     systems = metrics["systems"]
-    expected = {"BM25", TEACHER_BASE, TEACHER, "static, untrained (own index)", "static (aligned)",
-                "static (refined)", "trunc (aligned)", "trunc (refined)"}
+    expected = {
+        "BM25",
+        TEACHER_BASE,
+        TEACHER,
+        "static, untrained (own index)",
+        "static (aligned)",
+        "static (refined)",
+        "trunc (aligned)",
+        "trunc (refined)",
+    }
     assert expected <= set(systems)
     assert systems[TEACHER]["ndcg_recovery_%"] == pytest.approx(100.0)
     for values in systems.values():
@@ -127,8 +161,12 @@ def test_evaluate_any_judged_file_with_custom_columns(finished_run: RunDir, tmp_
     custom = pd.DataFrame({"q": test["query"], "sku": test["item_id"], "grade": test["label"]})
     path = tmp_path / "my_judgments.jsonl"
     custom.to_json(path, orient="records", lines=True)
-    result = evaluate(finished_run, path, {"query_column": "q", "item_column": "sku", "label_column": "grade"},
-                      progress=False)
+    result = evaluate(
+        finished_run,
+        path,
+        {"query_column": "q", "item_column": "sku", "label_column": "grade"},
+        progress=False,
+    )
     assert result["judgments"] == str(path)
     assert result["queries"] == test["query"].nunique()
 
@@ -136,6 +174,6 @@ def test_evaluate_any_judged_file_with_custom_columns(finished_run: RunDir, tmp_
 def test_steps_need_their_inputs(tmp_path: Path, demo_files, tiny_teacher) -> None:
     run = steps.prepare(small_config(demo_files, tiny_teacher, tmp_path / "cache"), tmp_path / "run")
     with pytest.raises(StepMissingError, match="harness teacher"):
-        steps.index(run, progress=False)
+        steps.build_index(run, progress=False)
     with pytest.raises(StepMissingError, match="not a run directory"):
         RunDir(tmp_path / "nowhere")

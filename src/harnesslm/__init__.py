@@ -6,7 +6,7 @@ The public API is the same set of steps the ``harness`` command runs::
     from harnesslm import load_config, run_recipe
     run = run_recipe(load_config("configs/homedepot.yaml"), "runs/homedepot")
 
-or step by step: ``prepare``, ``teacher``, ``index``, ``align``, ``refine``, ``evaluate``, ``bench``.
+or step by step: ``prepare``, ``teacher``, ``build_index``, ``align``, ``refine``, ``evaluate``, ``bench``.
 """
 
 from harnesslm.config import RunConfig, StudentConfig, load_config
@@ -15,7 +15,7 @@ from harnesslm.pipeline.evaluate import evaluate
 from harnesslm.pipeline.recipe import demo_config, run_recipe
 from harnesslm.pipeline.report import write_report
 from harnesslm.pipeline.run_dir import RunDir
-from harnesslm.pipeline.steps import align, index, prepare, refine, teacher
+from harnesslm.pipeline.steps import align, build_index, prepare, refine, teacher
 
 __version__ = "0.1.0"
 
@@ -25,9 +25,9 @@ __all__ = [
     "StudentConfig",
     "align",
     "bench",
+    "build_index",
     "demo_config",
     "evaluate",
-    "index",
     "load_config",
     "prepare",
     "refine",

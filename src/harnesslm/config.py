@@ -127,9 +127,7 @@ def _default_students() -> list[StudentConfig]:
 
 
 class EvalConfig(_Section):
-    baselines: list[Literal["bm25", "static-untrained"]] = Field(
-        default_factory=lambda: ["bm25", "static-untrained"]
-    )
+    baselines: list[Literal["bm25", "static-untrained"]] = Field(default_factory=lambda: ["bm25", "static-untrained"])
     max_queries: int | None = None
     k: int = 100
 

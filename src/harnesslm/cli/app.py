@@ -102,23 +102,37 @@ def prepare(
     query_column: Annotated[str | None, typer.Option(help="Judgments column with the query.")] = None,
     item_column: Annotated[str | None, typer.Option(help="Judgments column with the item id.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Judgments column with the graded label.")] = None,
-    teacher_model: Annotated[str | None, typer.Option("--teacher", help="Teacher model: path, hub id or "
-                                                      "bundled:all-MiniLM-L6-v2 / bundled:all-mpnet-base-v2.")]
-    = None,
+    teacher_model: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            help="Teacher model: path, hub id or bundled:all-MiniLM-L6-v2 / bundled:all-mpnet-base-v2.",
+        ),
+    ] = None,
 ) -> None:
     """Load, validate and split the data by query; write the run directory and its resolved config."""
     from harnesslm.pipeline import steps
 
     def action() -> None:
-        cfg = _config_from_flags(config, catalog, judgments, id_column, text_column, query_column,
-                                 item_column, label_column, teacher_model)
+        cfg = _config_from_flags(
+            config,
+            catalog,
+            judgments,
+            id_column,
+            text_column,
+            query_column,
+            item_column,
+            label_column,
+            teacher_model,
+        )
         steps.prepare(cfg, out)
 
     _guard(action)
 
 
-def _config_from_flags(config: Path | None, catalog: Path | None, judgments: Path | None,
-                       *columns_and_teacher: str | None) -> RunConfig:
+def _config_from_flags(
+    config: Path | None, catalog: Path | None, judgments: Path | None, *columns_and_teacher: str | None
+) -> RunConfig:
     id_column, text_column, query_column, item_column, label_column, teacher_model = columns_and_teacher
     raw: dict = load_config(config).model_dump() if config else {"data": {}}
     data = raw["data"]
@@ -126,10 +140,13 @@ def _config_from_flags(config: Path | None, catalog: Path | None, judgments: Pat
         data["catalog"] = {**data.get("catalog", {}), "path": catalog.resolve()}
     if judgments:
         data["judgments"] = {**data.get("judgments", {}), "path": judgments.resolve()}
-    for section, key, value in (("catalog", "id_column", id_column), ("catalog", "text_column", text_column),
-                                ("judgments", "query_column", query_column),
-                                ("judgments", "item_column", item_column),
-                                ("judgments", "label_column", label_column)):
+    for section, key, value in (
+        ("catalog", "id_column", id_column),
+        ("catalog", "text_column", text_column),
+        ("judgments", "query_column", query_column),
+        ("judgments", "item_column", item_column),
+        ("judgments", "label_column", label_column),
+    ):
         if value is not None:
             data.setdefault(section, {})[key] = value
     if teacher_model:
@@ -171,7 +188,7 @@ def index(
         if kind:
             run.config.index.kind = kind  # type: ignore[assignment]
             run.save_config()
-        steps.index(run)
+        steps.build_index(run)
 
     _guard(action)
 
@@ -195,8 +212,7 @@ def refine(run_dir: RunArg, student: StudentOpt = None) -> None:
 @app.command()
 def evaluate(
     run_dir: RunArg,
-    judgments: Annotated[Path | None, typer.Option(help="Any judged query file; default: the test split.")]
-    = None,
+    judgments: Annotated[Path | None, typer.Option(help="Any judged query file; default: the test split.")] = None,
     query_column: Annotated[str, typer.Option(help="Column with the query.")] = "search_term",
     item_column: Annotated[str, typer.Option(help="Column with the item id.")] = "product_uid",
     label_column: Annotated[str, typer.Option(help="Column with the graded label.")] = "relevance",

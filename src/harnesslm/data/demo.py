@@ -659,9 +659,7 @@ class DemoShop:
     unlabeled_queries: pd.DataFrame  # search_term (str): extra queries without judgments, for distillation
 
 
-def make_demo_shop(
-    n_products: int = 2000, n_queries: int = 600, n_unlabeled: int = 800, seed: int = 0
-) -> DemoShop:
+def make_demo_shop(n_products: int = 2000, n_queries: int = 600, n_unlabeled: int = 800, seed: int = 0) -> DemoShop:
     """Generate ``n_products`` products, ``n_queries`` judged queries and ``n_unlabeled`` unjudged ones.
 
     Each part draws from its own seeded stream, so the catalog does not change with the number of queries.
@@ -676,9 +674,7 @@ def make_demo_shop(
     unlabeled = _draw_queries(
         index, n_unlabeled, Random(f"demo-unlabeled-{seed}"), exclude={spec.term for spec in labeled}
     )
-    catalog = pd.DataFrame(
-        {"product_uid": [p.uid for p in products], "product_title": [p.title for p in products]}
-    )
+    catalog = pd.DataFrame({"product_uid": [p.uid for p in products], "product_title": [p.title for p in products]})
     judgments = pd.DataFrame(
         {
             "search_term": [r[0] for r in rows],
@@ -988,9 +984,7 @@ def _judge(spec: _QuerySpec, index: _ShopIndex, rng: Random) -> list[tuple[str, 
     complement_types = sorted({c for t in spec.primary for c in index.complements[t]} - taken_types)
     if not complement_types and spec.seed is None:
         category = _TYPES_BY_KEY[spec.primary[0]].category
-        complement_types = [
-            t.key for t in _PRODUCT_TYPES if t.category == category and t.key in index.by_type
-        ]
+        complement_types = [t.key for t in _PRODUCT_TYPES if t.category == category and t.key in index.by_type]
         complement_types = [t for t in complement_types if t not in taken_types]
     for _ in range(rng.randint(0, 2) if complement_types else 0):
         i = rng.choice(index.by_type[rng.choice(complement_types)])
@@ -1009,9 +1003,7 @@ def _judge(spec: _QuerySpec, index: _ShopIndex, rng: Random) -> list[tuple[str, 
     return rows
 
 
-def _exact_and_substitutes(
-    spec: _QuerySpec, index: _ShopIndex, rng: Random, graded: dict[int, float]
-) -> None:
+def _exact_and_substitutes(spec: _QuerySpec, index: _ShopIndex, rng: Random, graded: dict[int, float]) -> None:
     """Products of the asked-for type, graded by how many of the query's constraints they miss."""
     same = index.by_type[spec.primary[0]]
     tiers: dict[float, list[int]] = {}

@@ -52,7 +52,5 @@ class DataError(ValueError):
         return _rebuild, (self.reason, self.path, self.line, self.row, self.field)
 
 
-def _rebuild(
-    reason: str, path: Path | None, line: int | None, row: int | None, field: str | None
-) -> DataError:
+def _rebuild(reason: str, path: Path | None, line: int | None, row: int | None, field: str | None) -> DataError:
     return DataError(reason, path=path, line=line, row=row, field=field)

@@ -101,9 +101,7 @@ def evaluate_rankings(
     }
     means = {name: float(values.mean()) if qids else math.nan for name, values in columns.items()}
     per_query_columns = {name: values.tolist() for name, values in columns.items()}
-    per_query = {
-        qid: {name: values[row] for name, values in per_query_columns.items()} for row, qid in enumerate(qids)
-    }
+    per_query = {qid: {name: values[row] for name, values in per_query_columns.items()} for row, qid in enumerate(qids)}
     return MetricReport(means=means, per_query=per_query, n_queries=len(qids))
 
 
@@ -114,9 +112,7 @@ def recovery(student: float, teacher: float) -> float:
     return 100.0 * student / teacher
 
 
-def _label_matrix(
-    qids: Sequence[str], rankings: Mapping[str, Sequence[str]], qrels: Qrels, depth: int
-) -> np.ndarray:
+def _label_matrix(qids: Sequence[str], rankings: Mapping[str, Sequence[str]], qrels: Qrels, depth: int) -> np.ndarray:
     """Labels of the top ``depth`` ranked items per query; ``-inf`` for unjudged items and padding."""
     labels = np.full((len(qids), depth), -np.inf)
     for row, qid in enumerate(qids):
@@ -151,9 +147,7 @@ def _ideal_gains(qids: Sequence[str], qrels: Qrels, scale: RelevanceScale, k: in
 
 def _n_relevant(qids: Sequence[str], qrels: Qrels, scale: RelevanceScale) -> np.ndarray:
     """Number of relevant judged items per query."""
-    return np.array(
-        [sum(label >= scale.relevant_at for label in qrels[qid].values()) for qid in qids], dtype=float
-    )
+    return np.array([sum(label >= scale.relevant_at for label in qrels[qid].values()) for qid in qids], dtype=float)
 
 
 def _ndcg(gains: np.ndarray, ideal: np.ndarray, k: int) -> np.ndarray:

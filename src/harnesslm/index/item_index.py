@@ -85,9 +85,7 @@ class ItemIndex:
         """Top-``k`` item ids and scores for each query embedding (rows of ``queries``)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.meta.dim:
-            raise IndexMismatchError(
-                f"query embeddings have {queries.shape[1]} dimensions, the index {self.meta.dim}"
-            )
+            raise IndexMismatchError(f"query embeddings have {queries.shape[1]} dimensions, the index {self.meta.dim}")
         k = min(k, self.meta.size)
         scores, rows = self.index.search(queries, k)
         ids = [[self.item_ids[r] for r in row if r >= 0] for row in rows]
@@ -122,5 +120,5 @@ def recall_against_exact(approx: list[list[str]], exact: list[list[str]], k: int
     """Mean overlap of the approximate top-k with the exact top-k (the usual ANN recall@k)."""
     if not exact:
         return float("nan")
-    overlaps = [len(set(a[:k]) & set(e[:k])) / max(len(e[:k]), 1) for a, e in zip(approx, exact)]
+    overlaps = [len(set(a[:k]) & set(e[:k])) / max(len(e[:k]), 1) for a, e in zip(approx, exact, strict=True)]
     return float(np.mean(overlaps))

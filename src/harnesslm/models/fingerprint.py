@@ -11,13 +11,15 @@ from sentence_transformers import SentenceTransformer
 
 
 def model_fingerprint(model: SentenceTransformer) -> str:
-    """sha256 over the model's module layout and every weight, in a fixed order (16 hex chars).
+    """sha256 over the model's modules (class and settings, such as the pooling mode) and every weight, in a
+    fixed order (16 hex chars).
 
     Two models that embed differently cannot share a fingerprint; loading the same folder twice gives the same
     one. Hashing 110M parameters takes about a second, small next to encoding anything with such a model.
     """
     digest = hashlib.sha256()
-    digest.update(json.dumps([type(module).__name__ for module in model], sort_keys=True).encode())
+    layout = [[type(module).__name__, _config_of(module)] for module in model]
+    digest.update(json.dumps(layout, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
@@ -32,3 +34,8 @@ def texts_fingerprint(texts: Iterable[str]) -> str:
         digest.update(text.encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()[:16]
+
+
+def _config_of(module: torch.nn.Module) -> dict:
+    get_config = getattr(module, "get_config_dict", None)
+    return get_config() if callable(get_config) else {}

@@ -11,6 +11,7 @@ teacher's item index directly: nothing is re-indexed.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -82,7 +83,11 @@ def static_student(table: StaticEmbedding, teacher_dim: int) -> SentenceTransfor
 def truncated_student(
     base: SentenceTransformer, layers: int, teacher_dim: int, max_seq_length: int | None = None
 ) -> SentenceTransformer:
-    """Keep the first ``layers`` transformer layers of ``base``; project to ``teacher_dim`` if it differs."""
+    """The first ``layers`` transformer layers of a copy of ``base`` (left untouched), with its pooling; a
+    projection to ``teacher_dim`` is added when the pooled dimension differs. Any ``Dense``/``Normalize`` of
+    ``base`` is dropped: the projection replaces it.
+    """
+    base = copy.deepcopy(base)
     transformer = base[0]
     if not isinstance(transformer, Transformer):
         raise ValueError("a truncated student needs a base model whose first module is a Transformer")
@@ -95,7 +100,7 @@ def truncated_student(
     if max_seq_length is not None:
         transformer.max_seq_length = max_seq_length
     modules = [m for m in base if not isinstance(m, Normalize | Dense)]
-    dim = embedding_dim(base)
+    dim = embedding_dim(SentenceTransformer(modules=modules, device="cpu"))
     if dim != teacher_dim:
         modules.append(_projection(dim, teacher_dim))
     modules.append(Normalize())

@@ -32,10 +32,15 @@ def bench(run: RunDir, names: list[str] | None = None) -> dict:
                 latency = measure_latency(lambda q, s=searcher: s.encode([q], batch_size=1), queries, cfg.warmup)
                 e2e = measure_latency(lambda q, s=searcher: s.search([q], 10), queries, cfg.warmup)
                 throughput = measure_throughput(
-                    lambda batch, s=searcher: s.encode(batch, cfg.throughput_batch_size), queries,
-                    cfg.throughput_batch_size)
-                results[name] = {"latency": asdict(latency), "search_latency": asdict(e2e),
-                                 "queries_per_s": throughput}
+                    lambda batch, s=searcher: s.encode(batch, cfg.throughput_batch_size),
+                    queries,
+                    cfg.throughput_batch_size,
+                )
+                results[name] = {
+                    "latency": asdict(latency),
+                    "search_latency": asdict(e2e),
+                    "queries_per_s": throughput,
+                }
                 console.print(f"{name}: p50 {latency.p50_ms:.2f} ms, {throughput:,.0f} queries/s")
         teacher = results["teacher"]
         for values in results.values():

@@ -35,14 +35,13 @@ def run_recipe(config: RunConfig, root: Path, force: bool = False, progress: boo
     else:
         console.print("[dim]teacher: already trained, skipped")
     if force or not _index_is_current(run):
-        steps.index(run, progress)
+        steps.build_index(run, progress)
     else:
         console.print("[dim]index: current, skipped")
     stale = [s.name for s in run.students() if force or not _student_is_current(run, s, "aligned")]
     if stale:
         steps.align(run, stale, progress)
-    stale = [s.name for s in run.students() if force or not _student_is_current(run, s, "refined")
-             or s.name in stale]
+    stale = [s.name for s in run.students() if force or not _student_is_current(run, s, "refined") or s.name in stale]
     if stale:
         steps.refine(run, stale, progress)
     evaluate(run, progress=progress)
@@ -65,17 +64,31 @@ def _student_is_current(run: RunDir, student: StudentConfig, phase: str) -> bool
 def demo_config(data_dir: Path) -> RunConfig:
     """Settings sized so the demo finishes in a few minutes on 2 CPU cores."""
     files = write_demo_shop(data_dir, n_products=2000, n_queries=1200, n_unlabeled=1200)
-    return RunConfig.model_validate({
-        "data": {
-            "catalog": {"path": files["catalog"]},
-            "judgments": {"path": files["judgments"]},
-            "extra_queries": [{"path": files["unlabeled_queries"]}],
-        },
-        "teacher": TeacherConfig(model="bundled:all-MiniLM-L6-v2", max_steps=40, batch_size=32,
-                                 learning_rate=5e-5, max_seq_length=48).model_dump(),
-        "students": [
-            StudentConfig(name="static", kind="static", align_steps=300, refine_steps=150).model_dump(),
-            StudentConfig(name="truncated-2l", kind="truncated", layers=2, align_steps=60, refine_steps=40,
-                          align_learning_rate=1e-4, refine_learning_rate=3e-5).model_dump(),
-        ],
-    })
+    return RunConfig.model_validate(
+        {
+            "data": {
+                "catalog": {"path": files["catalog"]},
+                "judgments": {"path": files["judgments"]},
+                "extra_queries": [{"path": files["unlabeled_queries"]}],
+            },
+            "teacher": TeacherConfig(
+                model="bundled:all-MiniLM-L6-v2",
+                max_steps=40,
+                batch_size=32,
+                learning_rate=5e-5,
+                max_seq_length=48,
+            ).model_dump(),
+            "students": [
+                StudentConfig(name="static", kind="static", align_steps=300, refine_steps=150).model_dump(),
+                StudentConfig(
+                    name="truncated-2l",
+                    kind="truncated",
+                    layers=2,
+                    align_steps=60,
+                    refine_steps=40,
+                    align_learning_rate=1e-4,
+                    refine_learning_rate=3e-5,
+                ).model_dump(),
+            ],
+        }
+    )

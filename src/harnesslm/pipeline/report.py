@@ -32,41 +32,78 @@ def quality_table(metrics: dict) -> str:
 
 
 def speed_table(bench: dict) -> str:
-    header = ["encoder", "p50 ms", "p95 ms", "p99 ms", "queries/s", "speed-up p50", "throughput x",
-              "encode+search p50 ms"]
+    header = [
+        "encoder",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "queries/s",
+        "speed-up p50",
+        "throughput x",
+        "encode+search p50 ms",
+    ]
     rows = []
     for name, v in bench.get("encoders", {}).items():
         lat = v["latency"]
-        rows.append([name, _fmt(lat["p50_ms"], 3), _fmt(lat["p95_ms"], 3), _fmt(lat["p99_ms"], 3),
-                     f"{v['queries_per_s']:,.0f}", f"{v['latency_speedup_p50']:.1f}x",
-                     f"{v['throughput_ratio']:.1f}x", _fmt(v["search_latency"]["p50_ms"], 3)])
+        rows.append(
+            [
+                name,
+                _fmt(lat["p50_ms"], 3),
+                _fmt(lat["p95_ms"], 3),
+                _fmt(lat["p99_ms"], 3),
+                f"{v['queries_per_s']:,.0f}",
+                f"{v['latency_speedup_p50']:.1f}x",
+                f"{v['throughput_ratio']:.1f}x",
+                _fmt(v["search_latency"]["p50_ms"], 3),
+            ]
+        )
     return _table(header, rows)
 
 
 def render(run: RunDir) -> str:
     """The whole report as Markdown."""
-    metrics, bench, timings, data = (run.read_json(n) for n in
-                                     ("metrics.json", "bench.json", "timings.json", "data.json"))
+    metrics, bench, timings, data = (
+        run.read_json(n) for n in ("metrics.json", "bench.json", "timings.json", "data.json")
+    )
     parts = [f"# harness-lm report: `{run.root.name}`", ""]
     if data:
-        parts += [f"Catalog: {data['items']:,} items; judgments: {data['judgments']:,}; queries per split: "
-                  f"{data['queries']}; alignment pool: {data['query_pool']:,} queries.", ""]
+        parts += [
+            f"Catalog: {data['items']:,} items; judgments: {data['judgments']:,}; queries per split: "
+            f"{data['queries']}; alignment pool: {data['query_pool']:,} queries.",
+            "",
+        ]
     parts += [f"Teacher: `{run.config.teacher.model}`; index: {run.config.index.kind}.", ""]
     if metrics:
-        parts += [f"## Retrieval quality ({metrics['queries']:,} held-out queries, {metrics['judgments']})", "",
-                  quality_table(metrics), "",
-                  "Recovery is the share of the fine-tuned teacher's score that a system keeps.", ""]
+        parts += [
+            f"## Retrieval quality ({metrics['queries']:,} held-out queries, {metrics['judgments']})",
+            "",
+            quality_table(metrics),
+            "",
+            "Recovery is the share of the fine-tuned teacher's score that a system keeps.",
+            "",
+        ]
         if "ann_recall" in metrics:
             ann = metrics["ann_recall"]
-            parts += [f"ANN index ({ann['kind']}): " + ", ".join(f"{k} = {v:.4f}" for k, v in ann.items()
-                                                                   if k != "kind"), ""]
+            parts += [
+                f"ANN index ({ann['kind']}): " + ", ".join(f"{k} = {v:.4f}" for k, v in ann.items() if k != "kind"),
+                "",
+            ]
     if bench:
         threads = bench["threads"]
-        parts += [f"## Query encoder speed ({bench['queries']} queries, batch 1 latency after warm-up, "
-                  f"torch threads = {threads.get('torch_num_threads')})", "", speed_table(bench), ""]
+        parts += [
+            f"## Query encoder speed ({bench['queries']} queries, batch 1 latency after warm-up, "
+            f"torch threads = {threads.get('torch_num_threads')})",
+            "",
+            speed_table(bench),
+            "",
+        ]
     if timings:
-        parts += ["## Wall time per step", "",
-                  _table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()]), ""]
+        parts += [
+            "## Wall time per step",
+            "",
+            _table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()]),
+            "",
+        ]
     return "\n".join(parts)
 
 

@@ -34,9 +34,7 @@ def prepare(config: RunConfig, root: Path) -> RunDir:
     run = RunDir(root, config)
     with run.timed("prepare"):
         data = config.data
-        catalog = load_catalog(
-            data.catalog.path, data.catalog.id_column, data.catalog.text_column, data.catalog.format
-        )
+        catalog = load_catalog(data.catalog.path, data.catalog.id_column, data.catalog.text_column, data.catalog.format)
         judgments = load_judgments(
             data.judgments.path,
             set(catalog["item_id"]),
@@ -59,10 +57,14 @@ def prepare(config: RunConfig, root: Path) -> RunDir:
             (tmp / "query_pool.json").write_text(json.dumps(pool), encoding="utf-8")
         run.save_config()
         sizes = {name: int(frame["query"].nunique()) for name, frame in splits.items()}
-        run.update_json("data.json", {"items": len(catalog), "judgments": len(judgments), "queries": sizes,
-                                      "query_pool": len(pool)})
-        console.print(f"{len(catalog):,} items, {len(judgments):,} judgments, queries per split {sizes}, "
-                      f"alignment pool {len(pool):,} queries")
+        run.update_json(
+            "data.json",
+            {"items": len(catalog), "judgments": len(judgments), "queries": sizes, "query_pool": len(pool)},
+        )
+        console.print(
+            f"{len(catalog):,} items, {len(judgments):,} judgments, queries per split {sizes}, "
+            f"alignment pool {len(pool):,} queries"
+        )
     return run
 
 
@@ -79,36 +81,74 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
             base_index = ItemIndex.build(base_items, run.catalog["item_id"].tolist(), space="base")
             queries = list(dict.fromkeys(pairs.queries))
             query_emb = encode(model, queries, batch_size=128)
-            mined = dict(zip(queries, mine_negatives(
-                queries, query_emb, base_index, pairs.positives_by_query, cfg.hard_negatives,
-                cfg.negatives_from_rank, cfg.negatives_to_rank, cfg.seed), strict=True))
-            dataset = contrastive_dataset(pairs.queries, pairs.positives, [mined[q] for q in pairs.queries],
-                                          run.item_texts, cfg.hard_negatives)
-            console.print(f"fine-tuning on {len(dataset):,} (query, positive, {cfg.hard_negatives} negatives) "
-                          f"rows for {cfg.max_steps} steps")
+            mined = dict(
+                zip(
+                    queries,
+                    mine_negatives(
+                        queries,
+                        query_emb,
+                        base_index,
+                        pairs.positives_by_query,
+                        cfg.hard_negatives,
+                        cfg.negatives_from_rank,
+                        cfg.negatives_to_rank,
+                        cfg.seed,
+                    ),
+                    strict=True,
+                )
+            )
+            dataset = contrastive_dataset(
+                pairs.queries,
+                pairs.positives,
+                [mined[q] for q in pairs.queries],
+                run.item_texts,
+                cfg.hard_negatives,
+            )
+            console.print(
+                f"fine-tuning on {len(dataset):,} (query, positive, {cfg.hard_negatives} negatives) "
+                f"rows for {cfg.max_steps} steps"
+            )
             metrics = fine_tune_teacher(model, dataset, cfg, progress)
-        with atomic_directory(run.teacher_dir) as tmp:
-            model.save(str(tmp))
+        if _is_main_process():  # under torchrun/accelerate every rank trains; one writes
+            with atomic_directory(run.teacher_dir) as tmp:
+                model.save(str(tmp))
         run.forget("teacher", "teacher_space", "index", "base_teacher")
         run.update_json("timings.json", {})
     return metrics
 
 
+def _is_main_process() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def item_embeddings(run: RunDir, model, progress: bool = True) -> np.ndarray:
     """The catalog encoded by ``model``, read from the embedding cache when this exact model did it before."""
-    return cached_encode(model, run.catalog["text"].tolist(), run.cache_dir,
-                         batch_size=run.config.index.encode_batch_size, progress=progress)
+    return cached_encode(
+        model,
+        run.catalog["text"].tolist(),
+        run.cache_dir,
+        batch_size=run.config.index.encode_batch_size,
+        progress=progress,
+    )
 
 
 # index -----------------------------------------------------------------------------------------------------
-def index(run: RunDir, progress: bool = True) -> ItemIndex:
+def build_index(run: RunDir, progress: bool = True) -> ItemIndex:
     """Encode the catalog once with the teacher (cached) and build the FAISS index in ``index/``."""
     cfg = run.config.index
     with run.timed("index"):
         embeddings = item_embeddings(run, run.teacher, progress)
-        built = ItemIndex.build(embeddings, run.catalog["item_id"].tolist(), space=run.teacher_space,
-                                kind=cfg.kind, hnsw_m=cfg.hnsw_m, hnsw_ef_construction=cfg.hnsw_ef_construction,
-                                hnsw_ef_search=cfg.hnsw_ef_search)
+        built = ItemIndex.build(
+            embeddings,
+            run.catalog["item_id"].tolist(),
+            space=run.teacher_space,
+            kind=cfg.kind,
+            hnsw_m=cfg.hnsw_m,
+            hnsw_ef_construction=cfg.hnsw_ef_construction,
+            hnsw_ef_search=cfg.hnsw_ef_search,
+        )
         built.save(run.index_dir)
         run.forget("index")
         console.print(f"{built.meta.kind} index over {built.meta.size:,} items ({built.meta.dim}-d)")
@@ -131,8 +171,11 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
                     table = distill_static_baseline(run, cfg)
                 student = student_models.static_student(_copy_table(table), teacher_dim)
             else:
-                base = student_models.load_model(resolve_model(cfg.base, run.config.cache_dir)) if cfg.base \
+                base = (
+                    student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
+                    if cfg.base
                     else student_models.load_model(str(run.teacher_dir))
+                )
                 student = student_models.truncated_student(base, cfg.layers, teacher_dim, cfg.max_seq_length)
             fit_mse = fit_projection(student, pool, targets)
             metrics = align_student(student, pool, targets, cfg, progress)
@@ -146,8 +189,11 @@ def distill_static_baseline(run: RunDir, cfg: StudentConfig):
     """model2vec-distil the teacher once; save the untrained static model as a baseline; return its table."""
     table = student_models.distill_static(run.teacher, cfg.pca_dims)
     with atomic_directory(run.static_baseline_dir) as tmp:
-        student_models.save_student(student_models.static_model(table), tmp,
-                                    {"kind": "static", "phase": "untrained", "teacher_space": None})
+        student_models.save_student(
+            student_models.static_model(table),
+            tmp,
+            {"kind": "static", "phase": "untrained", "teacher_space": None},
+        )
     return table
 
 
@@ -160,10 +206,17 @@ def _copy_table(table):
 
 def save_student(run: RunDir, student, cfg: StudentConfig, phase: str) -> None:
     with atomic_directory(run.student_dir(cfg.name, phase)) as tmp:
-        student_models.save_student(student, tmp, {
-            "name": cfg.name, "kind": cfg.kind, "phase": phase, "teacher_space": run.teacher_space,
-            "teacher_dim": student_models.embedding_dim(student),
-        })
+        student_models.save_student(
+            student,
+            tmp,
+            {
+                "name": cfg.name,
+                "kind": cfg.kind,
+                "phase": phase,
+                "teacher_space": run.teacher_space,
+                "teacher_dim": student_models.embedding_dim(student),
+            },
+        )
 
 
 def load_student(run: RunDir, name: str, phase: str):
@@ -191,12 +244,25 @@ def refine(run: RunDir, names: list[str] | None = None, progress: bool = True) -
         index_ = run.index
         index_.check_space(run.teacher_space)
         for cfg in run.students(names):
-            negatives = mine_negatives(queries, targets, index_, pairs.positives_by_query,
-                                       cfg.refine_hard_negatives, run.config.teacher.negatives_from_rank,
-                                       run.config.teacher.negatives_to_rank, cfg.seed)
+            negatives = mine_negatives(
+                queries,
+                targets,
+                index_,
+                pairs.positives_by_query,
+                cfg.refine_hard_negatives,
+                run.config.teacher.negatives_from_rank,
+                run.config.teacher.negatives_to_rank,
+                cfg.seed,
+            )
             by_query = dict(zip(queries, negatives, strict=True))
-            dataset = refinement_dataset(pairs.queries, pairs.positives, [by_query[q] for q in pairs.queries],
-                                         query_rows, item_rows, cfg.refine_hard_negatives)
+            dataset = refinement_dataset(
+                pairs.queries,
+                pairs.positives,
+                [by_query[q] for q in pairs.queries],
+                query_rows,
+                item_rows,
+                cfg.refine_hard_negatives,
+            )
             student = load_student(run, cfg.name, "aligned")
             metrics = refine_student(student, dataset, items, targets, cfg, progress)
             save_student(run, student, cfg, "refined")
@@ -219,5 +285,15 @@ def judged_queries(run: RunDir, path: Path | None, **columns) -> pd.DataFrame:
     return load_judgments(path, set(run.catalog["item_id"]), **columns)
 
 
-__all__ = ["SPLITS", "align", "index", "judged_queries", "latest_phase", "load_student", "prepare", "refine",
-           "teacher", "model_fingerprint"]
+__all__ = [
+    "SPLITS",
+    "align",
+    "index",
+    "judged_queries",
+    "latest_phase",
+    "load_student",
+    "model_fingerprint",
+    "prepare",
+    "refine",
+    "teacher",
+]

@@ -18,7 +18,10 @@ class Searcher:
 
     def encode(self, queries: Sequence[str], batch_size: int = 256) -> np.ndarray:
         embeddings = self.encoder.encode(
-            list(queries), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+            list(queries),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
             show_progress_bar=False,
         )
         return np.asarray(embeddings, dtype=np.float32)

@@ -48,7 +48,7 @@ def train(
             max_steps=max_steps,
             per_device_train_batch_size=batch_size,
             learning_rate=learning_rate,
-            warmup_ratio=warmup_ratio,
+            warmup_steps=int(warmup_ratio * max_steps),
             seed=seed,
             data_seed=seed,
             save_strategy="no",
