@@ -18,8 +18,7 @@ from harnesslm.index.embeddings import cached_encode, encode
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.models import students as student_models
 from harnesslm.models.bundled import resolve_model
-from harnesslm.models.fingerprint import model_fingerprint
-from harnesslm.pipeline.run_dir import SPLITS, RunDir, StepMissingError, console
+from harnesslm.pipeline.run_dir import RunDir, StepMissingError, console
 from harnesslm.training.align import align_student, fit_projection
 from harnesslm.training.negatives import mine_negatives
 from harnesslm.training.refine import refine_student, refinement_dataset
@@ -283,17 +282,3 @@ def judged_queries(run: RunDir, path: Path | None, **columns) -> pd.DataFrame:
     if path is None:
         return run.split("test")
     return load_judgments(path, set(run.catalog["item_id"]), **columns)
-
-
-__all__ = [
-    "SPLITS",
-    "align",
-    "index",
-    "judged_queries",
-    "latest_phase",
-    "load_student",
-    "model_fingerprint",
-    "prepare",
-    "refine",
-    "teacher",
-]
