@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markdown import Markdown
 
-from harnesslm.config import RunConfig, load_config
+from harnesslm.config import IndexConfig, RunConfig, load_config
 from harnesslm.data.errors import DataError
 from harnesslm.index.item_index import IndexMismatchError
 from harnesslm.models.bundled import BundledModelError
@@ -186,7 +186,7 @@ def index(
     def action() -> None:
         run = RunDir(run_dir)
         if kind:
-            run.config.index.kind = kind  # type: ignore[assignment]
+            run.config.index = IndexConfig.model_validate({**run.config.index.model_dump(), "kind": kind})
             run.save_config()
         steps.build_index(run)
 
