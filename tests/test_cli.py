@@ -54,43 +54,30 @@ def test_prepare_with_custom_columns(tmp_path: Path) -> None:
     assert catalog["text"].tolist() == ["Red & White Paint", "Blue Tape"]
 
 
-def test_bad_judgments_name_file_line_and_field(tmp_path: Path) -> None:
-    (tmp_path / "items.csv").write_text("product_uid,product_title\n1,Hammer\n2,Nail\n")
-    (tmp_path / "judged.csv").write_text("search_term,product_uid,relevance\nhammer,1,3\nnail,2,high\n")
-    result = runner.invoke(
-        app,
-        [
-            "prepare",
-            "--out",
-            str(tmp_path / "run"),
-            "--catalog",
-            str(tmp_path / "items.csv"),
-            "--judgments",
-            str(tmp_path / "judged.csv"),
-        ],
-    )
+@pytest.mark.parametrize(
+    ("catalog", "judged", "expected"),
+    [
+        # an unparseable label: the file, the line and the field are named
+        ("1,Hammer\n2,Nail\n", "hammer,1,3\nnail,2,high\n", ["judged.csv", "line 3", "relevance"]),
+        # an item id the catalog does not have
+        ("1,Hammer\n", "hammer,1,3\nnail,99,2\n", ["judged.csv", "line 3", "99"]),
+        # a missing column
+        ("1,Hammer\n", None, ["judged.csv", "relevance", "available columns"]),
+    ],
+)
+def test_bad_input_is_one_line_naming_file_line_and_field(
+    tmp_path: Path, catalog: str, judged: str | None, expected: list[str]
+) -> None:
+    (tmp_path / "items.csv").write_text("product_uid,product_title\n" + catalog)
+    body = "search_term,product_uid,relevance\n" + judged if judged else "search_term,product_uid\nhammer,1\n"
+    (tmp_path / "judged.csv").write_text(body)
+    args = ["prepare", "--out", str(tmp_path / "run"), "--catalog", str(tmp_path / "items.csv")]
+    result = runner.invoke(app, [*args, "--judgments", str(tmp_path / "judged.csv")])
     assert result.exit_code == 2
-    assert "judged.csv" in result.output and "line 3" in result.output and "relevance" in result.output
+    for fragment in expected:
+        assert fragment in result.output
     assert "Traceback" not in result.output
-
-
-def test_unknown_item_in_judgments_is_reported(tmp_path: Path) -> None:
-    (tmp_path / "items.csv").write_text("product_uid,product_title\n1,Hammer\n")
-    (tmp_path / "judged.csv").write_text("search_term,product_uid,relevance\nhammer,1,3\nnail,99,2\n")
-    result = runner.invoke(
-        app,
-        [
-            "prepare",
-            "--out",
-            str(tmp_path / "run"),
-            "--catalog",
-            str(tmp_path / "items.csv"),
-            "--judgments",
-            str(tmp_path / "judged.csv"),
-        ],
-    )
-    assert result.exit_code == 2
-    assert "line 3" in result.output and "99" in result.output
+    assert not (tmp_path / "run" / "data").exists(), "nothing is written for bad input"
 
 
 def test_step_on_a_missing_run_dir_is_one_line(tmp_path: Path) -> None:
