@@ -112,7 +112,6 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
             with atomic_directory(run.teacher_dir) as tmp:
                 model.save(str(tmp))
         run.forget("teacher", "teacher_space", "index", "base_teacher")
-        run.update_json("timings.json", {})
     return metrics
 
 
