@@ -20,7 +20,7 @@ from rich.table import Table
 
 from harnesslm.atomic import write_text
 from harnesslm.config import load_config
-from harnesslm.index.item_index import ItemIndex, recall_against_exact
+from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE
 from harnesslm.pipeline.recipe import run_recipe
 from harnesslm.pipeline.run_dir import RunDir
@@ -37,15 +37,14 @@ def hnsw_against_exact(run: RunDir, k: int = 100) -> dict:
     queries = list(dict.fromkeys(run.split("test")["query"]))
     query_emb = Searcher(run.teacher, run.index).encode(queries)
     hnsw = ItemIndex.build(embeddings, ids, run.teacher_space, kind="hnsw")
-    exact_ids, _ = run.index.search(query_emb, k)
     start = time.perf_counter()
-    approx_ids, _ = hnsw.search(query_emb, k)
+    hnsw.search(query_emb, k)
     seconds = time.perf_counter() - start
     return {
         "kind": "hnsw",
         "m": hnsw.meta.hnsw_m,
         "ef_search": hnsw.meta.hnsw_ef_search,
-        f"recall@{k}_vs_exact": recall_against_exact(approx_ids, exact_ids, k),
+        f"recall@{k}_vs_exact": index_recall(hnsw, run.index, query_emb, k),
         "build_seconds": hnsw.meta.build_seconds,
         "search_ms_per_query": 1000 * seconds / len(queries),
     }

@@ -220,3 +220,16 @@ def test_cached_encode_ignores_a_cache_of_the_wrong_length(
     assert counted_encode == [4, 4]
     assert again.shape == (4, 32)
     assert np.load(path).shape == (4, 32)  # rewritten
+
+
+def test_index_recall_of_an_index_against_itself_and_a_perturbed_one() -> None:
+    from harnesslm.index.item_index import index_recall
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"i{n}" for n in range(300)]
+    exact = ItemIndex.build(vectors, ids, space="s")
+    assert index_recall(exact, exact, vectors[:10], 5) == 1.0
+    shuffled = ItemIndex.build(vectors, ids[::-1], space="s")  # same vectors, wrong ids: top-k ids disagree
+    assert index_recall(shuffled, exact, vectors[:10], 5) < 0.5

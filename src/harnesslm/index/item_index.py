@@ -122,3 +122,10 @@ def recall_against_exact(approx: list[list[str]], exact: list[list[str]], k: int
         return float("nan")
     overlaps = [len(set(a[:k]) & set(e[:k])) / max(len(e[:k]), 1) for a, e in zip(approx, exact, strict=True)]
     return float(np.mean(overlaps))
+
+
+def index_recall(approx: ItemIndex, exact: ItemIndex, queries: np.ndarray, k: int) -> float:
+    """Recall@k of ``approx`` against ``exact`` for the same query embeddings (ANN quality, not relevance)."""
+    approx_ids, _ = approx.search(queries, k)
+    exact_ids, _ = exact.search(queries, k)
+    return recall_against_exact(approx_ids, exact_ids, k)

@@ -10,7 +10,7 @@ from rich.progress import track
 
 from harnesslm.evaluation.bm25 import BM25Retriever
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, recovery
-from harnesslm.index.item_index import ItemIndex, recall_against_exact
+from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.models.students import load_model
 from harnesslm.pipeline.run_dir import RunDir, console
 from harnesslm.pipeline.steps import item_embeddings, judged_queries
@@ -95,8 +95,6 @@ def _ann_recall(run: RunDir, queries: Sequence[str], k: int) -> dict:
     embeddings = item_embeddings(run, run.teacher, progress=False)
     exact = ItemIndex.build(embeddings, run.catalog["item_id"].tolist(), space=run.teacher_space)
     query_emb = Searcher(run.teacher, run.index).encode(queries)
-    approx_ids, _ = run.index.search(query_emb, k)
-    exact_ids, _ = exact.search(query_emb, k)
-    value = recall_against_exact(approx_ids, exact_ids, k)
+    value = index_recall(run.index, exact, query_emb, k)
     console.print(f"{run.index.meta.kind} recall@{k} against exact search: {value:.4f}")
     return {"ann_recall": {"kind": run.index.meta.kind, f"recall@{k}_vs_exact": value}}
