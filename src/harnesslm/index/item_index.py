@@ -81,13 +81,24 @@ class ItemIndex:
         )
         return cls(index, item_ids, meta)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[list[list[str]], np.ndarray]:
-        """Top-``k`` item ids and scores for each query embedding (rows of ``queries``)."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Top-``k`` item ids and scores for each query embedding (rows of ``queries``).
+
+        ``allowed_rows`` (row positions in the index) restricts the search to those items, inside FAISS (an
+        ``IDSelectorBatch``), so a filter never returns fewer than ``k`` items while enough match. A query can
+        get fewer than ``k`` ids; its missing tail has score ``-inf``-like values from FAISS.
+        """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.meta.dim:
             raise IndexMismatchError(f"query embeddings have {queries.shape[1]} dimensions, the index {self.meta.dim}")
         k = min(k, self.meta.size)
-        scores, rows = self.index.search(queries, k)
+        params = None
+        if allowed_rows is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
+            params = _search_parameters(self.index, selector)
+        scores, rows = self.index.search(queries, k, params=params)
         ids = [[self.item_ids[r] for r in row if r >= 0] for row in rows]
         return ids, scores
 
@@ -114,6 +125,15 @@ class ItemIndex:
         if isinstance(index, faiss.IndexHNSW) and meta.hnsw_ef_search:
             index.hnsw.efSearch = meta.hnsw_ef_search
         return cls(index, ids, meta)
+
+
+def _search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
+    """FAISS wants the parameter class that matches the index type to carry a selector."""
+    if isinstance(index, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
+    if isinstance(index, faiss.IndexIVF):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+    return faiss.SearchParameters(sel=selector)
 
 
 def recall_against_exact(approx: list[list[str]], exact: list[list[str]], k: int) -> float:
