@@ -353,3 +353,33 @@ def test_real_homedepot_files_load_fast() -> None:
     assert judgments["query"].nunique() == len(queries) == 8_311
     assert judgments["label"].between(1, 3).all()
     assert elapsed < 10
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_catalog_keeps_extra_fields_as_text(tmp_path: Path, fmt: str) -> None:
+    frame = pd.DataFrame(
+        {
+            "sku": ["1", "2", "1"],
+            "title": ["Saw", "Drill", "Saw"],
+            "brand": ["Acme &amp; Co", "", "Acme"],
+            "n": [1, 2, 3],
+        }
+    )
+    path = tmp_path / f"catalog.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "jsonl":
+        write_jsonl(path, frame.to_dict("records"))
+    else:
+        frame.to_parquet(path, index=False)
+    catalog = load_catalog(path, id_column="sku", text_column="title", fields=["brand", "n"])
+    assert list(catalog.columns) == ["item_id", "text", "brand", "n"]
+    assert catalog["brand"].tolist() == ["Acme & Co", ""]  # normalised; a repeated id keeps its first row
+    assert catalog["n"].tolist() == ["1", "2"]
+
+
+def test_missing_field_column_names_file_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.csv", "product_uid,product_title,brand\n1,Saw,Acme\n")
+    message = str(error_of(load_catalog, path, fields=["brand", "colour"]))
+    assert "p.csv" in message and "missing column 'colour'" in message
+    assert "reserved" in str(error_of(load_catalog, path, fields=["text"]))

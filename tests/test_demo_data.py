@@ -71,7 +71,9 @@ def test_catalog_does_not_depend_on_query_counts(shop: DemoShop) -> None:
 
 
 def test_schema_and_sizes(shop: DemoShop) -> None:
-    assert list(shop.catalog.columns) == ["product_uid", "product_title"]
+    assert list(shop.catalog.columns) == ["product_uid", "product_title", "brand", "category"]
+    assert {"electrical", "plumbing", "tools"} <= set(shop.catalog.category)
+    assert all(b.lower() in t.lower() for b, t in zip(shop.catalog.brand, shop.catalog.product_title, strict=True))
     assert list(shop.judgments.columns) == ["search_term", "product_uid", "relevance"]
     assert list(shop.unlabeled_queries.columns) == ["search_term"]
     for frame, column in [
@@ -287,7 +289,7 @@ def test_write_demo_shop_round_trips_and_leaves_no_temp_files(tmp_path: Path) ->
     for name, path in paths.items():
         read = pd.read_csv(path, dtype=as_text, keep_default_na=False)
         pd.testing.assert_frame_equal(read, getattr(expected, name), check_dtype=False)
-    assert paths["catalog"].read_text(encoding="utf-8").startswith("product_uid,product_title\n200001,")
+    assert paths["catalog"].read_text(encoding="utf-8").startswith("product_uid,product_title,brand,category\n200001,")
 
 
 def test_failed_write_keeps_old_files_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import faiss
@@ -233,3 +234,145 @@ def test_index_recall_of_an_index_against_itself_and_a_perturbed_one() -> None:
     assert index_recall(exact, exact, vectors[:10], 5) == 1.0
     shuffled = ItemIndex.build(vectors, ids[::-1], space="s")  # same vectors, wrong ids: top-k ids disagree
     assert index_recall(shuffled, exact, vectors[:10], 5) < 0.5
+
+
+# compressed kinds, filters, profiling ----------------------------------------------------------------------
+def _clustered(n: int, dim: int, seed: int, centers: int = 40, spread: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around ``centers`` random directions (easy ANN data) and queries drawn the same way."""
+    rng = np.random.default_rng(seed)
+    middle = rng.normal(size=(centers, dim))
+    middle /= np.linalg.norm(middle, axis=1, keepdims=True)
+
+    def draw(count: int) -> np.ndarray:
+        x = middle[rng.integers(0, centers, count)] + spread * rng.normal(size=(count, dim))
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    return draw(n), draw(60)
+
+
+@pytest.fixture(autouse=True)
+def _one_faiss_thread() -> Iterator[None]:
+    """k-means in FAISS slows down ten-fold when its OpenMP threads fight other processes for 2 cores."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
+CLUSTERED, CLUSTERED_QUERIES = _clustered(3000, 32, seed=7)
+CLUSTERED_IDS = [f"sku-{i}" for i in range(3000)]
+KIND_SETTINGS: dict[str, dict] = {
+    "exact": {},
+    "hnsw": {"hnsw_m": 16, "hnsw_ef_search": 128},
+    "ivfpq": {"ivf_nlist": 32, "ivf_nprobe": 16, "pq_m": 16},
+    "sq8": {},
+}
+
+
+@pytest.fixture(scope="module")
+def clustered_exact() -> ItemIndex:
+    return ItemIndex.build(CLUSTERED, CLUSTERED_IDS, space="fp")
+
+
+@pytest.mark.parametrize("kind", list(KIND_SETTINGS))
+def test_each_kind_builds_searches_filters_and_round_trips(
+    kind: str, clustered_exact: ItemIndex, tmp_path: Path
+) -> None:
+    from harnesslm.index.item_index import index_recall
+
+    built = ItemIndex.build(CLUSTERED, CLUSTERED_IDS, space="fp", kind=kind, **KIND_SETTINGS[kind])  # type: ignore[arg-type]
+    assert built.meta.kind == kind and built.meta.size == 3000 and built.meta.dim == 32
+    ids, scores = built.search(CLUSTERED_QUERIES, k=20)
+    assert [len(row) for row in ids] == [20] * len(CLUSTERED_QUERIES)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    # easy data and enough nprobe / efSearch: the approximate top-100 is nearly the exact one
+    assert index_recall(built, clustered_exact, CLUSTERED_QUERIES, 100) >= {"ivfpq": 0.85}.get(kind, 0.95)
+
+    # a filter keeps only allowed rows, and still fills k while enough of them match
+    allowed = np.arange(0, 3000, 3)
+    allowed_ids = {CLUSTERED_IDS[r] for r in allowed}
+    filtered, _ = built.search(CLUSTERED_QUERIES, k=10, allowed_rows=allowed)
+    assert all(set(row) <= allowed_ids for row in filtered)
+    assert all(len(row) == 10 for row in filtered)
+    exact_filtered, _ = clustered_exact.search(CLUSTERED_QUERIES, k=10, allowed_rows=allowed)
+    assert recall_against_exact(filtered, exact_filtered, 10) >= 0.8
+
+    built.save(tmp_path / kind)
+    loaded = ItemIndex.load(tmp_path / kind)
+    assert loaded.meta == built.meta
+    loaded_ids, loaded_scores = loaded.search(CLUSTERED_QUERIES, k=20)
+    assert loaded_ids == ids
+    np.testing.assert_allclose(loaded_scores, scores, atol=1e-6)
+    assert loaded.search(CLUSTERED_QUERIES, k=10, allowed_rows=allowed)[0] == filtered
+
+
+def test_compressed_kinds_are_smaller_than_exact(clustered_exact: ItemIndex) -> None:
+    exact_bytes = clustered_exact.memory_bytes
+    assert exact_bytes >= 3000 * 32 * 4
+    for kind in ("ivfpq", "sq8"):
+        compressed = ItemIndex.build(CLUSTERED, CLUSTERED_IDS, space="fp", kind=kind, **KIND_SETTINGS[kind])  # type: ignore[arg-type]
+        assert compressed.memory_bytes < 0.5 * exact_bytes, kind
+    # hnsw keeps every vector plus its graph
+    assert ItemIndex.build(CLUSTERED, CLUSTERED_IDS, space="fp", kind="hnsw").memory_bytes > exact_bytes
+
+
+def test_ivfpq_nprobe_is_kept_by_filters_tune_and_load(tmp_path: Path, clustered_exact: ItemIndex) -> None:
+    ivf = ItemIndex.build(CLUSTERED, CLUSTERED_IDS, space="fp", kind="ivfpq", ivf_nlist=32, ivf_nprobe=1, pq_m=16)
+    assert ivf.index.nprobe == 1 and ivf.meta.ivf_nlist == 32 and ivf.meta.pq_m == 16 and ivf.meta.pq_nbits == 8
+    few = np.arange(0, 3000, 97)  # 31 rows scattered over many lists
+    narrow, _ = ivf.search(CLUSTERED_QUERIES, k=10, allowed_rows=few)
+    ivf.tune(nprobe=32)  # every list: a filtered search must then reach every allowed row
+    assert ivf.meta.ivf_nprobe == 32 and ivf.index.nprobe == 32
+    wide, _ = ivf.search(CLUSTERED_QUERIES, k=10, allowed_rows=few)
+    assert all(len(row) == 10 for row in wide)
+    assert sum(map(len, narrow)) < sum(map(len, wide))  # nprobe=1 sees only the nearest list's allowed rows
+    ivf.save(tmp_path / "ivf")
+    assert json.loads((tmp_path / "ivf" / "meta.json").read_text())["ivf_nprobe"] == 32
+    loaded = ItemIndex.load(tmp_path / "ivf")
+    assert loaded.index.nprobe == 32
+    assert loaded.search(CLUSTERED_QUERIES, k=10, allowed_rows=few)[0] == wide
+    with pytest.raises(ValueError, match="nprobe"):
+        clustered_exact.tune(nprobe=4)
+
+
+def test_ivfpq_rejects_impossible_settings() -> None:
+    with pytest.raises(ValueError, match="divide"):
+        ItemIndex.build(CLUSTERED, CLUSTERED_IDS, space="fp", kind="ivfpq", pq_m=5)
+    with pytest.raises(ValueError, match="at least"):
+        ItemIndex.build(CLUSTERED[:100], CLUSTERED_IDS[:100], space="fp", kind="ivfpq", pq_m=8)
+
+
+def test_default_ivf_settings() -> None:
+    from harnesslm.index.item_index import default_nlist, default_pq_m
+
+    assert default_pq_m(768) == 192 and default_pq_m(32) == 8 and default_pq_m(30) == 6
+    assert default_nlist(54_667) == 935 and default_nlist(3000) == 76 and default_nlist(10) == 1
+    ivf = ItemIndex.build(CLUSTERED, CLUSTERED_IDS, space="fp", kind="ivfpq")
+    assert ivf.meta.ivf_nlist == 76 and ivf.meta.pq_m == 8 and ivf.meta.ivf_nprobe == 32
+
+
+def test_profile_index(clustered_exact: ItemIndex) -> None:
+    from harnesslm.index.profile import profile_index
+
+    sq8 = ItemIndex.build(CLUSTERED, CLUSTERED_IDS, space="fp", kind="sq8")
+    profile = profile_index(sq8, clustered_exact, CLUSTERED_QUERIES, k=100, warmup=2, latency_queries=30)
+    assert profile.kind == "sq8" and profile.k == 100 and profile.queries == 60 and profile.size == 3000
+    assert profile.memory_bytes == len(faiss.serialize_index(sq8.index))
+    assert 0 < profile.latency_p50_ms <= profile.latency_p99_ms
+    assert 0.95 <= profile.recall <= 1.0
+    assert profile.build_seconds == sq8.meta.build_seconds
+    assert profile_index(clustered_exact, clustered_exact, CLUSTERED_QUERIES[:5], k=10).recall == 1.0
+    assert set(profile.as_dict()) >= {"kind", "memory_bytes", "latency_p50_ms", "latency_p99_ms", "recall"}
+
+
+def test_build_and_load_item_index_from_config(tmp_path: Path) -> None:
+    from harnesslm.config import IndexConfig
+    from harnesslm.index import build_item_index, load_item_index
+
+    config = IndexConfig(kind="ivfpq", ivf_nlist=16, ivf_nprobe=8, pq_m=8)
+    built = build_item_index(CLUSTERED, CLUSTERED_IDS, "fp", config, tmp_path / "index", progress=False)
+    loaded = load_item_index(tmp_path / "index")
+    assert isinstance(loaded, ItemIndex)
+    assert loaded.meta == built.meta and loaded.meta.ivf_nlist == 16 and loaded.index.nprobe == 8
+    with pytest.raises(ValueError):
+        IndexConfig(kind="annoy")  # type: ignore[arg-type]

@@ -6,12 +6,14 @@ The public API is the same set of steps the ``harness`` command runs::
     from harnesslm import load_config, run_recipe
     run = run_recipe(load_config("configs/homedepot.yaml"), "runs/homedepot")
 
-or step by step: ``prepare``, ``teacher``, ``build_index``, ``align``, ``refine``, ``evaluate``, ``bench``.
+or step by step: ``prepare``, ``teacher``, ``build_index``, ``align``, ``refine``, ``evaluate``, ``bench``; then
+``export`` (ONNX encoders for serving).
 """
 
 from harnesslm.config import RunConfig, StudentConfig, load_config
 from harnesslm.pipeline.bench import bench
 from harnesslm.pipeline.evaluate import evaluate
+from harnesslm.pipeline.export import export
 from harnesslm.pipeline.recipe import demo_config, run_recipe
 from harnesslm.pipeline.report import write_report
 from harnesslm.pipeline.run_dir import RunDir
@@ -28,6 +30,7 @@ __all__ = [
     "build_index",
     "demo_config",
     "evaluate",
+    "export",
     "load_config",
     "prepare",
     "refine",

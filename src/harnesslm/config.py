@@ -18,12 +18,16 @@ class _Section(BaseModel):
 
 
 class CatalogSource(_Section):
-    """Where the catalog lives and which columns hold the item id and its text."""
+    """Where the catalog lives and which columns hold the item id, its text and extra item fields."""
 
     path: Path
     id_column: str = "product_uid"
     text_column: str = "product_title"
     format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None
+    fields: list[str] = Field(
+        default_factory=list,
+        description="extra catalog columns kept (as text) in data/catalog.parquet, for search filters and display",
+    )
 
 
 class JudgmentsSource(_Section):
@@ -72,11 +76,27 @@ class TeacherConfig(_Section):
 
 
 class IndexConfig(_Section):
-    kind: Literal["exact", "hnsw"] = "exact"
+    """The teacher's item index (FAISS kinds, or a Milvus collection) and how the catalog is encoded for it."""
+
+    kind: Literal["exact", "hnsw", "ivfpq", "sq8", "milvus"] = "exact"
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     hnsw_ef_construction: int = 80
+    ivf_nlist: int | None = Field(None, ge=1, description="IVF lists (ivfpq, Milvus IVF_*); default ~4 sqrt(items)")
+    ivf_nprobe: int = Field(32, ge=1, description="IVF lists scanned per query")
+    pq_m: int | None = Field(None, ge=1, description="ivfpq bytes per item (must divide the dim); default dim / 4")
+    milvus_uri: str | None = Field(
+        None, description="Milvus Lite file (*.db) or server (http://host:19530); default RUN/index/milvus.db"
+    )
+    milvus_token: str | None = Field(
+        None, description="Milvus token (user:password or API key); better: the MILVUS_TOKEN environment variable"
+    )
+    milvus_collection: str = "harness_items"
+    milvus_index_type: str = Field("HNSW", description="FLAT, HNSW, IVF_FLAT, IVF_SQ8, AUTOINDEX, ... (metric IP)")
     encode_batch_size: int = 64
+    encode_workers: int = Field(1, ge=1, description="processes (or Ray actors) encoding the catalog in shards")
+    shard_size: int = Field(10_000, ge=1, description="items per shard when encode_workers > 1")
+    encode_executor: Literal["process", "ray"] = "process"
 
 
 class StudentConfig(_Section):
@@ -139,6 +159,52 @@ class BenchConfig(_Section):
     throughput_batch_size: int = 256
 
 
+class RelevanceConfig(_Section):
+    """The re-ranking stage: a cross-encoder relevance teacher, teacher-labelled augmentation, distillation.
+
+    The teacher reads (query, item text) together and is trained on the graded judgments as soft targets.
+    It then labels the retriever's top candidates of training queries that no human judged; a small
+    cross-encoder (and, optionally, the bi-encoder student) learns from those scores.
+    """
+
+    enabled: bool = Field(False, description="run the relevance steps as part of `harness run`")
+    retriever: str | None = Field(None, description="student whose latest phase retrieves candidates; None: teacher")
+    candidates_k: int = Field(50, ge=1, description="candidates retrieved per query and re-ranked")
+    teacher_model: str = "bundled:all-MiniLM-L6-v2"
+    teacher_steps: int = Field(600, ge=1)
+    teacher_batch_size: int = 32
+    teacher_learning_rate: float = 5e-5
+    teacher_negatives: int = Field(
+        4, ge=0, description="unjudged retrieved items per training query, target 0 (the retriever's confusions)"
+    )
+    max_length: int = Field(64, ge=8, description="tokens of query + item text")
+    distil_queries: int | None = Field(
+        None, ge=1, description="training queries the students learn from (their judged pairs; None: all)"
+    )
+    augment_queries: int | None = Field(
+        None, ge=0, description="queries whose unjudged candidates the teacher labels (0: none, None: all)"
+    )
+    extra_unlabeled: bool = Field(True, description="also label candidates of the unlabeled/extra query pool")
+    augment_k: int = Field(20, ge=1, description="unjudged candidates the teacher labels per augmented query")
+    student_model: str = "bundled:all-MiniLM-L6-v2"
+    student_layers: int = Field(2, ge=1, description="transformer layers kept in the small cross-encoder")
+    student_losses: list[Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]] = (
+        Field(default_factory=lambda: ["margin_mse"])
+    )
+    student_steps: int = Field(400, ge=1)
+    student_batch_size: int = Field(16, ge=1, description="queries per batch (each with list_size items)")
+    list_size: int = Field(8, ge=2, description="items per query in a listwise example (margin-MSE: pairs of them)")
+    student_learning_rate: float = 1e-4
+    bi_encoder_losses: list[
+        Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]
+    ] = Field(default_factory=list, description="also distil the teacher into the bi-encoder student with these")
+    bi_encoder_steps: int = 300
+    bi_encoder_learning_rate: float = 2e-4
+    latency_queries: int = Field(100, ge=1, description="queries timed when re-ranking K candidates")
+    eval_queries: int | None = Field(None, ge=1, description="test queries re-ranked in evaluation (None: all)")
+    seed: int = 0
+
+
 class RunConfig(_Section):
     """The whole recipe: data, teacher, index, students, evaluation and benchmark settings."""
 
@@ -148,6 +214,7 @@ class RunConfig(_Section):
     students: list[StudentConfig] = Field(default_factory=_default_students)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
+    relevance: RelevanceConfig = Field(default_factory=RelevanceConfig)
     cache_dir: Path | None = Field(None, description="embedding cache; default: ~/.cache/harnesslm")
 
     @model_validator(mode="after")

@@ -178,17 +178,56 @@ def teacher(run_dir: RunArg) -> None:
 @app.command()
 def index(
     run_dir: RunArg,
-    kind: Annotated[str | None, typer.Option(help="exact (default) or hnsw.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="exact (default), hnsw, ivfpq, sq8 (FAISS, in RUN/index) or milvus.")
+    ] = None,
+    nlist: Annotated[int | None, typer.Option(help="IVF lists (ivfpq, Milvus IVF_*); default ~4 sqrt(items).")] = None,
+    pq_m: Annotated[int | None, typer.Option(help="ivfpq bytes per item; must divide the dim (default dim/4).")] = None,
+    nprobe: Annotated[int | None, typer.Option(help="IVF lists scanned per query (default 32).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Encode the catalog in resumable shards on this many processes.")
+    ] = None,
+    milvus_uri: Annotated[
+        str | None, typer.Option(help="Milvus Lite file (*.db) or http://host:19530; default RUN/index/milvus.db.")
+    ] = None,
+    milvus_collection: Annotated[str | None, typer.Option(help="Milvus collection (alias) name.")] = None,
+    milvus_index_type: Annotated[
+        str | None, typer.Option(help="Milvus index: HNSW (default), FLAT, IVF_FLAT, IVF_SQ8, AUTOINDEX.")
+    ] = None,
+    milvus_token: Annotated[
+        str | None, typer.Option(envvar="MILVUS_TOKEN", help="Milvus token (not written to config.yaml).")
+    ] = None,
 ) -> None:
-    """Encode the catalog with the teacher (cached) and build its FAISS index."""
+    """Encode the catalog with the teacher (cached) and build its index (FAISS, or a Milvus collection).
+
+    The options are saved in the run's config.yaml (except the token), so later steps use the same index.
+    """
     from harnesslm.pipeline import steps
 
     def action() -> None:
         run = RunDir(run_dir)
-        if kind:
-            run.config.index = IndexConfig.model_validate({**run.config.index.model_dump(), "kind": kind})
+        options = {
+            "kind": kind,
+            "ivf_nlist": nlist,
+            "pq_m": pq_m,
+            "ivf_nprobe": nprobe,
+            "encode_workers": workers,
+            "milvus_uri": milvus_uri,
+            "milvus_collection": milvus_collection,
+            "milvus_index_type": milvus_index_type,
+        }
+        given = {key: value for key, value in options.items() if value is not None}
+        chosen = IndexConfig.model_validate({**run.config.index.model_dump(), **given})
+        # the token is used for this build only, never written to config.yaml
+        run.config.index = chosen.model_copy(update={"milvus_token": milvus_token}) if milvus_token else chosen
+        try:
+            steps.build_index(run)
+        except ValueError as error:  # impossible settings for this catalog (pq_m vs dim, too few items, ...)
+            err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
+            raise typer.Exit(2) from None
+        run.config.index = chosen
+        if given:  # only settings that built an index are kept for later steps
             run.save_config()
-        steps.build_index(run)
 
     _guard(action)
 
@@ -242,10 +281,141 @@ def bench(run_dir: RunArg, student: StudentOpt = None) -> None:
     _guard(action)
 
 
+COSINES = ("fp32_mean_cosine", "int8_mean_cosine")
+
+
+@app.command()
+def export(run_dir: RunArg, student: StudentOpt = None) -> None:
+    """Export each student's latest phase as ONNX (float32 + int8, tokenizer included) for serving."""
+    from rich.markup import escape
+
+    from harnesslm.pipeline.export import export as export_run
+
+    def action() -> None:
+        try:
+            exported = export_run(RunDir(run_dir), student)
+        except ImportError as error:  # the optional onnx extra is not installed
+            err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
+        for name, values in exported.items():
+            agreement = ", ".join(f"{k} {values[k]:.5f}" for k in COSINES if k in values)
+            console.print(f"{name} ({values['phase']}): {run_dir / values['folder']}; vs PyTorch: {agreement}")
+
+    _guard(action)
+
+
+LOSSES = "margin_mse, approx_ndcg, listnet, listmle, lambdaloss, ranknet"
+
+
+@app.command()
+def relevance(
+    run_dir: RunArg,
+    loss: Annotated[
+        list[str] | None, typer.Option("--loss", "-l", help=f"Distil with this loss (repeatable): {LOSSES}.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Retrain the teacher and re-rankers even if they exist.")] = False,
+) -> None:
+    """Re-ranking stage: train the cross-encoder relevance teacher on the judgments (soft targets), label the
+    retriever's unjudged candidates with it, distil a small cross-encoder, and evaluate re-ranking."""
+    from harnesslm.pipeline.relevance import relevance as relevance_stage
+
+    def action() -> None:
+        run = RunDir(run_dir)
+        relevance_stage(run, loss, force=force)
+        _show_report(run)
+
+    _guard(action)
+
+
+@app.command()
+def rerank(
+    run_dir: RunArg,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="Re-rank one query and print it.")] = None,
+    reranker: Annotated[
+        str, typer.Option(help="`teacher`, or the loss name of a distilled re-ranker (e.g. margin_mse).")
+    ] = "teacher",
+    k: Annotated[int | None, typer.Option(help="Candidates re-ranked (default: relevance.candidates_k).")] = None,
+    top: Annotated[int, typer.Option(help="Results printed for --query.")] = 10,
+) -> None:
+    """Retrieve the top-K and re-score it with a cross-encoder. With --query, print the ranking; without,
+    evaluate every trained re-ranker on the test queries (NDCG@10, latency per query at K)."""
+    from rich.table import Table
+
+    from harnesslm.pipeline import relevance as stage
+
+    def action() -> None:
+        run = RunDir(run_dir)
+        if k is not None:
+            run.config.relevance.candidates_k = k
+        if query is None:
+            stage.rerank_evaluation(run)
+            _show_report(run)
+            return
+        table = Table("rank", "item", "score", "text")
+        for rank, (item, score, text) in enumerate(stage.rerank(run, query, reranker, k)[:top], start=1):
+            table.add_row(str(rank), item, f"{score:.3f}", text)
+        console.print(table)
+
+    _guard(action)
+
+
 @app.command()
 def report(run_dir: RunArg) -> None:
     """Print (and rewrite) the run's Markdown report."""
     _guard(lambda: _show_report(RunDir(run_dir)))
+
+
+@app.command()
+def serve(
+    run_dir: RunArg,
+    student: Annotated[
+        str | None, typer.Option("--student", "-s", help="Student to serve. Default: the first configured one.")
+    ] = None,
+    encoder: Annotated[
+        str, typer.Option(help="pytorch, onnx or onnx-int8 (both from `harness export`), or teacher.")
+    ] = "pytorch",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 100,
+    batch_window_ms: Annotated[
+        float, typer.Option(help="Micro-batching: how long to wait for more requests after the first (ms).")
+    ] = 2.0,
+    max_batch: Annotated[
+        int, typer.Option(help="Most queries per encoder call, and per POST /search/batch request.")
+    ] = 64,
+    batching: Annotated[
+        bool, typer.Option("--batching/--no-batching", help="Micro-batch concurrent requests through the encoder.")
+    ] = True,
+    threads: Annotated[
+        int | None, typer.Option(help="torch / FAISS / ONNX Runtime intra-op threads. Default: the libraries' own.")
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve search over HTTP: GET/POST /search, POST /search/batch, GET /health; docs at /docs.
+
+    Serves the student's latest phase (refined, else aligned) and refuses to start when it was trained for
+    another teacher than the index was built with.
+    """
+    from harnesslm.serving.service import ServiceError, ServiceSettings, app_from_run
+
+    def action() -> None:
+        import uvicorn
+
+        settings = ServiceSettings(
+            max_k=max_k,
+            batch_window_ms=batch_window_ms,
+            max_batch=max_batch,
+            max_encode_batch=max_batch,
+            batching=batching,
+        )
+        try:
+            service = app_from_run(run_dir, student, encoder, settings, threads)  # type: ignore[arg-type]
+        except ServiceError as error:
+            err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
+            raise typer.Exit(2) from None
+        uvicorn.run(service, host=host, port=port, access_log=access_log)
+
+    _guard(action)
 
 
 def main() -> None:

@@ -654,7 +654,7 @@ _UNIT_RE = re.compile(r"\b(in|ft|gal|oz|lb|qt|yds)\.")
 class DemoShop:
     """The three tables of a synthetic shop, in the Home Depot column layout."""
 
-    catalog: pd.DataFrame  # product_uid (str), product_title (str)
+    catalog: pd.DataFrame  # product_uid, product_title, brand, category (str): the last two for search filters
     judgments: pd.DataFrame  # search_term (str), product_uid (str), relevance (float in [1, 3])
     unlabeled_queries: pd.DataFrame  # search_term (str): extra queries without judgments, for distillation
 
@@ -674,7 +674,14 @@ def make_demo_shop(n_products: int = 2000, n_queries: int = 600, n_unlabeled: in
     unlabeled = _draw_queries(
         index, n_unlabeled, Random(f"demo-unlabeled-{seed}"), exclude={spec.term for spec in labeled}
     )
-    catalog = pd.DataFrame({"product_uid": [p.uid for p in products], "product_title": [p.title for p in products]})
+    catalog = pd.DataFrame(
+        {
+            "product_uid": [p.uid for p in products],
+            "product_title": [p.title for p in products],
+            "brand": [p.brand for p in products],
+            "category": [_TYPES_BY_KEY[p.type_key].category for p in products],
+        }
+    )
     judgments = pd.DataFrame(
         {
             "search_term": [r[0] for r in rows],

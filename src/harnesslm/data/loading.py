@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from os import PathLike
 
 import pandas as pd
@@ -27,27 +27,37 @@ def load_catalog(
     id_column: str = "product_uid",
     text_column: str = "product_title",
     fmt: str | None = None,
+    fields: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read the item catalog as ``item_id`` (string, stripped) and ``text`` (normalised), in file order.
 
+    ``fields`` are extra columns kept under their own names, as normalised text (an empty cell is ``""``),
+    for search filters and display; a missing one is a DataError naming the file and the column.
     Empty ids or texts are errors. Repeated ids are merged: exact repeats silently, an id repeated with a
-    different text keeps its first text and logs one warning. ``attrs["stats"]`` holds ``rows_read``,
+    different text keeps its first row and logs one warning. ``attrs["stats"]`` holds ``rows_read``,
     ``duplicates_merged`` and ``conflicting_duplicates``.
     """
-    raw = read_table(path, [id_column, text_column], fmt)
+    fields = list(dict.fromkeys(fields))
+    reserved = [f for f in fields if f in ("item_id", "text", id_column, text_column)]
+    if reserved:
+        raise DataError(
+            f"catalog field {reserved[0]!r} is the id or text column (or a reserved name: item_id, text)",
+            path=path,
+        )
+    raw = read_table(path, [id_column, text_column, *fields], fmt)
     ids = _stripped(raw[id_column])
     _reject(raw, [not i for i in ids], id_column, lambda _: "empty id")
     texts = [normalize_text(t) for t in raw[text_column]]
     _reject(raw, [not t for t in texts], text_column, lambda _: "empty text")
 
-    frame = pd.DataFrame({"item_id": ids, "text": texts})
+    frame = pd.DataFrame({"item_id": ids, "text": texts, **{f: [normalize_text(v) for v in raw[f]] for f in fields}})
     repeated = frame.duplicated("item_id", keep="first")
     exact = frame.duplicated(["item_id", "text"], keep="first")
     conflicting = int((repeated & ~exact).sum())
     if conflicting:
         example = frame.loc[repeated & ~exact, "item_id"].iloc[0]
         logger.warning(
-            "%s: %d rows repeat an item id with a different text; kept the first text of each (e.g. id %r)",
+            "%s: %d rows repeat an item id with a different text; kept the first row of each (e.g. id %r)",
             raw.attrs["path"],
             conflicting,
             example,

@@ -1,1 +1,83 @@
-"""Item embeddings (encoded once, cached) and the FAISS index the students search."""
+"""Item embeddings (encoded once, cached) and the item index the students search (FAISS, or Milvus)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harnesslm.config import IndexConfig
+    from harnesslm.index.item_index import ItemIndex
+    from harnesslm.index.milvus_index import MilvusItemIndex
+
+
+def load_item_index(directory: Path, token: str | None = None) -> ItemIndex | MilvusItemIndex:
+    """Open the index a run's ``index/`` folder describes: FAISS, or a Milvus collection (``kind: milvus``).
+
+    ``token`` is only used for a Milvus server (default: ``$MILVUS_TOKEN``); pymilvus is imported only then.
+    """
+    directory = Path(directory)
+    meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    if meta.get("kind") == "milvus":
+        from harnesslm.index.milvus_index import MilvusItemIndex
+
+        return MilvusItemIndex.load(directory, token=token)
+    from harnesslm.index.item_index import ItemIndex
+
+    return ItemIndex.load(directory)
+
+
+def build_item_index(
+    embeddings: np.ndarray,
+    item_ids: Sequence[str],
+    space: str,
+    config: IndexConfig,
+    directory: Path,
+    progress: bool = True,
+) -> ItemIndex | MilvusItemIndex:
+    """Build the index ``config`` asks for (a FAISS kind or Milvus) and save it, or its description, in
+    ``directory``. A Milvus Lite index without ``milvus_uri`` lives in ``directory/milvus.db``."""
+    from harnesslm.index.item_index import ItemIndex, default_nlist
+
+    if config.kind == "milvus":
+        from harnesslm.index.milvus_index import MilvusItemIndex, milvus_params
+
+        index_params, search_params = milvus_params(
+            config.milvus_index_type,
+            config.hnsw_m,
+            config.hnsw_ef_construction,
+            config.hnsw_ef_search,
+            config.ivf_nlist or default_nlist(len(item_ids)),
+            config.ivf_nprobe,
+        )
+        built: ItemIndex | MilvusItemIndex = MilvusItemIndex.build(
+            embeddings,
+            item_ids,
+            space,
+            uri=config.milvus_uri or Path(directory) / "milvus.db",
+            collection=config.milvus_collection,
+            index_type=config.milvus_index_type,
+            index_params=index_params,
+            search_params=search_params,
+            token=config.milvus_token,
+            progress=progress,
+        )
+    else:
+        built = ItemIndex.build(
+            embeddings,
+            item_ids,
+            space=space,
+            kind=config.kind,
+            hnsw_m=config.hnsw_m,
+            hnsw_ef_construction=config.hnsw_ef_construction,
+            hnsw_ef_search=config.hnsw_ef_search,
+            ivf_nlist=config.ivf_nlist,
+            ivf_nprobe=config.ivf_nprobe,
+            pq_m=config.pq_m,
+        )
+    built.save(directory)
+    return built

@@ -46,14 +46,29 @@ def cached_encode(
     The file is written to a temporary name and renamed, so an interrupted run never leaves a truncated cache
     that a later run would trust.
     """
-    fingerprint = fingerprint or model_fingerprint(model)
-    key = f"{fingerprint}-{texts_fingerprint(texts)}-{model.max_seq_length}"
-    path = Path(cache_dir) / f"{key}.npy"
-    if path.exists():
-        cached = np.load(path)
-        if cached.shape[0] == len(texts):
-            logger.info("embeddings read from cache %s", path)
-            return cached
+    path = cache_path(model, texts, cache_dir, fingerprint)
+    cached = read_cache(path, len(texts))
+    if cached is not None:
+        return cached
     embeddings = encode(model, texts, batch_size=batch_size, progress=progress)
     save_array(path, embeddings)
     return embeddings
+
+
+def cache_path(
+    model: SentenceTransformer, texts: Sequence[str], cache_dir: Path, fingerprint: str | None = None
+) -> Path:
+    """Where :func:`cached_encode` keeps these texts encoded by this model (the sharded encoder uses it too)."""
+    fingerprint = fingerprint or model_fingerprint(model)
+    return Path(cache_dir) / f"{fingerprint}-{texts_fingerprint(texts)}-{model.max_seq_length}.npy"
+
+
+def read_cache(path: Path, count: int) -> np.ndarray | None:
+    """The cached embeddings at ``path`` if the file exists and holds ``count`` rows, else None."""
+    if not Path(path).exists():
+        return None
+    cached = np.load(path)
+    if cached.shape[0] != count:
+        return None
+    logger.info("embeddings read from cache %s", path)
+    return cached

@@ -2,6 +2,10 @@
 
 The index remembers the fingerprint of the embedding space it was built in (the teacher's), so a student
 aligned to another teacher cannot silently search it.
+
+Kinds: ``exact`` (flat, brute force), ``hnsw`` (graph, sub-linear, full vectors), ``ivfpq`` (inverted lists
++ product quantization: a few bytes per item, the smallest and fastest, lossy) and ``sq8`` (every dimension
+stored as one byte, brute-force scan: 4x smaller than exact with near-exact ranking).
 """
 
 from __future__ import annotations
@@ -9,20 +13,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import faiss
 import numpy as np
 
 from harnesslm.atomic import atomic_directory
 
-IndexKind = Literal["exact", "hnsw"]
+IndexKind = Literal["exact", "hnsw", "ivfpq", "sq8"]
+INDEX_KINDS: tuple[str, ...] = ("exact", "hnsw", "ivfpq", "sq8")
 
 
 @dataclass(frozen=True)
 class IndexMeta:
+    """What was built and with which settings; saved as ``meta.json`` and used to restore search settings."""
+
     kind: IndexKind
     dim: int
     size: int
@@ -30,10 +37,27 @@ class IndexMeta:
     build_seconds: float
     hnsw_m: int | None = None
     hnsw_ef_search: int | None = None
+    ivf_nlist: int | None = None
+    ivf_nprobe: int | None = None
+    pq_m: int | None = None
+    pq_nbits: int | None = None
 
 
 class IndexMismatchError(RuntimeError):
     """A query encoder and an index come from different embedding spaces."""
+
+
+class SearchableIndex(Protocol):
+    """What searchers, evaluation and mining need from an item index (FAISS ``ItemIndex`` or Milvus)."""
+
+    item_ids: np.ndarray
+    meta: Any  # has at least kind, dim, size, space, build_seconds
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
+    ) -> tuple[list[list[str]], np.ndarray]: ...
+
+    def check_space(self, space: str) -> None: ...
 
 
 class ItemIndex:
@@ -56,19 +80,49 @@ class ItemIndex:
         hnsw_m: int = 32,
         hnsw_ef_construction: int = 80,
         hnsw_ef_search: int = 128,
+        ivf_nlist: int | None = None,
+        ivf_nprobe: int = 32,
+        pq_m: int | None = None,
+        pq_nbits: int = 8,
+        train_size: int | None = 100_000,
+        seed: int = 0,
     ) -> ItemIndex:
-        """Exact (``IndexFlatIP``) by default; ``hnsw`` trades a little recall for sub-linear search."""
+        """Exact (``IndexFlatIP``) by default; ``hnsw`` trades a little recall for sub-linear search.
+
+        ``ivfpq``: ``ivf_nlist`` inverted lists (default about 4 sqrt(n), at most n / 39 so that k-means has
+        enough points per centroid), ``pq_m`` sub-quantizers of ``pq_nbits`` bits (default dim / 4 bytes per
+        item), ``ivf_nprobe`` lists scanned per query. ``sq8``: one byte per dimension, brute-force scan. Both
+        train on the embeddings, or on ``train_size`` of them drawn at random (``seed``) for large catalogs.
+        """
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        dim = embeddings.shape[1]
+        n, dim = embeddings.shape
         start = time.perf_counter()
+        extra: dict[str, int | None] = {}
         if kind == "exact":
             index: faiss.Index = faiss.IndexFlatIP(dim)
         elif kind == "hnsw":
             index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = hnsw_ef_construction
             index.hnsw.efSearch = hnsw_ef_search
+            extra = {"hnsw_m": hnsw_m, "hnsw_ef_search": hnsw_ef_search}
+        elif kind == "ivfpq":
+            nlist = ivf_nlist or default_nlist(n)
+            m = pq_m or default_pq_m(dim)
+            _check_ivfpq(n, dim, nlist, m, pq_nbits)
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, pq_nbits, faiss.METRIC_INNER_PRODUCT)
+            # PQ codebooks: 64 points per code is plenty in a few dimensions, and k-means there dominates the build
+            # time (256 points per code, FAISS's default, takes minutes for a 50k catalog); no warning per sub-quantizer
+            index.pq.cp.max_points_per_centroid = 64
+            index.pq.cp.min_points_per_centroid = 1
+            index.train(_training_sample(embeddings, train_size, seed))
+            index.nprobe = min(ivf_nprobe, nlist)
+            extra = {"ivf_nlist": nlist, "ivf_nprobe": index.nprobe, "pq_m": m, "pq_nbits": pq_nbits}
+        elif kind == "sq8":
+            index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+            index.train(_training_sample(embeddings, train_size, seed))
         else:
-            raise ValueError(f"unknown index kind {kind!r}: use 'exact' or 'hnsw'")
+            raise ValueError(f"unknown index kind {kind!r}: use one of {', '.join(INDEX_KINDS)}")
         index.add(embeddings)
         meta = IndexMeta(
             kind=kind,
@@ -76,10 +130,23 @@ class ItemIndex:
             size=len(item_ids),
             space=space,
             build_seconds=time.perf_counter() - start,
-            hnsw_m=hnsw_m if kind == "hnsw" else None,
-            hnsw_ef_search=hnsw_ef_search if kind == "hnsw" else None,
+            **extra,  # type: ignore[arg-type]
         )
         return cls(index, item_ids, meta)
+
+    def tune(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Change the search-time knob of an IVF (``nprobe``) or HNSW (``ef_search``) index; kept on save."""
+        if nprobe is not None:
+            if self.meta.kind != "ivfpq":
+                raise ValueError(f"nprobe applies to an ivfpq index, not {self.meta.kind}")
+            ivf = faiss.extract_index_ivf(self.index)
+            ivf.nprobe = min(nprobe, ivf.nlist)
+            self.meta = replace(self.meta, ivf_nprobe=int(ivf.nprobe))
+        if ef_search is not None:
+            if self.meta.kind != "hnsw":
+                raise ValueError(f"ef_search applies to an hnsw index, not {self.meta.kind}")
+            self.index.hnsw.efSearch = ef_search
+            self.meta = replace(self.meta, hnsw_ef_search=ef_search)
 
     def search(
         self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
@@ -88,7 +155,8 @@ class ItemIndex:
 
         ``allowed_rows`` (row positions in the index) restricts the search to those items, inside FAISS (an
         ``IDSelectorBatch``), so a filter never returns fewer than ``k`` items while enough match. A query can
-        get fewer than ``k`` ids; its missing tail has score ``-inf``-like values from FAISS.
+        get fewer than ``k`` ids; its missing tail has score ``-inf``-like values from FAISS. An ``ivfpq`` index
+        only looks in its ``nprobe`` nearest lists, so a very selective filter can leave it short of ``k``.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.meta.dim:
@@ -118,20 +186,62 @@ class ItemIndex:
 
     @classmethod
     def load(cls, directory: Path) -> ItemIndex:
+        """A saved FAISS index (``harnesslm.index.load_item_index`` opens a Milvus one as well)."""
         directory = Path(directory)
-        meta = IndexMeta(**json.loads((directory / "meta.json").read_text(encoding="utf-8")))
+        raw = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        if raw.get("kind") not in INDEX_KINDS:
+            raise ValueError(
+                f"{directory} holds a {raw.get('kind')!r} index, not a FAISS one: open it with "
+                "harnesslm.index.load_item_index"
+            )
+        meta = IndexMeta(**raw)
         ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
         index = faiss.read_index(str(directory / "index.faiss"))
         if isinstance(index, faiss.IndexHNSW) and meta.hnsw_ef_search:
             index.hnsw.efSearch = meta.hnsw_ef_search
+        if isinstance(index, faiss.IndexIVF) and meta.ivf_nprobe:
+            index.nprobe = meta.ivf_nprobe
         return cls(index, ids, meta)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Size of the serialized FAISS index: what it takes in RAM and on disk (ids not counted)."""
+        return int(faiss.serialize_index(self.index).size)
+
+
+def default_nlist(n: int) -> int:
+    """About 4 sqrt(n) inverted lists, but at most n / 39 so every centroid gets enough training points."""
+    return max(1, min(int(4 * np.sqrt(n)), n // 39))
+
+
+def default_pq_m(dim: int) -> int:
+    """Sub-quantizers for PQ: the largest divisor of ``dim`` up to dim / 4 (4 dimensions per byte code)."""
+    return max(m for m in range(1, max(dim // 4, 1) + 1) if dim % m == 0)
+
+
+def _check_ivfpq(n: int, dim: int, nlist: int, pq_m: int, nbits: int) -> None:
+    if dim % pq_m:
+        raise ValueError(f"ivfpq: pq_m={pq_m} must divide the embedding dimension {dim}")
+    if n < max(nlist, 2**nbits):
+        raise ValueError(
+            f"ivfpq needs at least max(nlist, 2**nbits) = {max(nlist, 2**nbits)} items to train, got {n}: "
+            "use exact, hnsw or sq8 for a catalog this small"
+        )
+
+
+def _training_sample(embeddings: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """All embeddings, or ``size`` rows drawn without replacement (k-means on millions of rows is wasted time)."""
+    if size is None or len(embeddings) <= size:
+        return embeddings
+    rows = np.sort(np.random.default_rng(seed).choice(len(embeddings), size=size, replace=False))
+    return np.ascontiguousarray(embeddings[rows])
 
 
 def _search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
     """FAISS wants the parameter class that matches the index type to carry a selector."""
     if isinstance(index, faiss.IndexHNSW):
         return faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
-    if isinstance(index, faiss.IndexIVF):
+    if isinstance(index, faiss.IndexIVF):  # keeps the index's own nprobe (the parameters would reset it to 1)
         return faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
     return faiss.SearchParameters(sel=selector)
 
@@ -144,7 +254,7 @@ def recall_against_exact(approx: list[list[str]], exact: list[list[str]], k: int
     return float(np.mean(overlaps))
 
 
-def index_recall(approx: ItemIndex, exact: ItemIndex, queries: np.ndarray, k: int) -> float:
+def index_recall(approx: SearchableIndex, exact: SearchableIndex, queries: np.ndarray, k: int) -> float:
     """Recall@k of ``approx`` against ``exact`` for the same query embeddings (ANN quality, not relevance)."""
     approx_ids, _ = approx.search(queries, k)
     exact_ids, _ = exact.search(queries, k)

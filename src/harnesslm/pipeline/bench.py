@@ -7,6 +7,7 @@ from dataclasses import asdict
 import faiss
 
 from harnesslm.evaluation.latency import measure_latency, measure_throughput, thread_info, torch_threads
+from harnesslm.pipeline.export import onnx_encoders
 from harnesslm.pipeline.run_dir import RunDir, console
 from harnesslm.pipeline.steps import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
@@ -23,6 +24,7 @@ def bench(run: RunDir, names: list[str] | None = None) -> dict:
         for student in run.students(names):
             phase = latest_phase(run, student.name)
             encoders[f"{student.name} ({phase})"] = load_student(run, student.name, phase)
+            encoders.update(onnx_encoders(run, student.name, phase, threads=cfg.threads))  # when exported
         faiss.omp_set_num_threads(cfg.threads)
         results = {}
         with torch_threads(cfg.threads):

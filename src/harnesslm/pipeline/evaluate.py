@@ -12,6 +12,7 @@ from harnesslm.evaluation.bm25 import BM25Retriever
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, recovery
 from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.models.students import load_model
+from harnesslm.pipeline.export import onnx_encoders
 from harnesslm.pipeline.run_dir import RunDir, console
 from harnesslm.pipeline.steps import item_embeddings, judged_queries
 from harnesslm.serving.searcher import Searcher
@@ -85,6 +86,8 @@ def _rankings(run: RunDir, queries: Sequence[str], k: int, progress: bool) -> di
         if (folder / "modules.json").exists():
             searcher = Searcher(load_model(str(folder)), run.index)
             out[f"{name} ({phase})"] = ("student", searcher.search(queries, k)[0])
+            for label, encoder in onnx_encoders(run, name, phase).items():  # exported copies, when present
+                out[label] = ("student", Searcher(encoder, run.index).search(queries, k)[0])
     return out
 
 

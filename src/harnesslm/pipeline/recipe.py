@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harnesslm.config import RunConfig, StudentConfig, TeacherConfig
+from harnesslm.config import RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
 from harnesslm.data.demo import write_demo_shop
-from harnesslm.index.item_index import ItemIndex
 from harnesslm.models.students import read_student_meta
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.bench import bench
 from harnesslm.pipeline.evaluate import evaluate
+from harnesslm.pipeline.relevance import relevance
 from harnesslm.pipeline.report import write_report
 from harnesslm.pipeline.run_dir import RunDir, console
 
 
 def run_recipe(config: RunConfig, root: Path, force: bool = False, progress: bool = True) -> RunDir:
-    """prepare -> teacher -> index -> align -> refine -> evaluate -> bench -> report.
+    """prepare -> teacher -> index -> align -> refine -> evaluate -> bench [-> relevance] -> report.
 
     Without ``force``, a step is skipped when its output exists and matches what it depends on: the index
     must be in the current teacher's space, and each student must have been trained against that teacher.
@@ -46,6 +46,8 @@ def run_recipe(config: RunConfig, root: Path, force: bool = False, progress: boo
         steps.refine(run, stale, progress)
     evaluate(run, progress=progress)
     bench(run)
+    if run.config.relevance.enabled:
+        relevance(run, force=force, progress=progress)
     write_report(run)
     return run
 
@@ -53,7 +55,7 @@ def run_recipe(config: RunConfig, root: Path, force: bool = False, progress: boo
 def _index_is_current(run: RunDir) -> bool:
     if not (run.index_dir / "meta.json").exists():
         return False
-    return ItemIndex.load(run.index_dir).meta.space == run.teacher_space
+    return run.index.meta.space == run.teacher_space
 
 
 def _student_is_current(run: RunDir, student: StudentConfig, phase: str) -> bool:
@@ -67,7 +69,7 @@ def demo_config(data_dir: Path) -> RunConfig:
     return RunConfig.model_validate(
         {
             "data": {
-                "catalog": {"path": files["catalog"]},
+                "catalog": {"path": files["catalog"], "fields": ["brand", "category"]},
                 "judgments": {"path": files["judgments"]},
                 "extra_queries": [{"path": files["unlabeled_queries"]}],
             },
@@ -90,5 +92,19 @@ def demo_config(data_dir: Path) -> RunConfig:
                     refine_learning_rate=3e-5,
                 ).model_dump(),
             ],
+            # The re-ranking stage, small: a MiniLM cross-encoder teacher and a 2-layer student re-ranker.
+            "relevance": RelevanceConfig(
+                enabled=True,
+                retriever="static",
+                candidates_k=30,
+                teacher_steps=60,
+                max_length=32,
+                distil_queries=400,
+                augment_queries=400,
+                augment_k=8,
+                student_steps=40,
+                student_batch_size=8,
+                latency_queries=50,
+            ).model_dump(),
         }
     )

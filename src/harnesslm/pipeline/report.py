@@ -7,6 +7,7 @@ import math
 from harnesslm.atomic import write_text
 from harnesslm.pipeline.run_dir import RunDir
 
+INT8_TAG = ", onnx-int8)"  # label suffix of an int8 ONNX export (pipeline.export.onnx_label)
 QUALITY_COLUMNS = ("ndcg@10", "recall@100", "p@10", "mrr@10", "ndcg_recovery_%", "recall_recovery_%")
 
 
@@ -29,6 +30,20 @@ def quality_table(metrics: dict) -> str:
         cells = [_fmt(values.get(c), 1 if c.endswith("%") else 4) for c in QUALITY_COLUMNS]
         rows.append([name, values["role"], *cells])
     return _table(header, rows)
+
+
+def int8_drift(metrics: dict) -> str | None:
+    """One line: NDCG@10 of each int8 ONNX export minus its float PyTorch student's, in points."""
+    systems = metrics.get("systems", {})
+    drifts = []
+    for name, values in systems.items():
+        float_name = name[: -len(INT8_TAG)] + ")"  # "static (refined, onnx-int8)" -> "static (refined)"
+        if name.endswith(INT8_TAG) and float_name in systems:
+            points = 100 * (values["ndcg@10"] - systems[float_name]["ndcg@10"])
+            drifts.append(f"{float_name} {points:+.2f} points")
+    if not drifts:
+        return None
+    return "int8 ONNX NDCG@10 drift vs the float student: " + "; ".join(drifts) + "."
 
 
 def speed_table(bench: dict) -> str:
@@ -60,6 +75,24 @@ def speed_table(bench: dict) -> str:
     return _table(header, rows)
 
 
+def rerank_table(rerank: dict) -> str:
+    header = ["system", "NDCG@10", "MRR@10", "P@10", "NDCG kept %", "p50 ms / query", "p99 ms / query"]
+    rows = []
+    for name, v in rerank.get("systems", {}).items():
+        rows.append(
+            [
+                name,
+                _fmt(v.get("ndcg@10")),
+                _fmt(v.get("mrr@10")),
+                _fmt(v.get("p@10")),
+                _fmt(v.get("ndcg_recovery_%"), 1),
+                _fmt(v.get("latency_p50_ms"), 1),
+                _fmt(v.get("latency_p99_ms"), 1),
+            ]
+        )
+    return _table(header, rows)
+
+
 def render(run: RunDir) -> str:
     """The whole report as Markdown."""
     metrics, bench, timings, data = (
@@ -82,6 +115,9 @@ def render(run: RunDir) -> str:
             "Recovery is the share of the fine-tuned teacher's score that a system keeps.",
             "",
         ]
+        drift = int8_drift(metrics)
+        if drift:
+            parts += [drift, ""]
         if "ann_recall" in metrics:
             ann = metrics["ann_recall"]
             parts += [
@@ -95,6 +131,18 @@ def render(run: RunDir) -> str:
             f"torch threads = {threads.get('torch_num_threads')})",
             "",
             speed_table(bench),
+            "",
+        ]
+    rerank = run.read_json("relevance.json").get("rerank")
+    if rerank:
+        parts += [
+            f"## Re-ranking the {rerank['retriever']} top-{rerank['k']} ({rerank['queries']:,} held-out queries)",
+            "",
+            rerank_table(rerank),
+            "",
+            "Latency: one query's K candidates scored by the cross-encoder in one batch "
+            f"(torch threads = {rerank['threads'].get('torch_num_threads')}); kept % is against the cross-encoder "
+            "teacher.",
             "",
         ]
     if timings:

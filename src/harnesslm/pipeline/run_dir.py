@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
@@ -15,11 +16,15 @@ from sentence_transformers import SentenceTransformer
 
 from harnesslm.atomic import write_text
 from harnesslm.config import RunConfig, StudentConfig, dump_config, load_config
+from harnesslm.index import load_item_index
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.models.bundled import resolve_model
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.models.students import load_model
 from harnesslm.paths import cache_root
+
+if TYPE_CHECKING:
+    from harnesslm.index.milvus_index import MilvusItemIndex
 
 console = Console(stderr=True)
 
@@ -118,10 +123,11 @@ class RunDir:
         return model_fingerprint(self.teacher)
 
     @cached_property
-    def index(self) -> ItemIndex:
+    def index(self) -> ItemIndex | MilvusItemIndex:
+        """The teacher's item index: FAISS, or the Milvus collection ``index/meta.json`` points at."""
         if not (self.index_dir / "meta.json").exists():
             raise StepMissingError(f"no index in {self.index_dir}: run `harness index` first")
-        return ItemIndex.load(self.index_dir)
+        return load_item_index(self.index_dir, token=self.config.index.milvus_token)
 
     def students(self, names: list[str] | None = None) -> list[StudentConfig]:
         chosen = self.config.students if not names else [self.config.student(n) for n in names]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pandas as pd
 from harnesslm.atomic import atomic_directory
 from harnesslm.config import RunConfig, StudentConfig
 from harnesslm.data import load_catalog, load_judgments, load_queries, split_by_query
+from harnesslm.index import build_item_index
 from harnesslm.index.embeddings import cached_encode, encode
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.models import students as student_models
@@ -24,6 +26,9 @@ from harnesslm.training.negatives import mine_negatives
 from harnesslm.training.refine import refine_student, refinement_dataset
 from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
 
+if TYPE_CHECKING:
+    from harnesslm.index.milvus_index import MilvusItemIndex
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,7 +38,13 @@ def prepare(config: RunConfig, root: Path) -> RunDir:
     run = RunDir(root, config)
     with run.timed("prepare"):
         data = config.data
-        catalog = load_catalog(data.catalog.path, data.catalog.id_column, data.catalog.text_column, data.catalog.format)
+        catalog = load_catalog(
+            data.catalog.path,
+            data.catalog.id_column,
+            data.catalog.text_column,
+            data.catalog.format,
+            fields=data.catalog.fields,
+        )
         judgments = load_judgments(
             data.judgments.path,
             set(catalog["item_id"]),
@@ -122,32 +133,43 @@ def _is_main_process() -> bool:
 
 
 def item_embeddings(run: RunDir, model, progress: bool = True) -> np.ndarray:
-    """The catalog encoded by ``model``, read from the embedding cache when this exact model did it before."""
+    """The catalog encoded by ``model``, read from the embedding cache when this exact model did it before.
+
+    With ``index.encode_workers > 1`` a miss is encoded in resumable shards on that many processes (or Ray
+    actors); the result fills the same cache file.
+    """
+    cfg = run.config.index
+    if cfg.encode_workers > 1:
+        from harnesslm.index.sharded_encoding import sharded_cached_encode
+
+        return sharded_cached_encode(
+            model,
+            run.catalog["text"].tolist(),
+            run.cache_dir,
+            workers=cfg.encode_workers,
+            shard_size=cfg.shard_size,
+            batch_size=cfg.encode_batch_size,
+            executor=cfg.encode_executor,
+            progress=progress,
+        )
     return cached_encode(
         model,
         run.catalog["text"].tolist(),
         run.cache_dir,
-        batch_size=run.config.index.encode_batch_size,
+        batch_size=cfg.encode_batch_size,
         progress=progress,
     )
 
 
 # index -----------------------------------------------------------------------------------------------------
-def build_index(run: RunDir, progress: bool = True) -> ItemIndex:
-    """Encode the catalog once with the teacher (cached) and build the FAISS index in ``index/``."""
-    cfg = run.config.index
+def build_index(run: RunDir, progress: bool = True) -> ItemIndex | MilvusItemIndex:
+    """Encode the catalog once with the teacher (cached) and build the index in ``index/`` (FAISS, or Milvus
+    with ``index.kind: milvus``, in which case ``index/`` only describes the collection)."""
     with run.timed("index"):
         embeddings = item_embeddings(run, run.teacher, progress)
-        built = ItemIndex.build(
-            embeddings,
-            run.catalog["item_id"].tolist(),
-            space=run.teacher_space,
-            kind=cfg.kind,
-            hnsw_m=cfg.hnsw_m,
-            hnsw_ef_construction=cfg.hnsw_ef_construction,
-            hnsw_ef_search=cfg.hnsw_ef_search,
+        built = build_item_index(
+            embeddings, run.catalog["item_id"].tolist(), run.teacher_space, run.config.index, run.index_dir, progress
         )
-        built.save(run.index_dir)
         run.forget("index")
         console.print(f"{built.meta.kind} index over {built.meta.size:,} items ({built.meta.dim}-d)")
     return built

@@ -16,6 +16,7 @@ from sentence_transformers import (
     SentenceTransformerTrainingArguments,
 )
 from sentence_transformers.base.sampler import BatchSamplers
+from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,43 @@ def train(
             dataloader_pin_memory=False,
         )
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+        result = trainer.train()
+    model.eval()
+    return {key: float(value) for key, value in result.metrics.items() if isinstance(value, int | float)}
+
+
+def train_cross_encoder(
+    model: CrossEncoder,
+    dataset: Dataset,
+    loss: nn.Module,
+    *,
+    max_steps: int,
+    batch_size: int,
+    learning_rate: float,
+    warmup_ratio: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, float]:
+    """The cross-encoder twin of :func:`train`: same schedule, no checkpoints, returns final metrics."""
+    if len(dataset) < batch_size:
+        batch_size = max(1, len(dataset))
+    with tempfile.TemporaryDirectory(prefix="harnesslm-trainer-") as output_dir:
+        args = CrossEncoderTrainingArguments(
+            output_dir=output_dir,
+            max_steps=max_steps,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            warmup_steps=int(warmup_ratio * max_steps),
+            seed=seed,
+            data_seed=seed,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=max(1, max_steps // 10),
+            disable_tqdm=not progress,
+            dataloader_drop_last=len(dataset) >= 2 * batch_size,
+            dataloader_pin_memory=False,
+        )
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
         result = trainer.train()
     model.eval()
     return {key: float(value) for key, value in result.metrics.items() if isinstance(value, int | float)}

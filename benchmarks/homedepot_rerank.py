@@ -1,0 +1,185 @@
+"""Benchmark: the re-ranking stage on the real Home Depot data, on top of a finished recipe run.
+
+On the run's held-out test queries (never used to train anything), it measures NDCG@10 after re-ranking the
+retriever's top-K with: no re-ranker, the cross-encoder relevance teacher, and the small distilled re-ranker
+trained with each loss (margin-MSE, approxNDCG, ListNet, ListMLE, LambdaLoss, RankNet) on the same teacher-
+labelled data and the same budget (steps x lists x items); then the margin-MSE student's NDCG@10 as the
+amount of teacher-labelled augmented data grows; and re-ranking latency per query at K for teacher and
+students. Every trained model is kept in the run directory, so a rerun only evaluates.
+
+    python benchmarks/homedepot_recipe.py            # first: the recipe run (teacher, index, students)
+    python benchmarks/homedepot_rerank.py [--run runs/homedepot] [--stage all|teacher|label|losses|curve|eval]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harnesslm.atomic import write_text
+from harnesslm.config import RelevanceConfig
+from harnesslm.pipeline import relevance as stage
+from harnesslm.pipeline.run_dir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+LOSSES = ["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]
+STAGES = ["teacher", "label", "losses", "curve", "eval"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "homedepot", help="finished recipe run")
+    parser.add_argument("--retriever", default="static", help="student that retrieves (or 'teacher')")
+    parser.add_argument("--k", type=int, default=50, help="candidates re-ranked per query")
+    parser.add_argument("--teacher-steps", type=int, default=300, help="teacher steps of 32 pairs")
+    parser.add_argument("--max-length", type=int, default=32, help="tokens of query + title")
+    parser.add_argument("--distil-queries", type=int, default=2000, help="training queries students learn from")
+    parser.add_argument("--augment-k", type=int, default=10, help="unjudged candidates labelled per query")
+    parser.add_argument("--student-steps", type=int, default=100)
+    parser.add_argument("--student-batch", type=int, default=8, help="lists per step")
+    parser.add_argument("--list-size", type=int, default=8)
+    parser.add_argument("--eval-queries", type=int, default=None, help="test queries re-ranked (default: all)")
+    parser.add_argument(
+        "--curve", default="0,250,1000", help="augmented query counts for the curve (the full amount is added)"
+    )
+    parser.add_argument("--losses", default=",".join(LOSSES))
+    parser.add_argument("--stage", choices=["all", *STAGES], default="all", help="run only up to this stage")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "homedepot_rerank.json")
+    return parser.parse_args(argv)
+
+
+def configure(run: RunDir, args: argparse.Namespace) -> None:
+    run.config.relevance = RelevanceConfig(
+        enabled=True,
+        retriever=None if args.retriever == "teacher" else args.retriever,
+        candidates_k=args.k,
+        teacher_steps=args.teacher_steps,
+        max_length=args.max_length,
+        distil_queries=args.distil_queries,
+        augment_k=args.augment_k,
+        student_steps=args.student_steps,
+        student_batch_size=args.student_batch,
+        list_size=args.list_size,
+        eval_queries=args.eval_queries,
+        student_losses=args.losses.split(","),
+    )
+    run.save_config()
+
+
+def curve_folder(run: RunDir, queries: int) -> Path:
+    return stage.relevance_dir(run) / "rerankers-curve" / f"augmented-{queries}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = RunDir(args.run)
+    configure(run, args)
+    last = len(STAGES) if args.stage == "all" else STAGES.index(args.stage) + 1
+    todo = STAGES[:last]
+    if not (stage.teacher_dir(run) / "config.json").exists():
+        stage.relevance_teacher(run)
+    if "label" not in todo:
+        return 0
+    labelled = stage.label(run)
+    losses = args.losses.split(",")
+    if "losses" in todo:
+        for loss in losses:
+            if not (stage.reranker_dir(run, loss) / "config.json").exists():
+                stage.distill_reranker(run, loss, labelled)
+    total_queries = int(labelled.loc[~labelled["judged"], "query"].nunique())
+    points = [int(p) for p in args.curve.split(",") if p]
+    if "curve" in todo:
+        for queries in points:
+            folder = curve_folder(run, queries)
+            if not (folder / "config.json").exists():
+                stage.distill_reranker(run, "margin_mse", stage.with_augmentation(labelled, queries), folder)
+    if "eval" not in todo:
+        return 0
+    rerankers = {stage.TEACHER_RERANKER: stage.load_relevance_teacher(run)}
+    rerankers |= {f"student ({loss})": stage.load_reranker(run, loss) for loss in losses}
+    rerankers |= {
+        f"student (margin_mse, {q} augmented queries)": stage.load_reranker(run, str(curve_folder(run, q)))
+        for q in points
+    }
+    result = stage.rerank_evaluation(run, rerankers)
+    summary = summarise(run, result, labelled, points, total_queries)
+    print_tables(summary)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(args.out, json.dumps(summary, indent=2, default=float))
+    Console().print(f"wrote {args.out}")
+    return 0
+
+
+def summarise(run: RunDir, result: dict, labelled, points: list[int], total_queries: int) -> dict:
+    info = run.read_json("relevance.json")
+    systems = result["systems"]
+    curve = []
+    for queries in [*points, total_queries]:
+        name = (
+            "student (margin_mse)" if queries == total_queries else f"student (margin_mse, {queries} augmented queries)"
+        )
+        subset = labelled if queries == total_queries else stage.with_augmentation(labelled, queries)
+        curve.append(
+            {
+                "augmented_queries": queries,
+                "augmented_pairs": int((~subset["judged"]).sum()),
+                "judged_pairs": int(subset["judged"].sum()),
+                "ndcg@10": systems[name]["ndcg@10"],
+            }
+        )
+    training = {key.split("/", 1)[1]: value for key, value in info.items() if key.startswith("distillation/")}
+    return {
+        "data": str(run.config.data.judgments.path),
+        "retriever": result["retriever"],
+        "k": result["k"],
+        "test_queries": result["queries"],
+        "relevance_config": run.config.relevance.model_dump(),
+        "teacher_training": info.get("teacher_training"),
+        "distillation": training,
+        "systems": systems,
+        "augmentation_curve": curve,
+        "threads": result["threads"],
+        "timings_s": {
+            k: v
+            for k, v in run.read_json("timings.json").items()
+            if "re-rank" in k or "relev" in k or "distil" in k or "label" in k or "candidates" in k
+        },
+    }
+
+
+def print_tables(summary: dict) -> None:
+    console = Console()
+    table = Table(title=f"Re-ranking the {summary['retriever']} top-{summary['k']} ({summary['test_queries']} queries)")
+    for column in ("system", "NDCG@10", "MRR@10", "P@10", "% of teacher", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for name, values in summary["systems"].items():
+        table.add_row(
+            name,
+            f"{values['ndcg@10']:.4f}",
+            f"{values['mrr@10']:.4f}",
+            f"{values['p@10']:.4f}",
+            f"{values.get('ndcg_recovery_%', float('nan')):.1f}",
+            f"{values.get('latency_p50_ms', float('nan')):.1f}",
+            f"{values.get('latency_p99_ms', float('nan')):.1f}",
+        )
+    console.print(table)
+    curve = Table(title="margin-MSE student vs teacher-labelled augmented data")
+    for column in ("augmented queries", "augmented pairs", "judged pairs", "NDCG@10"):
+        curve.add_column(column, justify="right")
+    for point in summary["augmentation_curve"]:
+        curve.add_row(
+            str(point["augmented_queries"]),
+            f"{point['augmented_pairs']:,}",
+            f"{point['judged_pairs']:,}",
+            f"{point['ndcg@10']:.4f}",
+        )
+    console.print(curve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Load test of the HTTP search service (`harness serve`): throughput and latency under concurrent clients.
+
+For each encoder (teacher, PyTorch student, ONNX float32 and int8 exports) it starts the service for a run
+directory in a subprocess on a free loopback port, waits for ``/health``, then drives ``GET /search`` with
+an async client at each concurrency level for a fixed time, cycling through the run's held-out test queries.
+Per level it records throughput (successful requests/s), p50/p99 latency, errors and the server's mean
+micro-batch size; it prints a table and writes JSON (atomically, after every encoder).
+
+The server's intra-op threads (torch, FAISS, ONNX Runtime) are pinned with ``--threads``; the client runs on
+the same machine and takes CPU too, so compare encoders with each other rather than with other machines.
+
+    python benchmarks/load_test.py runs/homedepot [--encoders teacher,pytorch,onnx,onnx-int8] \\
+        [--concurrency 1,4,16,64] [--duration 20] [--threads 2] [--out benchmarks/results/load_test.json]
+
+The ONNX encoders need ``harness export RUN_DIR`` first; an encoder whose server does not start is recorded
+as failed (with the server's message) and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from harnesslm.atomic import write_text
+from harnesslm.pipeline.run_dir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+ENCODERS = ("teacher", "pytorch", "onnx", "onnx-int8")
+console = Console()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="run directory with an index and trained students")
+    parser.add_argument("--encoders", default=",".join(ENCODERS), help="comma-separated: " + ", ".join(ENCODERS))
+    parser.add_argument("--student", default=None, help="student to serve (default: the run's first student)")
+    parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated concurrent client counts")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per concurrency level")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed requests after each server starts")
+    parser.add_argument("--k", type=int, default=10, help="hits per query")
+    parser.add_argument("--threads", type=int, default=2, help="server intra-op threads (torch / FAISS / ORT)")
+    parser.add_argument("--batch-window-ms", type=float, default=2.0, help="server micro-batching window")
+    parser.add_argument("--max-batch", type=int, default=64, help="server's most queries per encoder call")
+    parser.add_argument(
+        "--batching", action=argparse.BooleanOptionalAction, default=True, help="server micro-batching on/off"
+    )
+    parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /health")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_test.json", help="JSON results file"
+    )
+    args = parser.parse_args(argv)
+    args.encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    unknown = [e for e in args.encoders if e not in ENCODERS]
+    if unknown:
+        parser.error(f"unknown encoder {unknown[0]!r}; choose from {', '.join(ENCODERS)}")
+    args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if not args.concurrency or min(args.concurrency) < 1:
+        parser.error("--concurrency needs positive integers, e.g. 1,4,16,64")
+    if args.duration <= 0 or args.threads < 1:
+        parser.error("--duration must be > 0 and --threads >= 1")
+    return args
+
+
+# the server ------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(args: argparse.Namespace, encoder: str, port: int, log: Path) -> subprocess.Popen:
+    """``harness serve`` in a subprocess, threads pinned, output to ``log``."""
+    command = [
+        sys.executable,
+        "-m",
+        "harnesslm.cli.app",
+        "serve",
+        str(args.run_dir),
+        "--encoder",
+        encoder,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--threads",
+        str(args.threads),
+        "--max-k",
+        str(max(args.k, 100)),
+        "--batch-window-ms",
+        str(args.batch_window_ms),
+        "--max-batch",
+        str(args.max_batch),
+        "--batching" if args.batching else "--no-batching",
+    ]
+    if args.student and encoder != "teacher":
+        command += ["--student", args.student]
+    threads = str(args.threads)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+    }
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
+def wait_healthy(process: subprocess.Popen, url: str, timeout: float, log: Path) -> dict:
+    """Poll ``/health`` until it answers; raise with the server's last output if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with code {process.returncode}: {_tail(log)}")
+        try:
+            response = httpx.get(f"{url}/health", timeout=2.0)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"server did not answer /health within {timeout:.0f} s: {_tail(log)}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _tail(log: Path, lines: int = 8) -> str:
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    return " | ".join(line for line in text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+# the load ----------------------------------------------------------------------------------------------
+async def drive(url: str, queries: Iterator[str], concurrency: int, duration: float, k: int) -> dict:
+    """``concurrency`` clients each sending one request at a time for ``duration`` seconds."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as client:
+        start = time.perf_counter()
+        deadline = start + duration
+
+        async def user() -> None:
+            while time.perf_counter() < deadline:
+                sent = time.perf_counter()
+                try:
+                    response = await client.get("/search", params={"q": next(queries), "k": k})
+                    if response.status_code == 200:
+                        latencies.append(time.perf_counter() - sent)
+                    else:
+                        errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                except httpx.HTTPError as error:
+                    errors.append(f"{type(error).__name__}: {error}")
+
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+    ms = np.asarray(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "seconds": round(seconds, 3),
+        "rps": len(latencies) / seconds,
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+        "mean_ms": float(ms.mean()) if len(ms) else None,
+    }
+
+
+def batcher_stats(url: str) -> dict:
+    return httpx.get(f"{url}/health", timeout=10.0).json()["batcher"]
+
+
+def bench_encoder(args: argparse.Namespace, encoder: str, queries: list[str]) -> dict:
+    """Start the server for ``encoder``, warm it up, run every concurrency level, stop it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="harness-load-") as tmp:
+        log = Path(tmp) / "server.log"
+        started = time.perf_counter()
+        process = start_server(args, encoder, port, log)
+        try:
+            try:
+                health = wait_healthy(process, url, args.startup_timeout, log)
+            except RuntimeError as error:
+                return {"status": "failed", "error": str(error)}
+            startup = time.perf_counter() - started
+            cycle = itertools.cycle(queries)
+            for _ in range(args.warmup):
+                httpx.get(f"{url}/search", params={"q": next(cycle), "k": args.k}, timeout=60.0)
+            levels = []
+            for concurrency in args.concurrency:
+                before = batcher_stats(url)
+                level = asyncio.run(drive(url, cycle, concurrency, args.duration, args.k))
+                after = batcher_stats(url)
+                calls = after["encoder_calls"] - before["encoder_calls"]
+                level["mean_batch"] = (after["queries"] - before["queries"]) / calls if calls else None
+                levels.append(level)
+                console.print(
+                    f"  {encoder} x{concurrency}: {level['rps']:.1f} req/s, p50 {_ms(level['p50_ms'])} ms, "
+                    f"p99 {_ms(level['p99_ms'])} ms, {level['errors']} errors"
+                )
+            return {"status": "ok", "startup_s": round(startup, 2), "model": health["model"], "levels": levels}
+        finally:
+            stop_server(process)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def show(results: dict) -> None:
+    table = Table(title=f"search service load test ({results['settings']['duration_s']:g} s per level)")
+    for column in ("encoder", "clients", "req/s", "p50 ms", "p99 ms", "errors", "mean batch"):
+        table.add_column(column, justify="left" if column == "encoder" else "right")
+    for encoder, outcome in results["encoders"].items():
+        if outcome["status"] != "ok":
+            table.add_row(encoder, "-", "failed", "", "", "", "", style="red")
+            continue
+        for level in outcome["levels"]:
+            batch = level["mean_batch"]
+            table.add_row(
+                encoder,
+                str(level["concurrency"]),
+                f"{level['rps']:.1f}",
+                _ms(level["p50_ms"]),
+                _ms(level["p99_ms"]),
+                str(level["errors"]),
+                "-" if batch is None else f"{batch:.1f}",
+            )
+    console.print(table)
+    for encoder, outcome in results["encoders"].items():
+        if outcome["status"] != "ok":
+            console.print(f"[red]{encoder}:[/red] {outcome['error']}", soft_wrap=True, highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = RunDir(args.run_dir)
+    queries = list(dict.fromkeys(run.split("test")["query"])) or run.query_pool()
+    if not queries:
+        console.print("[red]no test queries in the run[/red]")
+        return 2
+    results: dict = {
+        "run_dir": str(args.run_dir),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {
+            "duration_s": args.duration,
+            "concurrency": args.concurrency,
+            "k": args.k,
+            "threads": args.threads,
+            "batching": args.batching,
+            "batch_window_ms": args.batch_window_ms,
+            "max_batch": args.max_batch,
+            "queries": len(queries),
+            "endpoint": "GET /search",
+        },
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "encoders": {},
+    }
+    for encoder in args.encoders:
+        console.rule(f"[bold]{encoder}")
+        results["encoders"][encoder] = bench_encoder(args, encoder, queries)
+        write_text(args.out, json.dumps(results, indent=2))
+    show(results)
+    console.print(f"results: {args.out}")
+    return 0 if all(o["status"] == "ok" for o in results["encoders"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

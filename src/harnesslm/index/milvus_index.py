@@ -1,0 +1,339 @@
+"""The teacher's item index in Milvus: the same ``search`` as :class:`ItemIndex`, served by a vector database.
+
+Use it when the catalog outgrows one machine's memory or when several services search one index. The uri is
+either a local Milvus Lite folder ending in ``.db`` (embedded, one process at a time, for tests and small
+catalogs) or a Milvus standalone / cluster address such as ``http://host:19530`` (with a token when the
+server has authentication on; default: the ``MILVUS_TOKEN`` environment variable).
+
+Layout in Milvus: one collection per build, named ``<collection>__v<time>_<random>``, with the item id as a VARCHAR
+primary key, the row number (its position in the catalog, for filters) and the embedding (metric IP); an
+alias ``<collection>`` is switched to it only after every row is inserted, indexed and loaded, so readers
+never see a half-built index and a rebuild replaces the old one in one step. The embedding space's
+fingerprint is a collection property (and in ``meta.json``), so a search from another teacher's space fails.
+
+Milvus Lite (milvus-lite 3.2) supports FLAT (brute force), AUTOINDEX (HNSW there), HNSW, HNSW_SQ, IVF_FLAT and
+IVF_SQ8 with metric IP; IVF_PQ is not implemented and fails in the background, so it is refused here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from harnesslm.atomic import write_text
+from harnesslm.index.item_index import IndexMismatchError
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLLECTION = "harness_items"
+SPACE_PROPERTY = "harness_space"
+LITE_INDEX_TYPES = ("FLAT", "AUTOINDEX", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
+MAX_TOP_K = 16_384  # Milvus's limit on ``limit`` (topk) per search
+MAX_QUERIES_PER_CALL = 1_024
+MISSING_SCORE = float(-np.finfo(np.float32).max)  # what FAISS puts where a query has fewer than k results
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class MilvusIndexMeta:
+    """What was built where; saved as ``meta.json`` in the run's index folder (never the token)."""
+
+    kind: Literal["milvus"]
+    dim: int
+    size: int
+    space: str
+    build_seconds: float
+    uri: str
+    collection: str  # the alias other services search
+    physical_collection: str  # the collection this build wrote (what ``ids.json`` describes)
+    index_type: str
+    index_params: dict[str, Any] = field(default_factory=dict)
+    search_params: dict[str, Any] = field(default_factory=dict)
+
+
+def is_lite_uri(uri: str | Path) -> bool:
+    """A local path (Milvus Lite) rather than a server address."""
+    return "://" not in str(uri)
+
+
+def milvus_params(
+    index_type: str,
+    hnsw_m: int = 32,
+    hnsw_ef_construction: int = 80,
+    hnsw_ef_search: int = 128,
+    nlist: int = 1024,
+    nprobe: int = 32,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Milvus build and search parameters for ``index_type`` from the same settings the FAISS kinds use."""
+    index_type = index_type.upper()
+    if index_type in ("HNSW", "HNSW_SQ"):
+        return {"M": hnsw_m, "efConstruction": hnsw_ef_construction}, {"ef": hnsw_ef_search}
+    if index_type.startswith("IVF_"):
+        return {"nlist": nlist}, {"nprobe": nprobe}
+    return {}, {}
+
+
+def connect(uri: str | Path, token: str | None = None) -> MilvusClient:
+    """A ``MilvusClient`` for a Milvus Lite folder (``*.db``) or a server; token defaults to ``$MILVUS_TOKEN``."""
+    try:
+        from pymilvus import MilvusClient
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("the Milvus backend needs pymilvus: pip install 'harness-lm[milvus]'") from error
+    uri = str(uri)
+    if is_lite_uri(uri):
+        if not uri.endswith(".db"):
+            raise ValueError(f"a Milvus Lite uri is a local path ending in .db, got {uri!r}")
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    token = token if token is not None else os.environ.get("MILVUS_TOKEN", "")
+    return MilvusClient(uri=uri, token=token)
+
+
+class MilvusItemIndex:
+    """Item ids plus a Milvus collection of their embeddings; ``search`` returns ids like :class:`ItemIndex`."""
+
+    def __init__(self, client: MilvusClient, item_ids: Sequence[str], meta: MilvusIndexMeta) -> None:
+        if len(item_ids) != meta.size:
+            raise ValueError(f"the collection holds {meta.size} items but {len(item_ids)} ids were given")
+        self.client = client
+        self.item_ids = np.asarray(item_ids, dtype=object)
+        self.meta = meta
+
+    @classmethod
+    def build(
+        cls,
+        embeddings: np.ndarray,
+        item_ids: Sequence[str],
+        space: str,
+        uri: str | Path,
+        collection: str = DEFAULT_COLLECTION,
+        index_type: str = "HNSW",
+        index_params: dict[str, Any] | None = None,
+        search_params: dict[str, Any] | None = None,
+        token: str | None = None,
+        batch_size: int = 1_000,
+        progress: bool = True,
+    ) -> MilvusItemIndex:
+        """Insert every item into a new collection, index and load it, then point the alias ``collection`` at it.
+
+        ``index_params``/``search_params`` default to :func:`milvus_params`. The previous build behind the
+        alias is dropped once the alias has moved; a half-built collection from a crash is dropped next time.
+        """
+        from pymilvus import DataType, MilvusClient
+
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        n, dim = embeddings.shape
+        ids = [str(i) for i in item_ids]
+        if len(ids) != n:
+            raise ValueError(f"{n} embeddings but {len(ids)} ids were given")
+        if len(set(ids)) != n:
+            raise ValueError("item ids must be unique: they are the collection's primary key")
+        if not _NAME.match(collection):
+            raise ValueError(f"collection name {collection!r}: use letters, digits and underscores")
+        index_type = index_type.upper()
+        if is_lite_uri(uri) and index_type not in LITE_INDEX_TYPES:
+            raise ValueError(f"Milvus Lite cannot build {index_type}: use one of {', '.join(LITE_INDEX_TYPES)}")
+        default_build, default_search = milvus_params(index_type)
+        index_params = default_build if index_params is None else index_params
+        search_params = default_search if search_params is None else search_params
+
+        client = connect(uri, token)
+        start = time.perf_counter()
+        _drop_unfinished_builds(client, collection)
+        physical = f"{collection}__v{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:8]}"
+        schema = MilvusClient.create_schema(
+            auto_id=False, enable_dynamic_field=False, description=f"harness-lm item index, space {space}"
+        )
+        id_bytes = max((len(i.encode("utf-8")) for i in ids), default=1)
+        schema.add_field("item_id", DataType.VARCHAR, is_primary=True, max_length=min(65_535, max(64, 2 * id_bytes)))
+        schema.add_field("row", DataType.INT64)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
+        params = client.prepare_index_params()
+        params.add_index(field_name="embedding", index_type=index_type, metric_type="IP", params=index_params)
+        client.create_collection(physical, schema=schema, index_params=params, consistency_level="Strong")
+        try:
+            _insert(client, physical, ids, embeddings, batch_size, progress)
+            client.flush(physical)
+            client.load_collection(physical)
+            client.alter_collection_properties(physical, properties={SPACE_PROPERTY: space})
+            _point_alias(client, collection, physical)
+        except BaseException:
+            client.drop_collection(physical)
+            raise
+        meta = MilvusIndexMeta(
+            kind="milvus",
+            dim=dim,
+            size=n,
+            space=space,
+            build_seconds=time.perf_counter() - start,
+            uri=str(Path(uri).resolve()) if is_lite_uri(uri) else str(uri),
+            collection=collection,
+            physical_collection=physical,
+            index_type=index_type,
+            index_params=dict(index_params),
+            search_params=dict(search_params),
+        )
+        return cls(client, ids, meta)
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Top-``k`` item ids and scores (inner products) for each query embedding, like ``ItemIndex.search``.
+
+        ``allowed_rows`` (row positions, as for FAISS) becomes a ``row in [...]`` filter that Milvus applies
+        during the search. Missing results (fewer matches than ``k``) are left out of the ids and get FAISS's
+        missing score in ``scores``, which always has ``k`` columns.
+        """
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if queries.shape[1] != self.meta.dim:
+            raise IndexMismatchError(f"query embeddings have {queries.shape[1]} dimensions, the index {self.meta.dim}")
+        k = min(k, self.meta.size, MAX_TOP_K)
+        scores = np.full((len(queries), k), MISSING_SCORE, dtype=np.float32)
+        expression = ""
+        if allowed_rows is not None:
+            rows = np.unique(np.asarray(allowed_rows, dtype=np.int64))
+            if len(rows) == 0:
+                return [[] for _ in range(len(queries))], scores
+            expression = f"row in [{','.join(map(str, rows.tolist()))}]"
+        params = dict(self.meta.search_params)
+        if "ef" in params:
+            params["ef"] = max(int(params["ef"]), k)  # HNSW needs ef >= limit
+        ids: list[list[str]] = []
+        for begin in range(0, len(queries), MAX_QUERIES_PER_CALL):
+            chunk = queries[begin : begin + MAX_QUERIES_PER_CALL]
+            results = self.client.search(
+                self.meta.physical_collection,
+                data=chunk.tolist(),
+                limit=k,
+                filter=expression,
+                anns_field="embedding",
+                output_fields=[],
+                search_params={"metric_type": "IP", "params": params},
+            )
+            for offset, hits in enumerate(results):
+                ids.append([_hit_id(hit) for hit in hits])
+                scores[begin + offset, : len(hits)] = [hit["distance"] for hit in hits]
+        return ids, scores
+
+    def check_space(self, space: str) -> None:
+        if space != self.meta.space:
+            raise IndexMismatchError(
+                f"the query encoder was trained for teacher space {space}, but the Milvus index was built in "
+                f"{self.meta.space}: rebuild the index or re-align the student"
+            )
+
+    def save(self, directory: Path) -> None:
+        """Write ``ids.json`` then ``meta.json`` (each atomically) into ``directory``; the vectors live in Milvus.
+
+        A Lite uri inside ``directory`` is stored relative to it, so the run folder can move. A FAISS
+        ``index.faiss`` left from an earlier build is removed.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        uri = self.meta.uri
+        if is_lite_uri(uri):
+            path = Path(uri).resolve()
+            if path.is_relative_to(directory.resolve()):
+                uri = str(path.relative_to(directory.resolve()))
+        write_text(directory / "ids.json", json.dumps(list(self.item_ids)))
+        write_text(directory / "meta.json", json.dumps(asdict(self.meta) | {"uri": uri}, indent=2))
+        (directory / "index.faiss").unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, directory: Path, token: str | None = None) -> MilvusItemIndex:
+        """Reconnect to the collection a :meth:`save` describes and check it is still the one that was built."""
+        directory = Path(directory)
+        raw = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        if is_lite_uri(raw["uri"]) and not Path(raw["uri"]).is_absolute():
+            raw["uri"] = str(directory / raw["uri"])
+        meta = MilvusIndexMeta(**raw)
+        ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        client = connect(meta.uri, token)
+        if not client.has_collection(meta.physical_collection):
+            raise FileNotFoundError(
+                f"Milvus collection {meta.physical_collection!r} is not at {meta.uri} (dropped or rebuilt "
+                "elsewhere): run `harness index --kind milvus` again"
+            )
+        client.load_collection(meta.physical_collection)
+        stored = client.describe_collection(meta.physical_collection).get("properties", {}).get(SPACE_PROPERTY)
+        if stored is not None and stored != meta.space:
+            raise IndexMismatchError(
+                f"Milvus collection {meta.physical_collection!r} holds space {stored}, meta.json says {meta.space}"
+            )
+        rows = int(client.get_collection_stats(meta.physical_collection).get("row_count", len(ids)))
+        if rows != len(ids):
+            raise IndexMismatchError(f"Milvus collection has {rows} rows but ids.json lists {len(ids)} items")
+        return cls(client, ids, meta)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _insert(
+    client: MilvusClient, collection: str, ids: list[str], embeddings: np.ndarray, batch_size: int, progress: bool
+) -> None:
+    """Insert rows in batches (a gRPC message has a size limit), with a progress bar."""
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task(f"inserting into Milvus {collection}", total=len(ids))
+        for begin in range(0, len(ids), batch_size):
+            end = min(begin + batch_size, len(ids))
+            rows = [
+                {"item_id": ids[i], "row": i, "embedding": vector}
+                for i, vector in zip(range(begin, end), embeddings[begin:end].tolist(), strict=True)
+            ]
+            client.insert(collection, rows)
+            bar.advance(task, end - begin)
+
+
+def _point_alias(client: MilvusClient, alias: str, physical: str) -> None:
+    """Move (or create) ``alias`` to ``physical`` and drop the collection it pointed at before."""
+    previous = _alias_target(client, alias)
+    if previous is None and client.has_collection(alias):
+        raise ValueError(
+            f"a Milvus collection named {alias!r} exists and is not an alias made by harness-lm: drop it or "
+            "choose another collection name"
+        )
+    if previous is None:
+        client.create_alias(physical, alias)
+        return
+    client.alter_alias(physical, alias)
+    if previous != physical:
+        client.drop_collection(previous)
+
+
+def _alias_target(client: MilvusClient, alias: str) -> str | None:
+    """The collection ``alias`` points at, or None (asked via the list: describing a missing alias logs an error)."""
+    if alias not in client.list_aliases().get("aliases", []):
+        return None
+    return client.describe_alias(alias).get("collection_name")
+
+
+def _drop_unfinished_builds(client: MilvusClient, collection: str) -> None:
+    """Drop ``<collection>__v*`` collections no alias points at: leftovers of builds that crashed."""
+    live = _alias_target(client, collection)
+    for name in client.list_collections():
+        if name.startswith(f"{collection}__v") and name != live:
+            logger.info("dropping unfinished Milvus build %s", name)
+            client.drop_collection(name)
+
+
+def _hit_id(hit: Any) -> str:
+    """The primary key of a search hit (pymilvus 3 names it after the field; 2.x calls it ``id``)."""
+    try:
+        return str(hit["item_id"])
+    except KeyError:
+        return str(hit["id"])

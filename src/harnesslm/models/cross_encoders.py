@@ -1,0 +1,58 @@
+"""Cross-encoders: models that read a query and an item text together and give one relevance score.
+
+They rank better than any bi-encoder (every query token attends to every item token) but must run once
+per candidate, so they re-rank a short list. The teacher starts from a bundled encoder's weights with a new
+one-logit head; the small student keeps only the first few of its layers.
+"""
+
+from __future__ import annotations
+
+import torch
+from sentence_transformers.cross_encoder import CrossEncoder
+
+from harnesslm.models.bundled import resolve_model
+
+
+def load_cross_encoder(name_or_path: str, max_length: int = 64, cache_dir=None) -> CrossEncoder:
+    """A one-logit cross-encoder on the CPU from a bundled name, a local folder or a hub id.
+
+    A bi-encoder folder (e.g. ``bundled:all-MiniLM-L6-v2``) loads too: its transformer weights are kept and the
+    classification head is freshly initialised, which is what fine-tuning a relevance teacher starts from.
+    """
+    path = resolve_model(name_or_path, cache_dir)
+    return CrossEncoder(path, num_labels=1, max_length=max_length, device="cpu")
+
+
+def truncate_cross_encoder(model: CrossEncoder, layers: int) -> CrossEncoder:
+    """Keep the first ``layers`` transformer layers of ``model`` (in place) and return it."""
+    backbone = getattr(model.model, model.model.base_model_prefix)
+    encoder = backbone.encoder
+    total = len(encoder.layer)
+    if not 1 <= layers <= total:
+        raise ValueError(f"cannot keep {layers} layers of a cross-encoder that has {total}")
+    encoder.layer = torch.nn.ModuleList(list(encoder.layer)[:layers])
+    model.model.config.num_hidden_layers = layers
+    return model
+
+
+def small_cross_encoder(name_or_path: str, layers: int, max_length: int = 64, cache_dir=None) -> CrossEncoder:
+    """The student re-ranker: the first ``layers`` layers of a bundled encoder with a new one-logit head."""
+    return truncate_cross_encoder(load_cross_encoder(name_or_path, max_length, cache_dir), layers)
+
+
+def score_pairs(
+    model: CrossEncoder, queries: list[str], texts: list[str], batch_size: int = 64, progress: bool = False
+) -> torch.Tensor:
+    """Raw logits (no sigmoid) for each (query, text) pair: margins between them are what students learn."""
+    if len(queries) != len(texts):
+        raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
+    if not queries:
+        return torch.zeros(0)
+    scores = model.predict(
+        list(zip(queries, texts, strict=True)),
+        batch_size=batch_size,
+        activation_fn=torch.nn.Identity(),
+        convert_to_tensor=True,
+        show_progress_bar=progress,
+    )
+    return scores.float().cpu().view(-1)

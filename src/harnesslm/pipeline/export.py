@@ -1,0 +1,96 @@
+"""The export step: each student's latest phase as ONNX (float32 + int8) in ``students/NAME/PHASE/onnx``.
+
+The exported folder lives inside the student folder it came from, so retraining that phase (which replaces
+the folder atomically) removes a stale export with it. ``export.json`` records file sizes and how closely the
+exported encoders agree with the PyTorch student on the held-out test queries. onnx, onnxruntime and
+onnxscript are an optional extra (``harness-lm[onnx]``): they are imported only when an export is made or
+found, so bench and evaluate work without them.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from harnesslm.index.embeddings import encode
+from harnesslm.models.students import read_student_meta
+from harnesslm.pipeline.run_dir import RunDir, console
+from harnesslm.pipeline.steps import latest_phase, load_student
+
+if TYPE_CHECKING:
+    from harnesslm.serving.onnx_encoder import OnnxQueryEncoder
+
+ONNX_DIR = "onnx"
+ONNX_META = "harness_onnx.json"  # serving.onnx_encoder.ONNX_META, named here without importing onnxruntime
+NEEDS_EXTRA = "harness export needs onnx, onnxruntime and onnxscript: pip install 'harness-lm[onnx]'"
+
+
+def onnx_label(name: str, phase: str, quantized: bool = False) -> str:
+    """How an exported encoder is named in metrics.json, bench.json and the report."""
+    return f"{name} ({phase}, {'onnx-int8' if quantized else 'onnx'})"
+
+
+def onnx_encoders(run: RunDir, name: str, phase: str, threads: int | None = None) -> dict[str, OnnxQueryEncoder]:
+    """The exported float32 and int8 encoders of a student phase, by label; empty when it was not exported."""
+    folder = run.student_dir(name, phase) / ONNX_DIR
+    if not (folder / ONNX_META).exists():
+        return {}
+    try:
+        from harnesslm.serving.onnx_encoder import OnnxQueryEncoder
+    except ImportError:
+        console.print(f"[yellow]{folder} is not used: {NEEDS_EXTRA}")
+        return {}
+    out = {onnx_label(name, phase): OnnxQueryEncoder.load(folder, threads=threads)}
+    with suppress(FileNotFoundError):  # absent when exported without quantization
+        out[onnx_label(name, phase, quantized=True)] = OnnxQueryEncoder.load(folder, quantized=True, threads=threads)
+    return out
+
+
+def export(run: RunDir, names: list[str] | None = None) -> dict:
+    """Export each student's latest phase; record sizes (MB) and agreement with the PyTorch student."""
+    try:
+        from harnesslm.models.onnx_export import SAMPLE_TEXTS, export_onnx, row_cosines
+    except ImportError as error:
+        raise ImportError(f"{NEEDS_EXTRA} ({error})") from error
+    results = {}
+    with run.timed("export"):
+        queries = list(dict.fromkeys(run.split("test")["query"]))[: run.config.evaluation.max_queries]
+        queries = queries or list(SAMPLE_TEXTS)
+        for cfg in run.students(names):
+            phase = latest_phase(run, cfg.name)
+            source = run.student_dir(cfg.name, phase)
+            student = load_student(run, cfg.name, phase)
+            info = export_onnx(student, source / ONNX_DIR, meta=read_student_meta(source))
+            reference = encode(student, queries, batch_size=256)
+            agreement = {}
+            for label, encoder in onnx_encoders(run, cfg.name, phase).items():
+                key = "int8" if encoder.quantized else "fp32"
+                cosines = row_cosines(encoder.encode(queries), reference)
+                agreement[f"{key}_mean_cosine"] = float(cosines.mean())
+                agreement[f"{key}_min_cosine"] = float(cosines.min())
+                console.print(f"{label}: mean cosine to the PyTorch student {cosines.mean():.6f}")
+            results[cfg.name] = {
+                "phase": phase,
+                "folder": str((source / ONNX_DIR).relative_to(run.root)),
+                "kind": info.kind,
+                "dim": info.dim,
+                "max_seq_length": info.max_seq_length,
+                "queries": len(queries),
+                "files_mb": info.files_mb,
+                "pytorch_mb": _folder_mb(source, skip=ONNX_DIR),
+                "fp32_max_abs_diff": info.fp32_max_abs_diff,
+                **agreement,
+            }
+            sizes = ", ".join(f"{name} {mb:.2f} MB" for name, mb in info.files_mb.items() if name.endswith(".onnx"))
+            console.print(f"student {cfg.name!r} ({phase}) exported to {source / ONNX_DIR}: {sizes}")
+        run.update_json("export.json", results)
+    return results
+
+
+def _folder_mb(folder: Path, skip: str) -> float:
+    """Size of a model folder in MB, leaving out its ``skip`` subfolder."""
+    sizes = [p.stat().st_size for p in folder.rglob("*") if p.is_file() and skip not in p.relative_to(folder).parts]
+    return round(float(np.sum(sizes, dtype=np.int64)) / 2**20, 3)

@@ -1,0 +1,353 @@
+"""The re-ranking stage of a run: relevance teacher, teacher labelling, distilled re-rankers, evaluation.
+
+Layout inside the run directory::
+
+    relevance/candidates.parquet   the retriever's top-K for training, pool and test queries (query, rank, item_id)
+    relevance/teacher/             the fine-tuned cross-encoder relevance teacher
+    relevance/labels.parquet       teacher scores of judged and augmented (never judged) pairs
+    relevance/rerankers/LOSS/      the small cross-encoder distilled with each loss
+    relevance.json                 teacher training, distillation and re-ranking figures
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sentence_transformers.cross_encoder import CrossEncoder
+
+from harnesslm.atomic import atomic_directory, atomic_file, write_text
+from harnesslm.evaluation.latency import measure_latency, thread_info, torch_threads
+from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, recovery
+from harnesslm.models import students as student_models
+from harnesslm.models.cross_encoders import load_cross_encoder, small_cross_encoder
+from harnesslm.models.fingerprint import model_fingerprint
+from harnesslm.pipeline.run_dir import RunDir, StepMissingError, console
+from harnesslm.pipeline.steps import item_embeddings, latest_phase, load_student
+from harnesslm.serving.reranker import Reranker
+from harnesslm.serving.searcher import Searcher
+from harnesslm.training import relevance as rel
+
+RETRIEVER_ONLY = "no re-ranker"
+TEACHER_RERANKER = "cross-encoder teacher"
+
+
+# paths -----------------------------------------------------------------------------------------------------
+def relevance_dir(run: RunDir) -> Path:
+    return run.root / "relevance"
+
+
+def teacher_dir(run: RunDir) -> Path:
+    return relevance_dir(run) / "teacher"
+
+
+def reranker_dir(run: RunDir, loss: str) -> Path:
+    return relevance_dir(run) / "rerankers" / loss
+
+
+def _scale(run: RunDir) -> RelevanceScale:
+    return RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
+
+
+def max_gain(run: RunDir) -> float:
+    """The largest NDCG gain in the training judgments (HD: grade 3 - 1 = 2)."""
+    return float(_scale(run).gains(run.split("train")["label"].to_numpy(dtype=np.float64)).max())
+
+
+# candidates ------------------------------------------------------------------------------------------------
+def retriever_name(run: RunDir) -> str:
+    name = run.config.relevance.retriever
+    return "teacher" if name is None else f"{name} ({latest_phase(run, name)})"
+
+
+def retriever_encoder(run: RunDir):
+    """The query encoder of the first stage: the teacher, or the configured student's latest phase."""
+    name = run.config.relevance.retriever
+    return run.teacher if name is None else load_student(run, name, latest_phase(run, name))
+
+
+def candidates(run: RunDir, progress: bool = True) -> dict[str, list[str]]:
+    """The retriever's top-K for every training, pool and test query, computed once and kept on disk."""
+    cfg = run.config.relevance
+    path = relevance_dir(run) / "candidates.parquet"
+    meta_path = path.with_suffix(".json")
+    name = retriever_name(run)
+    wanted = {"retriever": name, "k": cfg.candidates_k, "space": run.index.meta.space}
+    if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == wanted:
+        frame = pd.read_parquet(path)
+        return {q: group["item_id"].tolist() for q, group in frame.groupby("query", sort=False)}
+    queries = list(dict.fromkeys([*run.query_pool(), *run.split("test")["query"], *run.split("validation")["query"]]))
+    encoder = (
+        run.teacher if cfg.retriever is None else load_student(run, cfg.retriever, latest_phase(run, cfg.retriever))
+    )
+    searcher = Searcher(encoder, run.index)
+    with run.timed(f"candidates ({name}, top-{cfg.candidates_k})"):
+        ids, _ = searcher.search(queries, cfg.candidates_k)
+    frame = pd.DataFrame(
+        {
+            "query": [q for q, row in zip(queries, ids, strict=True) for _ in row],
+            "rank": [r for row in ids for r in range(len(row))],
+            "item_id": [i for row in ids for i in row],
+        }
+    )
+    with atomic_file(path, "wb") as handle:
+        frame.to_parquet(handle, index=False)
+    write_text(meta_path, json.dumps(wanted))
+    return dict(zip(queries, ids, strict=True))
+
+
+# teacher ---------------------------------------------------------------------------------------------------
+def load_relevance_teacher(run: RunDir) -> CrossEncoder:
+    folder = teacher_dir(run)
+    if not (folder / "config.json").exists():
+        raise StepMissingError(f"no relevance teacher in {folder}: run `harness relevance` first")
+    return load_cross_encoder(str(folder), run.config.relevance.max_length)
+
+
+def relevance_teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
+    """Fine-tune the cross-encoder teacher on the training judgments as soft targets (+ retrieved negatives)."""
+    cfg = run.config.relevance
+    found = candidates(run, progress)
+    with run.timed("relevance teacher"):
+        model = load_cross_encoder(cfg.teacher_model, cfg.max_length, run.config.cache_dir)
+        dataset = rel.teacher_training_pairs(
+            run.split("train"), found, run.item_texts, _scale(run), cfg.teacher_negatives, cfg.seed
+        )
+        torch.manual_seed(cfg.seed)
+        metrics = rel.fine_tune_relevance_teacher(model, dataset, cfg, progress)
+        with atomic_directory(teacher_dir(run)) as tmp:
+            model.save_pretrained(str(tmp))
+        console.print(f"relevance teacher trained on {len(dataset):,} soft-labelled pairs")
+    result = {"pairs": len(dataset), **metrics}
+    run.update_json("relevance.json", {"teacher_training": result})
+    return result
+
+
+# labelling -------------------------------------------------------------------------------------------------
+def distillation_queries(run: RunDir) -> tuple[list[str], list[str]]:
+    """(training queries the students learn from, queries whose unjudged candidates get teacher labels).
+
+    Training queries are shuffled with the run's seed and cut at ``distil_queries``; augmentation covers them
+    and then, if enabled, the unlabeled pool, cut at ``augment_queries``. Positions in the second list decide
+    which queries come first as the amount of augmented data grows.
+    """
+    cfg = run.config.relevance
+    train = sorted(set(run.split("train")["query"]))
+    rng = np.random.default_rng(cfg.seed)
+    ordered = [train[i] for i in rng.permutation(len(train))][: cfg.distil_queries]
+    augmented = list(ordered)
+    if cfg.extra_unlabeled:
+        seen = set(train)
+        augmented += [q for q in run.query_pool() if q not in seen]
+    return ordered, augmented if cfg.augment_queries is None else augmented[: cfg.augment_queries]
+
+
+def label(run: RunDir, progress: bool = True) -> pd.DataFrame:
+    """Teacher scores for every judged training pair and the augmented pairs; kept in labels.parquet
+    (recomputed when the teacher or the augmentation settings change)."""
+    cfg = run.config.relevance
+    path = relevance_dir(run) / "labels.parquet"
+    teacher = load_relevance_teacher(run)
+    judged_queries, queries = distillation_queries(run)
+    wanted = {
+        "teacher": model_fingerprint(teacher),
+        "retriever": retriever_name(run),
+        "augment_k": cfg.augment_k,
+        "distil_queries": len(judged_queries),
+        "augment_queries": len(queries),
+    }
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == wanted:
+        return pd.read_parquet(path)
+    found = candidates(run, progress)
+    with run.timed("teacher labelling"):
+        train = run.split("train")
+        train = train.loc[train["query"].isin(set(judged_queries))]
+        pairs = rel.augmentation_pairs(train, found, queries, cfg.augment_k)
+        order = {q: i for i, q in enumerate(queries)}
+        pairs["augment_order"] = [
+            -1 if j else order.get(q, -1) for q, j in zip(pairs["query"], pairs["judged"], strict=True)
+        ]
+        labelled = rel.label_pairs(teacher, pairs, run.item_texts, progress=progress)
+        with atomic_file(path, "wb") as handle:
+            labelled.to_parquet(handle, index=False)
+        write_text(meta_path, json.dumps(wanted))
+        console.print(f"teacher labelled {len(labelled):,} pairs ({int((~labelled['judged']).sum()):,} never judged)")
+    return labelled
+
+
+def with_augmentation(labelled: pd.DataFrame, queries: int | None) -> pd.DataFrame:
+    """The judged pairs plus the augmented pairs of the first ``queries`` augmented queries (None: all)."""
+    if queries is None:
+        return labelled
+    keep = labelled["judged"] | (labelled["augment_order"].between(0, queries - 1))
+    return labelled.loc[keep].reset_index(drop=True)
+
+
+# distillation ----------------------------------------------------------------------------------------------
+def distill_reranker(
+    run: RunDir,
+    loss: str,
+    labelled: pd.DataFrame | None = None,
+    folder: Path | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train the small cross-encoder with ``loss`` on teacher scores; saved to ``rerankers/LOSS``."""
+    cfg = run.config.relevance
+    labelled = label(run, progress) if labelled is None else labelled
+    folder = folder or reranker_dir(run, loss)
+    with run.timed(f"distil re-ranker ({loss})"):
+        student = small_cross_encoder(cfg.student_model, cfg.student_layers, cfg.max_length, run.config.cache_dir)
+        metrics = rel.distill_reranker(student, labelled, run.item_texts, loss, cfg, max_gain(run), progress)
+        with atomic_directory(folder) as tmp:
+            student.save_pretrained(str(tmp))
+    result = {"pairs": len(labelled), "augmented_pairs": int((~labelled["judged"]).sum()), **metrics}
+    run.update_json("relevance.json", {f"distillation/{folder.name}": result})
+    return result
+
+
+def cfg_losses(run: RunDir) -> list[str]:
+    return list(run.config.relevance.student_losses)
+
+
+def load_reranker(run: RunDir, name: str) -> CrossEncoder:
+    """``teacher`` or a distilled re-ranker's loss name (or a folder path)."""
+    if name == "teacher":
+        return load_relevance_teacher(run)
+    folder = Path(name) if Path(name).is_dir() else reranker_dir(run, name)
+    if not (folder / "config.json").exists():
+        raise StepMissingError(f"no re-ranker {name!r} in {folder}: run `harness relevance` first")
+    return load_cross_encoder(str(folder), run.config.relevance.max_length)
+
+
+def bi_encoder_dir(run: RunDir, student: str, loss: str) -> Path:
+    return relevance_dir(run) / "bi-encoders" / f"{student}-{loss}"
+
+
+def distill_bi_encoder(
+    run: RunDir,
+    loss: str,
+    student_name: str | None = None,
+    labelled: pd.DataFrame | None = None,
+    progress: bool = True,
+) -> dict:
+    """Distil the cross-encoder teacher's scores into the bi-encoder student (its latest phase) with ``loss``,
+    against the frozen teacher item embeddings; report its retrieval quality before and after."""
+    cfg = run.config.relevance
+    name = student_name or cfg.retriever or run.config.students[0].name
+    phase = latest_phase(run, name)
+    labelled = label(run, progress) if labelled is None else labelled
+    run.index.check_space(run.teacher_space)
+    student = load_student(run, name, phase)
+    before = retrieval_metrics(run, student)
+    items = item_embeddings(run, run.teacher, progress)
+    item_rows = {item: i for i, item in enumerate(run.catalog["item_id"])}
+    scale = 1.0 / run.config.student(name).refine_temperature
+    with run.timed(f"distil bi-encoder {name} ({loss})"):
+        metrics = rel.distill_bi_encoder(student, labelled, item_rows, items, loss, cfg, max_gain(run), scale, progress)
+        with atomic_directory(bi_encoder_dir(run, name, loss)) as tmp:
+            student_models.save_student(
+                student,
+                tmp,
+                {"name": name, "phase": f"{phase}+{loss}", "teacher_space": run.teacher_space},
+            )
+    after = retrieval_metrics(run, student)
+    result = {"student": name, "from_phase": phase, "loss": loss, "before": before, "after": after, **metrics}
+    run.update_json("relevance.json", {f"bi_encoder/{name}-{loss}": result})
+    console.print(f"{name} + {loss}: retrieval NDCG@10 {before['ndcg@10']:.4f} -> {after['ndcg@10']:.4f}")
+    return result
+
+
+def retrieval_metrics(run: RunDir, encoder) -> dict[str, float]:
+    """First-stage quality of ``encoder`` on the (capped) test queries, top-100 from the teacher's index."""
+    qrels = _test_qrels(run)
+    ids, _ = Searcher(encoder, run.index).search(list(qrels), 100)
+    return evaluate_rankings(dict(zip(qrels, ids, strict=True)), qrels, _scale(run)).means
+
+
+def _test_qrels(run: RunDir) -> dict[str, dict[str, float]]:
+    test = run.split("test")
+    qrels: dict[str, dict[str, float]] = {}
+    for query, item, value in zip(test["query"], test["item_id"], test["label"], strict=True):
+        qrels.setdefault(query, {})[item] = float(value)
+    return {q: qrels[q] for q in list(qrels)[: run.config.relevance.eval_queries]}
+
+
+# evaluation ------------------------------------------------------------------------------------------------
+def rerank_evaluation(
+    run: RunDir,
+    rerankers: dict[str, CrossEncoder] | None = None,
+    latency: bool = True,
+    progress: bool = True,
+) -> dict:
+    """NDCG@10 etc. of the retriever's top-K on test queries, as retrieved and after each re-ranker, and the
+    per-query latency of re-ranking K candidates (one query at a time, as online)."""
+    cfg = run.config.relevance
+    if rerankers is None:
+        rerankers = {TEACHER_RERANKER: load_relevance_teacher(run)}
+        rerankers |= {f"student ({loss})": load_reranker(run, loss) for loss in available_rerankers(run)}
+    found = candidates(run, progress)
+    qrels = _test_qrels(run)
+    retrieved = {q: found[q] for q in qrels}
+    scale = _scale(run)
+    systems = {RETRIEVER_ONLY: _metrics(retrieved, qrels, scale, cfg.candidates_k)}
+    timings = {}
+    with run.timed("re-rank evaluation"), torch_threads(run.config.bench.threads):
+        for name, model in rerankers.items():
+            reranker = Reranker(model, run.item_texts)
+            systems[name] = _metrics(reranker.rerank_many(retrieved, progress), qrels, scale, cfg.candidates_k)
+            if latency:
+                queries = list(qrels)[: cfg.latency_queries]
+                stats = measure_latency(lambda q, r=reranker: r.rerank(q, retrieved[q]), queries, warmup=5)
+                timings[name] = asdict(stats)
+                systems[name]["latency_p50_ms"] = stats.p50_ms
+                systems[name]["latency_p99_ms"] = stats.p99_ms
+            console.print(f"{name}: NDCG@10 {systems[name]['ndcg@10']:.4f}")
+    teacher_ndcg = systems.get(TEACHER_RERANKER, {}).get("ndcg@10")
+    for values in systems.values():
+        if teacher_ndcg:
+            values["ndcg_recovery_%"] = recovery(values["ndcg@10"], teacher_ndcg)
+    result = {
+        "retriever": retriever_name(run),
+        "k": cfg.candidates_k,
+        "queries": len(qrels),
+        "threads": thread_info(),
+        "systems": systems,
+    }
+    run.update_json("relevance.json", {"rerank": result})
+    return result
+
+
+def _metrics(rankings: dict[str, list[str]], qrels, scale: RelevanceScale, k: int) -> dict[str, float]:
+    return evaluate_rankings(rankings, qrels, scale, recall_k=k).means
+
+
+def available_rerankers(run: RunDir) -> list[str]:
+    root = relevance_dir(run) / "rerankers"
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").exists()) if root.exists() else []
+
+
+# the whole stage -------------------------------------------------------------------------------------------
+def relevance(run: RunDir, losses: list[str] | None = None, force: bool = False, progress: bool = True) -> dict:
+    """Teacher, labelling, one distilled re-ranker per loss (and bi-encoder distillation if configured), then
+    the re-ranking evaluation. Without ``force``, a teacher or re-ranker already on disk is kept."""
+    if force or not (teacher_dir(run) / "config.json").exists():
+        relevance_teacher(run, progress)
+    for loss in losses or cfg_losses(run):
+        if force or not (reranker_dir(run, loss) / "config.json").exists():
+            distill_reranker(run, loss, progress=progress)
+    for loss in run.config.relevance.bi_encoder_losses:
+        distill_bi_encoder(run, loss, progress=progress)
+    return rerank_evaluation(run, progress=progress)
+
+
+def rerank(run: RunDir, query: str, reranker: str = "teacher", k: int | None = None) -> list[tuple[str, float, str]]:
+    """Retrieve the top-K for one query with the run's retriever, then re-rank it: (item id, score, text)."""
+    cfg = run.config.relevance
+    ids, _ = Searcher(retriever_encoder(run), run.index).search([query], k or cfg.candidates_k)
+    ranked, scores = Reranker(load_reranker(run, reranker), run.item_texts).rerank(query, ids[0])
+    return [(i, float(s), run.item_texts[i]) for i, s in zip(ranked, scores, strict=True)]
