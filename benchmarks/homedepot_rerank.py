@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=32, help="tokens of query + title")
     parser.add_argument("--distil-queries", type=int, default=2000, help="training queries students learn from")
     parser.add_argument("--augment-k", type=int, default=10, help="unjudged candidates labelled per query")
-    parser.add_argument("--student-steps", type=int, default=100)
+    parser.add_argument("--student-steps", type=int, default=150)
     parser.add_argument("--student-batch", type=int, default=8, help="lists per step")
     parser.add_argument("--list-size", type=int, default=8)
     parser.add_argument("--eval-queries", type=int, default=None, help="test queries re-ranked (default: all)")

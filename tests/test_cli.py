@@ -10,7 +10,10 @@ from typer.testing import CliRunner
 from harnesslm.cli.app import app
 
 runner = CliRunner()
-COMMANDS = ("demo", "run", "prepare", "teacher", "index", "align", "refine", "evaluate", "bench", "report")
+COMMANDS = (
+    "demo", "run", "prepare", "teacher", "index", "align", "refine", "evaluate", "bench", "report",
+    "relevance", "rerank", "export", "serve",
+)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

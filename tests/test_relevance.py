@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from harnesslm.config import RelevanceConfig, RunConfig
 from harnesslm.evaluation.metrics import RelevanceScale
@@ -41,7 +42,7 @@ def _config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfi
                 "teacher_batch_size": 8,
                 "augment_k": 3,
                 "augment_queries": 40,
-                "student_model": str(teacher),
+                "student_model": "teacher",
                 "student_layers": 1,
                 "student_steps": 3,
                 "student_batch_size": 2,
@@ -96,7 +97,9 @@ def test_reranker_dataset_margins_and_lists() -> None:
     texts = {i: i.upper() for i in "abcd"}
     triples = rel.reranker_dataset(labelled, texts, "margin_mse", list_size=4, n_lists=1, max_gain=2.0).to_pandas()
     assert len(triples) == 2  # a list of 4 gives 2 disjoint pairs: same forward passes as one list of 4
-    score = dict(zip("ABCD", [2.0, -1.0, 0.5, 0.0], strict=True))
+    raw = np.array([2.0, -1.0, 0.5, 0.0])
+    z = (raw - raw.mean()) / raw.std()  # margins are in units of the teacher's score spread
+    score = dict(zip("ABCD", z, strict=True))
     for _, row in triples.iterrows():
         assert row["label"] == pytest.approx(score[row["positive"]] - score[row["negative"]])
     lists = rel.reranker_dataset(labelled, texts, "listnet", list_size=3, n_lists=5, max_gain=2.0).to_pandas()
@@ -163,6 +166,18 @@ def test_rerank_one_query_sorts_candidates_by_cross_encoder_score(run: RunDir) -
     ids = [i for i, _, _ in ranked]
     direct = Reranker(model, run.item_texts).scores(query, ids)
     assert np.allclose(direct, scores, atol=1e-5)
+
+
+def test_truncation_keeps_first_and_last_layers(tiny_teacher: Path) -> None:
+    from harnesslm.models.cross_encoders import load_cross_encoder, truncate_cross_encoder
+
+    full = load_cross_encoder(str(tiny_teacher))
+    last = full.model.bert.encoder.layer[-1].attention.self.query.weight.detach().clone()
+    small = truncate_cross_encoder(load_cross_encoder(str(tiny_teacher)), 2)
+    assert len(small.model.bert.encoder.layer) == 2 == small.model.config.num_hidden_layers
+    assert torch.equal(small.model.bert.encoder.layer[1].attention.self.query.weight, last)
+    with pytest.raises(ValueError, match="cannot keep 9 layers"):
+        truncate_cross_encoder(full, 9)
 
 
 def test_relevance_config_rejects_unknown_loss() -> None:

@@ -186,18 +186,22 @@ class RelevanceConfig(_Section):
     )
     extra_unlabeled: bool = Field(True, description="also label candidates of the unlabeled/extra query pool")
     augment_k: int = Field(20, ge=1, description="unjudged candidates the teacher labels per augmented query")
-    student_model: str = "bundled:all-MiniLM-L6-v2"
+    student_model: str = Field(
+        "teacher",
+        description="start of the small cross-encoder: `teacher` (the fine-tuned relevance teacher, truncated) "
+        "or any model name/path (its first layers and a new head)",
+    )
     student_layers: int = Field(2, ge=1, description="transformer layers kept in the small cross-encoder")
-    student_losses: list[Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]] = (
-        Field(default_factory=lambda: ["margin_mse"])
+    student_losses: list[Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]] = Field(
+        default_factory=lambda: ["margin_mse"]
     )
     student_steps: int = Field(400, ge=1)
     student_batch_size: int = Field(16, ge=1, description="queries per batch (each with list_size items)")
     list_size: int = Field(8, ge=2, description="items per query in a listwise example (margin-MSE: pairs of them)")
-    student_learning_rate: float = 1e-4
-    bi_encoder_losses: list[
-        Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]
-    ] = Field(default_factory=list, description="also distil the teacher into the bi-encoder student with these")
+    student_learning_rate: float = 3e-4
+    bi_encoder_losses: list[Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]] = (
+        Field(default_factory=list, description="also distil the teacher into the bi-encoder student with these")
+    )
     bi_encoder_steps: int = 300
     bi_encoder_learning_rate: float = 2e-4
     latency_queries: int = Field(100, ge=1, description="queries timed when re-ranking K candidates")

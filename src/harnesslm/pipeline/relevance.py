@@ -24,7 +24,7 @@ from harnesslm.atomic import atomic_directory, atomic_file, write_text
 from harnesslm.evaluation.latency import measure_latency, thread_info, torch_threads
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, recovery
 from harnesslm.models import students as student_models
-from harnesslm.models.cross_encoders import load_cross_encoder, small_cross_encoder
+from harnesslm.models.cross_encoders import load_cross_encoder, small_cross_encoder, truncate_cross_encoder
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.pipeline.run_dir import RunDir, StepMissingError, console
 from harnesslm.pipeline.steps import item_embeddings, latest_phase, load_student
@@ -189,6 +189,15 @@ def with_augmentation(labelled: pd.DataFrame, queries: int | None) -> pd.DataFra
 
 
 # distillation ----------------------------------------------------------------------------------------------
+def small_reranker(run: RunDir) -> CrossEncoder:
+    """The untrained student re-ranker: the first layers of the relevance teacher (its head included, so it
+    starts out ranking like a shallow teacher) or of another model with a new head."""
+    cfg = run.config.relevance
+    if cfg.student_model == "teacher":
+        return truncate_cross_encoder(load_relevance_teacher(run), cfg.student_layers)
+    return small_cross_encoder(cfg.student_model, cfg.student_layers, cfg.max_length, run.config.cache_dir)
+
+
 def distill_reranker(
     run: RunDir,
     loss: str,
@@ -201,7 +210,7 @@ def distill_reranker(
     labelled = label(run, progress) if labelled is None else labelled
     folder = folder or reranker_dir(run, loss)
     with run.timed(f"distil re-ranker ({loss})"):
-        student = small_cross_encoder(cfg.student_model, cfg.student_layers, cfg.max_length, run.config.cache_dir)
+        student = small_reranker(run)
         metrics = rel.distill_reranker(student, labelled, run.item_texts, loss, cfg, max_gain(run), progress)
         with atomic_directory(folder) as tmp:
             student.save_pretrained(str(tmp))

@@ -127,11 +127,20 @@ def teacher_grades(scores: np.ndarray, max_gain: float) -> np.ndarray:
 
 
 def query_lists(labelled: pd.DataFrame) -> list[tuple[str, list[str], np.ndarray]]:
-    """(query, item ids, teacher scores) for every query with at least two labelled items."""
+    """(query, item ids, standardised teacher scores) for every query with at least two labelled items.
+
+    Scores are z-scored over all labelled pairs (a monotone map: the teacher's order and relative margins are
+    kept). A teacher trained on soft targets gives logits in a narrow band (about one unit on Home Depot);
+    regressing raw margins of that size gives a student almost no gradient, and it stays near constant.
+    """
+    scores = labelled["teacher_score"].to_numpy(dtype=np.float64)
+    spread = scores.std() or 1.0
+    z = (scores - scores.mean()) / spread
+    labelled = labelled.assign(_z=z)
     lists = []
     for query, group in labelled.groupby("query", sort=True):
         if len(group) >= 2:
-            lists.append((query, group["item_id"].tolist(), group["teacher_score"].to_numpy()))
+            lists.append((query, group["item_id"].tolist(), group["_z"].to_numpy()))
     return lists
 
 
