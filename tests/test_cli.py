@@ -11,8 +11,20 @@ from harnesslm.cli.app import app
 
 runner = CliRunner()
 COMMANDS = (
-    "demo", "run", "prepare", "teacher", "index", "align", "refine", "evaluate", "bench", "report",
-    "relevance", "rerank", "export", "serve",
+    "demo",
+    "run",
+    "prepare",
+    "teacher",
+    "index",
+    "align",
+    "refine",
+    "evaluate",
+    "bench",
+    "report",
+    "relevance",
+    "rerank",
+    "export",
+    "serve",
 )
 
 

@@ -574,6 +574,10 @@ def test_bi_encoder_losses_train_and_improve(name: str, tiny_model_dir: Path) ->
     model = SentenceTransformer(str(tiny_model_dir / "model"), device="cpu")
     # the made-up teacher's margins are cosine differences, so the student's cosines need no scale
     options = {"scale": 1.0} if name == "margin_mse" else {"temperature": 0.1}
+    if name == "approx_ndcg":
+        # alpha 10 on scores already divided by the temperature makes the smooth ranks nearly hard: the
+        # gradient is then too noisy for 12 steps on 4 queries (seen flaky); alpha 1 keeps it smooth
+        options["alpha"] = 1.0
     loss = bi_encoder_ranking_loss(name, model, items, **options)
     dataset = margin if name == "margin_mse" else listwise
     model.eval()
