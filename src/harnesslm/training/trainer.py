@@ -46,19 +46,8 @@ def train(
     with tempfile.TemporaryDirectory(prefix="harnesslm-trainer-") as output_dir:
         args = SentenceTransformerTrainingArguments(
             output_dir=output_dir,
-            max_steps=max_steps,
-            per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
-            warmup_steps=int(warmup_ratio * max_steps),
-            seed=seed,
-            data_seed=seed,
-            save_strategy="no",
-            report_to="none",
-            logging_steps=max(1, max_steps // 10),
-            disable_tqdm=not progress,
             batch_sampler=BatchSamplers.NO_DUPLICATES if no_duplicates else BatchSamplers.BATCH_SAMPLER,
-            dataloader_drop_last=len(dataset) >= 2 * batch_size,
-            dataloader_pin_memory=False,
+            **_schedule(len(dataset), max_steps, batch_size, learning_rate, warmup_ratio, seed, progress),
         )
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
         result = trainer.train()
@@ -84,20 +73,29 @@ def train_cross_encoder(
     with tempfile.TemporaryDirectory(prefix="harnesslm-trainer-") as output_dir:
         args = CrossEncoderTrainingArguments(
             output_dir=output_dir,
-            max_steps=max_steps,
-            per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
-            warmup_steps=int(warmup_ratio * max_steps),
-            seed=seed,
-            data_seed=seed,
-            save_strategy="no",
-            report_to="none",
-            logging_steps=max(1, max_steps // 10),
-            disable_tqdm=not progress,
-            dataloader_drop_last=len(dataset) >= 2 * batch_size,
-            dataloader_pin_memory=False,
+            **_schedule(len(dataset), max_steps, batch_size, learning_rate, warmup_ratio, seed, progress),
         )
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
         result = trainer.train()
     model.eval()
     return {key: float(value) for key, value in result.metrics.items() if isinstance(value, int | float)}
+
+
+def _schedule(
+    rows: int, max_steps: int, batch_size: int, learning_rate: float, warmup_ratio: float, seed: int, progress: bool
+) -> dict:
+    """Training arguments shared by both trainers: fixed steps, linear warm-up, no checkpoints, no reporting."""
+    return {
+        "max_steps": max_steps,
+        "per_device_train_batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "warmup_steps": int(warmup_ratio * max_steps),
+        "seed": seed,
+        "data_seed": seed,
+        "save_strategy": "no",
+        "report_to": "none",
+        "logging_steps": max(1, max_steps // 10),
+        "disable_tqdm": not progress,
+        "dataloader_drop_last": rows >= 2 * batch_size,
+        "dataloader_pin_memory": False,
+    }
