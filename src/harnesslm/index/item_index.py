@@ -60,6 +60,15 @@ class SearchableIndex(Protocol):
     def check_space(self, space: str) -> None: ...
 
 
+def check_space(encoder_space: str, index_space: str, backend: str = "index") -> None:
+    """Raise :class:`IndexMismatchError` unless a query encoder and an index share the teacher's space."""
+    if encoder_space != index_space:
+        raise IndexMismatchError(
+            f"the query encoder was trained for teacher space {encoder_space}, but the {backend} was built in "
+            f"{index_space}: rebuild the index or re-align the student"
+        )
+
+
 class ItemIndex:
     """Item ids plus a FAISS index over their embeddings; ``search`` returns ids, not row numbers."""
 
@@ -171,11 +180,7 @@ class ItemIndex:
         return ids, scores
 
     def check_space(self, space: str) -> None:
-        if space != self.meta.space:
-            raise IndexMismatchError(
-                f"the query encoder was trained for teacher space {space}, but the index was built in "
-                f"{self.meta.space}: rebuild the index or re-align the student"
-            )
+        check_space(space, self.meta.space)
 
     def save(self, directory: Path) -> None:
         """Write ``index.faiss``, ``ids.json``, ``meta.json`` into a temporary folder and rename it in place."""

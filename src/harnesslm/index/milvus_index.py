@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from harnesslm.atomic import write_text
-from harnesslm.index.item_index import IndexMismatchError
+from harnesslm.index.item_index import IndexMismatchError, check_space
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -228,11 +228,7 @@ class MilvusItemIndex:
         return ids, scores
 
     def check_space(self, space: str) -> None:
-        if space != self.meta.space:
-            raise IndexMismatchError(
-                f"the query encoder was trained for teacher space {space}, but the Milvus index was built in "
-                f"{self.meta.space}: rebuild the index or re-align the student"
-            )
+        check_space(space, self.meta.space, backend="Milvus index")
 
     def save(self, directory: Path) -> None:
         """Write ``ids.json`` then ``meta.json`` (each atomically) into ``directory``; the vectors live in Milvus.
