@@ -9,6 +9,7 @@ students. Every trained model is kept in the run directory, so a rerun only eval
 
     python benchmarks/homedepot_recipe.py            # first: the recipe run (teacher, index, students)
     python benchmarks/homedepot_rerank.py [--run runs/homedepot] [--stage all|teacher|label|losses|curve|eval]
+    python benchmarks/homedepot_rerank.py --bi-encoder margin_mse,approx_ndcg   # distil into the retriever
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=32, help="tokens of query + title")
     parser.add_argument("--distil-queries", type=int, default=2000, help="training queries students learn from")
     parser.add_argument("--augment-k", type=int, default=10, help="unjudged candidates labelled per query")
-    parser.add_argument("--student-steps", type=int, default=150)
+    parser.add_argument("--student-steps", type=int, default=400)
+    parser.add_argument("--student-layers", type=int, default=3, help="first layers of the teacher kept")
+    parser.add_argument("--student-lr", type=float, default=2e-4)
     parser.add_argument("--student-batch", type=int, default=8, help="lists per step")
     parser.add_argument("--list-size", type=int, default=8)
     parser.add_argument("--eval-queries", type=int, default=None, help="test queries re-ranked (default: all)")
@@ -48,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--curve", default="0,250,1000", help="augmented query counts for the curve (the full amount is added)"
     )
     parser.add_argument("--losses", default=",".join(LOSSES))
+    parser.add_argument(
+        "--bi-encoder",
+        default="",
+        help="only distil the teacher into the retriever (bi-encoder student) with these losses and add its "
+        "retrieval NDCG@10 before/after to the existing results file",
+    )
     parser.add_argument("--stage", choices=["all", *STAGES], default="all", help="run only up to this stage")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "homedepot_rerank.json")
     return parser.parse_args(argv)
@@ -63,6 +72,8 @@ def configure(run: RunDir, args: argparse.Namespace) -> None:
         distil_queries=args.distil_queries,
         augment_k=args.augment_k,
         student_steps=args.student_steps,
+        student_layers=args.student_layers,
+        student_learning_rate=args.student_lr,
         student_batch_size=args.student_batch,
         list_size=args.list_size,
         eval_queries=args.eval_queries,
@@ -79,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = RunDir(args.run)
     configure(run, args)
+    if args.bi_encoder:
+        return bi_encoder(run, args)
     last = len(STAGES) if args.stage == "all" else STAGES.index(args.stage) + 1
     todo = STAGES[:last]
     if not (stage.teacher_dir(run) / "config.json").exists():
@@ -112,6 +125,26 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, json.dumps(summary, indent=2, default=float))
     Console().print(f"wrote {args.out}")
+    return 0
+
+
+def bi_encoder(run: RunDir, args: argparse.Namespace) -> int:
+    """Distil the cross-encoder teacher into the retriever itself (frozen teacher item embeddings) per loss."""
+    labelled = stage.label(run)
+    results = {}
+    for loss in args.bi_encoder.split(","):
+        found = stage.distill_bi_encoder(run, loss, labelled=labelled)
+        results[loss] = {key: found[key] for key in ("student", "from_phase", "before", "after", "train_runtime")}
+    table = Table(title="Retrieval NDCG@10 of the bi-encoder student, before and after distillation")
+    for column in ("loss", "student", "before", "after"):
+        table.add_column(column)
+    for loss, found in results.items():
+        table.add_row(loss, found["student"], f"{found['before']['ndcg@10']:.4f}", f"{found['after']['ndcg@10']:.4f}")
+    Console().print(table)
+    summary = json.loads(args.out.read_text()) if args.out.exists() else {}
+    summary["bi_encoder"] = {"config": run.config.relevance.model_dump(), "losses": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(args.out, json.dumps(summary, indent=2, default=float))
     return 0
 
 

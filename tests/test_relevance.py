@@ -168,14 +168,25 @@ def test_rerank_one_query_sorts_candidates_by_cross_encoder_score(run: RunDir) -
     assert np.allclose(direct, scores, atol=1e-5)
 
 
-def test_truncation_keeps_first_and_last_layers(tiny_teacher: Path) -> None:
+def test_truncation_keeps_the_first_layers_and_the_head(tiny_teacher: Path, tmp_path: Path) -> None:
     from harnesslm.models.cross_encoders import load_cross_encoder, truncate_cross_encoder
 
-    full = load_cross_encoder(str(tiny_teacher))
-    last = full.model.bert.encoder.layer[-1].attention.self.query.weight.detach().clone()
-    small = truncate_cross_encoder(load_cross_encoder(str(tiny_teacher)), 2)
+    # a saved cross-encoder, so both loads share one head (a bi-encoder folder gets a fresh random head each time)
+    load_cross_encoder(str(tiny_teacher)).save_pretrained(str(tmp_path / "full"))
+    full = load_cross_encoder(str(tmp_path / "full"))
+    assert len(full.model.bert.encoder.layer) > 2
+    second = full.model.bert.encoder.layer[1].attention.self.query.weight.detach().clone()
+    head = full.model.classifier.weight.detach().clone()
+    small = truncate_cross_encoder(load_cross_encoder(str(tmp_path / "full")), 2)
     assert len(small.model.bert.encoder.layer) == 2 == small.model.config.num_hidden_layers
-    assert torch.equal(small.model.bert.encoder.layer[1].attention.self.query.weight, last)
+    assert torch.equal(small.model.bert.encoder.layer[1].attention.self.query.weight, second)
+    assert torch.equal(small.model.classifier.weight, head)
+    # saved and loaded again it is the same 2-layer model (no layer silently re-initialised)
+    small.save_pretrained(str(tmp_path / "small"))
+    again = load_cross_encoder(str(tmp_path / "small"))
+    pairs = [("drill", "cordless drill 18v"), ("paint", "white wall paint")]
+    assert len(again.model.bert.encoder.layer) == 2
+    assert np.allclose(small.predict(pairs), again.predict(pairs), atol=1e-5)
     with pytest.raises(ValueError, match="cannot keep 9 layers"):
         truncate_cross_encoder(full, 9)
 

@@ -191,14 +191,16 @@ class RelevanceConfig(_Section):
         description="start of the small cross-encoder: `teacher` (the fine-tuned relevance teacher, truncated) "
         "or any model name/path (its first layers and a new head)",
     )
-    student_layers: int = Field(2, ge=1, description="transformer layers kept in the small cross-encoder")
+    student_layers: int = Field(
+        3, ge=1, description="first transformer layers kept in the small cross-encoder (2 did not learn on HD)"
+    )
     student_losses: list[Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]] = Field(
         default_factory=lambda: ["margin_mse"]
     )
     student_steps: int = Field(400, ge=1)
     student_batch_size: int = Field(16, ge=1, description="queries per batch (each with list_size items)")
     list_size: int = Field(8, ge=2, description="items per query in a listwise example (margin-MSE: pairs of them)")
-    student_learning_rate: float = 3e-4
+    student_learning_rate: float = 2e-4
     bi_encoder_losses: list[Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]] = (
         Field(default_factory=list, description="also distil the teacher into the bi-encoder student with these")
     )

@@ -24,20 +24,20 @@ def load_cross_encoder(name_or_path: str, max_length: int = 64, cache_dir=None) 
 
 
 def truncate_cross_encoder(model: CrossEncoder, layers: int) -> CrossEncoder:
-    """Keep ``layers`` of ``model``'s transformer layers, spread evenly from the first to the last (in place).
+    """Keep the first ``layers`` transformer layers of ``model`` (in place); the embeddings and head stay.
 
-    Not simply the first ones: the classifier reads the [CLS] token, which only becomes content-aware in the
-    upper layers. On the Home Depot relevance teacher, keeping layers 0-1 gave the same score to every
-    candidate (std 1e-4) and a student that could not start learning; keeping layers 0 and 5 (as DistilBERT
-    initialises from every other layer) gives scores that already correlate with the teacher's.
+    Bottom layers, as layer-dropping studies recommend (Sajjad et al., 2023, "On the effect of dropping layers
+    of pre-trained transformer models"). Measured on the Home Depot relevance teacher (MiniLM-L6, margin-MSE,
+    400 steps of 64 pairs, 300 test queries, top-50): layers 0-2 reached NDCG@10 0.232 against the teacher's
+    0.290; two layers (0-1, or 0 and 5) stayed at or below a random order of the candidates (0.106) even after
+    1,000 steps, so three is the default.
     """
     backbone = getattr(model.model, model.model.base_model_prefix)
     encoder = backbone.encoder
     total = len(encoder.layer)
     if not 1 <= layers <= total:
         raise ValueError(f"cannot keep {layers} layers of a cross-encoder that has {total}")
-    keep = sorted({round(i * (total - 1) / max(layers - 1, 1)) for i in range(layers)}) if layers > 1 else [0]
-    encoder.layer = torch.nn.ModuleList([encoder.layer[i] for i in keep])
+    encoder.layer = torch.nn.ModuleList(encoder.layer[:layers])
     model.model.config.num_hidden_layers = layers
     return model
 

@@ -92,7 +92,7 @@ def demo_config(data_dir: Path) -> RunConfig:
                     refine_learning_rate=3e-5,
                 ).model_dump(),
             ],
-            # The re-ranking stage, small: a MiniLM cross-encoder teacher and a 2-layer student re-ranker.
+            # The re-ranking stage, small: a MiniLM cross-encoder teacher and a 3-layer student re-ranker.
             "relevance": RelevanceConfig(
                 enabled=True,
                 retriever="static",
