@@ -4,8 +4,9 @@ On the run's held-out test queries (never used to train anything), it measures N
 retriever's top-K with: no re-ranker, the cross-encoder relevance teacher, and the small distilled re-ranker
 trained with each loss (margin-MSE, approxNDCG, ListNet, ListMLE, LambdaLoss, RankNet) on the same teacher-
 labelled data and the same budget (steps x lists x items); then the margin-MSE student's NDCG@10 as the
-amount of teacher-labelled augmented data grows; and re-ranking latency per query at K for teacher and
-students. Every trained model is kept in the run directory, so a rerun only evaluates.
+amount of teacher-labelled augmented data grows, with a training budget that grows with it (a fixed number of
+passes over the point's labelled pairs); and re-ranking latency per query at K for teacher and students.
+Every trained model is kept in the run directory, so a rerun only evaluates.
 
     python benchmarks/homedepot_recipe.py            # first: the recipe run (teacher, index, students)
     python benchmarks/homedepot_rerank.py [--run runs/homedepot] [--stage all|teacher|label|losses|curve|eval]
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -41,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=32, help="tokens of query + title")
     parser.add_argument("--distil-queries", type=int, default=2000, help="training queries students learn from")
     parser.add_argument("--augment-k", type=int, default=10, help="unjudged candidates labelled per query")
+    parser.add_argument(
+        "--augment-queries",
+        type=int,
+        default=None,
+        help="queries whose unjudged candidates are labelled: the students' training queries first, then the "
+        "other training queries (default: all training queries)",
+    )
     parser.add_argument("--student-steps", type=int, default=400)
     parser.add_argument("--student-layers", type=int, default=3, help="first layers of the teacher kept")
     parser.add_argument("--student-lr", type=float, default=2e-4)
@@ -48,7 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--list-size", type=int, default=8)
     parser.add_argument("--eval-queries", type=int, default=None, help="test queries re-ranked (default: all)")
     parser.add_argument(
-        "--curve", default="0,250,1000", help="augmented query counts for the curve (the full amount is added)"
+        "--curve", default="0,1000,3000,all", help="augmented query counts for the curve ('all': every one labelled)"
+    )
+    parser.add_argument(
+        "--curve-epochs",
+        type=float,
+        default=1.75,
+        help="training budget of a curve point: passes over its labelled pairs (steps = epochs x pairs / "
+        "(lists per step x list size))",
     )
     parser.add_argument("--losses", default=",".join(LOSSES))
     parser.add_argument(
@@ -71,6 +87,7 @@ def configure(run: RunDir, args: argparse.Namespace) -> None:
         max_length=args.max_length,
         distil_queries=args.distil_queries,
         augment_k=args.augment_k,
+        augment_queries=args.augment_queries,
         student_steps=args.student_steps,
         student_layers=args.student_layers,
         student_learning_rate=args.student_lr,
@@ -82,8 +99,25 @@ def configure(run: RunDir, args: argparse.Namespace) -> None:
     run.save_config()
 
 
-def curve_folder(run: RunDir, queries: int) -> Path:
-    return stage.relevance_dir(run) / "rerankers-curve" / f"augmented-{queries}"
+def curve_points(args: argparse.Namespace, labelled) -> list[dict]:
+    """Each curve point's augmented queries, pairs and step budget (grows with the labelled pairs)."""
+    total = int(labelled.loc[~labelled["judged"], "query"].nunique())
+    points = []
+    for text in args.curve.split(","):
+        queries = total if text == "all" else min(int(text), total)
+        subset = stage.with_augmentation(labelled, queries)
+        steps = math.ceil(args.curve_epochs * len(subset) / (args.student_batch * args.list_size))
+        points.append({"augmented_queries": queries, "labelled": subset, "steps": steps})
+    return points
+
+
+def curve_folder(run: RunDir, point: dict) -> Path:
+    name = f"augmented-{point['augmented_queries']}-steps-{point['steps']}"
+    return stage.relevance_dir(run) / "rerankers-curve" / name
+
+
+def curve_system(point: dict) -> str:
+    return f"student (margin_mse, {point['augmented_queries']} augmented queries, {point['steps']} steps)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,28 +133,28 @@ def main(argv: list[str] | None = None) -> int:
     if "label" not in todo:
         return 0
     labelled = stage.label(run)
+    # the loss comparison: the students' own training queries, judged pairs + their augmented candidates
+    comparison = stage.with_augmentation(labelled, args.distil_queries)
     losses = args.losses.split(",")
     if "losses" in todo:
         for loss in losses:
             if not (stage.reranker_dir(run, loss) / "config.json").exists():
-                stage.distill_reranker(run, loss, labelled)
-    total_queries = int(labelled.loc[~labelled["judged"], "query"].nunique())
-    points = [int(p) for p in args.curve.split(",") if p]
+                stage.distill_reranker(run, loss, comparison)
+    points = curve_points(args, labelled)
     if "curve" in todo:
-        for queries in points:
-            folder = curve_folder(run, queries)
+        for point in points:
+            folder = curve_folder(run, point)
             if not (folder / "config.json").exists():
-                stage.distill_reranker(run, "margin_mse", stage.with_augmentation(labelled, queries), folder)
+                run.config.relevance.student_steps = point["steps"]
+                stage.distill_reranker(run, "margin_mse", point["labelled"], folder)
+                run.config.relevance.student_steps = args.student_steps
     if "eval" not in todo:
         return 0
     rerankers = {stage.TEACHER_RERANKER: stage.load_relevance_teacher(run)}
     rerankers |= {f"student ({loss})": stage.load_reranker(run, loss) for loss in losses}
-    rerankers |= {
-        f"student (margin_mse, {q} augmented queries)": stage.load_reranker(run, str(curve_folder(run, q)))
-        for q in points
-    }
+    rerankers |= {curve_system(p): stage.load_reranker(run, str(curve_folder(run, p))) for p in points}
     result = stage.rerank_evaluation(run, rerankers)
-    summary = summarise(run, result, labelled, points, total_queries)
+    summary = summarise(run, result, comparison, points)
     print_tables(summary)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, json.dumps(summary, indent=2, default=float))
@@ -148,21 +182,21 @@ def bi_encoder(run: RunDir, args: argparse.Namespace) -> int:
     return 0
 
 
-def summarise(run: RunDir, result: dict, labelled, points: list[int], total_queries: int) -> dict:
+def summarise(run: RunDir, result: dict, comparison, points: list[dict]) -> dict:
     info = run.read_json("relevance.json")
     systems = result["systems"]
     curve = []
-    for queries in [*points, total_queries]:
-        name = (
-            "student (margin_mse)" if queries == total_queries else f"student (margin_mse, {queries} augmented queries)"
-        )
-        subset = labelled if queries == total_queries else stage.with_augmentation(labelled, queries)
+    for point in points:
+        subset = point["labelled"]
+        trained = info.get(f"distillation/{curve_folder(run, point).name}", {})
         curve.append(
             {
-                "augmented_queries": queries,
+                "augmented_queries": point["augmented_queries"],
                 "augmented_pairs": int((~subset["judged"]).sum()),
                 "judged_pairs": int(subset["judged"].sum()),
-                "ndcg@10": systems[name]["ndcg@10"],
+                "steps": point["steps"],
+                "train_runtime_s": trained.get("train_runtime"),
+                "ndcg@10": systems[curve_system(point)]["ndcg@10"],
             }
         )
     training = {key.split("/", 1)[1]: value for key, value in info.items() if key.startswith("distillation/")}
@@ -172,6 +206,10 @@ def summarise(run: RunDir, result: dict, labelled, points: list[int], total_quer
         "k": result["k"],
         "test_queries": result["queries"],
         "relevance_config": run.config.relevance.model_dump(),
+        "loss_comparison_pairs": {
+            "judged": int(comparison["judged"].sum()),
+            "augmented": int((~comparison["judged"]).sum()),
+        },
         "teacher_training": info.get("teacher_training"),
         "distillation": training,
         "systems": systems,
@@ -202,13 +240,15 @@ def print_tables(summary: dict) -> None:
         )
     console.print(table)
     curve = Table(title="margin-MSE student vs teacher-labelled augmented data")
-    for column in ("augmented queries", "augmented pairs", "judged pairs", "NDCG@10"):
+    for column in ("augmented queries", "augmented pairs", "judged pairs", "steps", "training s", "NDCG@10"):
         curve.add_column(column, justify="right")
     for point in summary["augmentation_curve"]:
         curve.add_row(
             str(point["augmented_queries"]),
             f"{point['augmented_pairs']:,}",
             f"{point['judged_pairs']:,}",
+            str(point["steps"]),
+            f"{point['train_runtime_s'] or float('nan'):.0f}",
             f"{point['ndcg@10']:.4f}",
         )
     console.print(curve)

@@ -188,6 +188,24 @@ def test_approx_ndcg_tends_to_one_minus_exact_ndcg() -> None:
     assert errors[1] > 1e-2  # at small alpha it is an approximation, not the metric
 
 
+def test_standardized_approx_ndcg_ignores_score_scale_and_shift() -> None:
+    scores, labels = _random_lists(5)
+    mask = torch.ones_like(scores, dtype=torch.bool)
+    mask[0, -2:] = False  # padding must not enter the list's mean and std
+    plain = approx_ndcg_loss(scores, labels, mask, standardize=True)
+    moved = approx_ndcg_loss(7.0 * scores + 3.0, labels, mask, standardize=True)
+    torch.testing.assert_close(plain, moved, rtol=1e-3, atol=1e-4)  # up to the std's 1e-3 guard
+    # raw scores: spreading them (in any order) lowers the loss, which is what standardising removes
+    assert approx_ndcg_loss(7.0 * scores, labels, mask) < approx_ndcg_loss(scores, labels, mask)
+
+
+def test_standardized_approx_ndcg_by_hand() -> None:
+    # scores [3, 1] -> mean 2, std 1 -> [1, -1] (up to the 1e-3 guard); alpha 1: rank_0 = 1 + sigmoid(-2)
+    expected = 1 - 1 / math.log2(2 + _sigmoid(-2 / 1.001))
+    value = approx_ndcg_loss(_one([3, 1]), _one([1, 0]), alpha=1.0, standardize=True).item()
+    assert value == pytest.approx(expected, rel=1e-9)
+
+
 def _random_lists(seed: int, batch: int = 4, size: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     scores = torch.randn(batch, size, generator=generator, dtype=torch.float64)
@@ -364,11 +382,13 @@ def test_agrees_with_sentence_transformers(name: str, options: dict, factory, pe
     torch.testing.assert_close(our_grad, their_grad)
 
 
+@pytest.mark.parametrize("standardize", [True, False])
 @pytest.mark.parametrize("mini_batch_size", [None, 2, 0])
-def test_approx_ndcg_loss_module_matches_the_objective(mini_batch_size: int | None) -> None:
-    ours, our_grad = _ours_and_grad("approx_ndcg", alpha=5.0)
+def test_approx_ndcg_loss_module_matches_the_objective(mini_batch_size: int | None, standardize: bool) -> None:
+    ours, our_grad = _ours_and_grad("approx_ndcg", alpha=5.0, standardize=standardize)
     theirs, their_grad = _theirs_and_grad(
-        lambda model: ApproxNDCGLoss(model, alpha=5.0, mini_batch_size=mini_batch_size), per_query=False
+        lambda model: ApproxNDCGLoss(model, alpha=5.0, standardize=standardize, mini_batch_size=mini_batch_size),
+        per_query=False,
     )
     torch.testing.assert_close(ours, theirs)
     torch.testing.assert_close(our_grad, their_grad)
@@ -386,6 +406,7 @@ def test_approx_ndcg_loss_checks_its_inputs() -> None:
         ApproxNDCGLoss(two_labels)
     assert loss.get_config_dict() == {
         "alpha": 10.0,
+        "standardize": True,
         "activation_fn": "torch.nn.modules.linear.Identity",
         "mini_batch_size": None,
     }

@@ -90,6 +90,36 @@ def test_augmentation_pairs_take_unjudged_candidates_in_rank_order() -> None:
     ]
 
 
+def test_augmentation_never_passes_off_withheld_judgments_as_unjudged() -> None:
+    students = pd.DataFrame({"query": ["q"], "item_id": ["a"], "label": [3.0]})
+    withheld = pd.DataFrame({"query": ["u"], "item_id": ["d"], "label": [1.0]})  # a human judged (u, d)
+    candidates = {"q": ["a", "b"], "u": ["d", "e", "f"]}
+    pairs = rel.augmentation_pairs(students, candidates, ["q", "u"], 2, never=withheld)
+    assert list(zip(pairs["query"], pairs["item_id"], pairs["judged"], strict=True)) == [
+        ("q", "a", True),
+        ("q", "b", False),
+        ("u", "e", False),
+        ("u", "f", False),
+    ]
+
+
+def test_label_pairs_scores_only_pairs_it_has_not_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def fake_scores(teacher, queries, texts, batch_size, progress):
+        asked.extend(zip(queries, texts, strict=True))
+        return torch.tensor([float(len(t)) for t in texts])
+
+    monkeypatch.setattr(rel, "score_pairs", fake_scores)
+    pairs = pd.DataFrame({"query": ["q", "q", "u"], "item_id": ["a", "bb", "ccc"], "judged": [True, False, False]})
+    known = pd.DataFrame({"query": ["q", "x"], "item_id": ["a", "a"], "teacher_score": [-5.0, 9.0]})
+    texts = {"a": "A", "bb": "BB", "ccc": "CCC"}
+    labelled = rel.label_pairs(None, pairs, texts, progress=False, known=known)
+    assert asked == [("q", "BB"), ("u", "CCC")]
+    assert labelled["teacher_score"].tolist() == [-5.0, 2.0, 3.0]
+    assert labelled[["query", "item_id", "judged"]].equals(pairs)
+
+
 def test_reranker_dataset_margins_and_lists() -> None:
     labelled = pd.DataFrame(
         {"query": ["q"] * 4, "item_id": list("abcd"), "teacher_score": [2.0, -1.0, 0.5, 0.0], "judged": True}

@@ -182,7 +182,10 @@ class RelevanceConfig(_Section):
         None, ge=1, description="training queries the students learn from (their judged pairs; None: all)"
     )
     augment_queries: int | None = Field(
-        None, ge=0, description="queries whose unjudged candidates the teacher labels (0: none, None: all)"
+        None,
+        ge=0,
+        description="queries whose unjudged candidates the teacher labels, the students' training queries first, "
+        "then the other training queries, then the unlabeled pool (0: none, None: all)",
     )
     extra_unlabeled: bool = Field(True, description="also label candidates of the unlabeled/extra query pool")
     augment_k: int = Field(20, ge=1, description="unjudged candidates the teacher labels per augmented query")

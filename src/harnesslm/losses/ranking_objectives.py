@@ -68,19 +68,39 @@ def _discounts(list_size: int, like: Tensor) -> Tensor:
     return torch.log2(1.0 + ranks)
 
 
+def _standardized(scores: Tensor, mask: Tensor, eps: float = 1e-3) -> Tensor:
+    """Each list's real scores centred and divided by their (population) std + ``eps``; padding stays 0."""
+    count = mask.sum(dim=1, keepdim=True).clamp(min=1)
+    mean = (scores * mask).sum(dim=1, keepdim=True) / count
+    centred = (scores - mean) * mask
+    std = torch.sqrt((centred**2).sum(dim=1, keepdim=True) / count)
+    return centred / (std + eps)
+
+
 def _ideal_dcg(gains: Tensor, k: int | None = None) -> Tensor:
     """DCG(@k) of the label-sorted list, per query."""
     ideal = gains.sort(dim=1, descending=True).values / _discounts(gains.shape[1], gains)
     return ideal[:, :k].sum(dim=1)
 
 
-def approx_ndcg_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, alpha: float = 10.0) -> Tensor:
+def approx_ndcg_loss(
+    scores: Tensor,
+    labels: Tensor,
+    mask: Tensor | None = None,
+    alpha: float = 10.0,
+    standardize: bool = False,
+) -> Tensor:
     """``1 - approxNDCG``: NDCG with each rank replaced by a smooth, differentiable rank.
 
     The rank of candidate ``i`` is approximated by ``1 + sum_{j != i} sigmoid(alpha * (s_j - s_i))`` (each term
     is the soft indicator "``j`` outranks ``i``"); ``approxDCG = sum_i (2^y_i - 1) / log2(1 + rank_i)``, divided by
     the exact ideal DCG. As ``alpha`` grows the soft ranks become the exact ranks and the loss tends to
     ``1 - NDCG``; ``alpha`` acts on the scores as given, so it multiplies any temperature already applied to them.
+
+    ``standardize``: centre each list's scores and divide them by their standard deviation (plus ``1e-3``)
+    before the smooth ranks. The discount ``1 / log2(1 + rank)`` is convex, so with unbounded scores (cross-encoder
+    logits) the loss falls by spreading scores apart *in any order*: the model inflates its scale, every sigmoid
+    saturates and the order stops being learned. On standardised scores only the order and the relative gaps count.
 
     References:
         - Qin, Liu & Li, A general approximation framework for direct optimization of information retrieval
@@ -89,6 +109,8 @@ def approx_ndcg_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None,
           networks, SIGIR 2019.
     """
     scores, labels, mask = _prepare(scores, labels, mask)
+    if standardize:
+        scores = _standardized(scores, mask)
     list_size = scores.shape[1]
     # differences[b, i, j] = s_j - s_i: positive when j is ranked above i
     differences = scores[:, None, :] - scores[:, :, None]

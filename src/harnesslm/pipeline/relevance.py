@@ -131,15 +131,17 @@ def relevance_teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
 def distillation_queries(run: RunDir) -> tuple[list[str], list[str]]:
     """(training queries the students learn from, queries whose unjudged candidates get teacher labels).
 
-    Training queries are shuffled with the run's seed and cut at ``distil_queries``; augmentation covers them
-    and then, if enabled, the unlabeled pool, cut at ``augment_queries``. Positions in the second list decide
-    which queries come first as the amount of augmented data grows.
+    Training queries are shuffled with the run's seed and cut at ``distil_queries``. Augmentation covers them
+    first, then the remaining training queries (their retrieved candidates only: their human judgments stay
+    out of the students' data), then, if enabled, the unlabeled pool; all cut at ``augment_queries``.
+    Positions in the second list decide which queries come first as the amount of augmented data grows.
     """
     cfg = run.config.relevance
     train = sorted(set(run.split("train")["query"]))
     rng = np.random.default_rng(cfg.seed)
-    ordered = [train[i] for i in rng.permutation(len(train))][: cfg.distil_queries]
-    augmented = list(ordered)
+    shuffled = [train[i] for i in rng.permutation(len(train))]
+    ordered = shuffled[: cfg.distil_queries]
+    augmented = list(shuffled)
     if cfg.extra_unlabeled:
         seen = set(train)
         augmented += [q for q in run.query_pool() if q not in seen]
@@ -161,18 +163,21 @@ def label(run: RunDir, progress: bool = True) -> pd.DataFrame:
         "augment_queries": len(queries),
     }
     meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == wanted:
+    meta = json.loads(meta_path.read_text()) if path.exists() and meta_path.exists() else None
+    if meta == wanted:
         return pd.read_parquet(path)
     found = candidates(run, progress)
     with run.timed("teacher labelling"):
         train = run.split("train")
-        train = train.loc[train["query"].isin(set(judged_queries))]
-        pairs = rel.augmentation_pairs(train, found, queries, cfg.augment_k)
+        students = train.loc[train["query"].isin(set(judged_queries))]
+        pairs = rel.augmentation_pairs(students, found, queries, cfg.augment_k, never=train)
         order = {q: i for i, q in enumerate(queries)}
         pairs["augment_order"] = [
             -1 if j else order.get(q, -1) for q, j in zip(pairs["query"], pairs["judged"], strict=True)
         ]
-        labelled = rel.label_pairs(teacher, pairs, run.item_texts, progress=progress)
+        # the same teacher's scores from an earlier labelling stay valid: only new pairs are scored
+        known = pd.read_parquet(path) if meta and meta["teacher"] == wanted["teacher"] else None
+        labelled = rel.label_pairs(teacher, pairs, run.item_texts, progress=progress, known=known)
         with atomic_file(path, "wb") as handle:
             labelled.to_parquet(handle, index=False)
         write_text(meta_path, json.dumps(wanted))
@@ -209,7 +214,7 @@ def distill_reranker(
     cfg = run.config.relevance
     labelled = label(run, progress) if labelled is None else labelled
     folder = folder or reranker_dir(run, loss)
-    with run.timed(f"distil re-ranker ({loss})"):
+    with run.timed(f"distil re-ranker ({folder.name})"):
         student = small_reranker(run)
         metrics = rel.distill_reranker(student, labelled, run.item_texts, loss, cfg, max_gain(run), progress)
         with atomic_directory(folder) as tmp:

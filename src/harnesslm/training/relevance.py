@@ -88,14 +88,18 @@ def augmentation_pairs(
     candidates: Candidates,
     augmented_queries: Sequence[str],
     augment_k: int,
+    never: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The (query, item_id, judged) pairs the teacher will label.
 
-    Every judged pair of a training query, plus, for each query in ``augmented_queries`` (training queries or
-    unlabeled ones), its first ``augment_k`` retrieved items that no human judged.
+    Every judged pair in ``judgments`` (the students' human labels), plus, for each query in
+    ``augmented_queries`` (training queries or unlabeled ones), its first ``augment_k`` retrieved items that no
+    human judged, in ``judgments`` or in ``never`` (human judgments kept from the students, e.g. the training
+    queries beyond the students' share: such pairs are neither given to them nor passed off as unjudged).
     """
     frames = [judgments[["query", "item_id"]].assign(judged=True)]
-    judged = judgments.groupby("query")["item_id"].agg(set).to_dict()
+    humans = judgments if never is None else pd.concat([judgments, never], ignore_index=True)
+    judged = humans.groupby("query")["item_id"].agg(set).to_dict()
     extra_q, extra_i = [], []
     for query in augmented_queries:
         seen = judged.get(query, set())
@@ -113,11 +117,24 @@ def label_pairs(
     item_texts: Mapping[str, str],
     batch_size: int = 64,
     progress: bool = True,
+    known: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """``pairs`` plus ``teacher_score``: the teacher's raw logit for each (query, item)."""
-    texts = [item_texts[i] for i in pairs["item_id"]]
-    scores = score_pairs(teacher, pairs["query"].tolist(), texts, batch_size, progress)
-    return pairs.assign(teacher_score=scores.numpy())
+    """``pairs`` plus ``teacher_score``: the teacher's raw logit for each (query, item).
+
+    ``known``: earlier labels by the same teacher (``query``, ``item_id``, ``teacher_score``); their pairs are
+    not scored again, so growing the augmented data only costs the new pairs.
+    """
+    scores = np.full(len(pairs), np.nan)
+    if known is not None and len(known):
+        earlier = known.drop_duplicates(["query", "item_id"]).set_index(["query", "item_id"])["teacher_score"]
+        keys = pd.MultiIndex.from_frame(pairs[["query", "item_id"]])
+        scores = np.array(earlier.reindex(keys), dtype=np.float64)  # a writable copy
+    todo = np.flatnonzero(np.isnan(scores))
+    if len(todo):
+        texts = [item_texts[pairs["item_id"].iloc[i]] for i in todo]
+        queries = pairs["query"].iloc[todo].tolist()
+        scores[todo] = score_pairs(teacher, queries, texts, batch_size, progress).numpy()
+    return pairs.assign(teacher_score=scores.astype(np.float32))
 
 
 def teacher_grades(scores: np.ndarray, max_gain: float) -> np.ndarray:
