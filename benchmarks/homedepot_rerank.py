@@ -145,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         for point in points:
             folder = curve_folder(run, point)
             if not (folder / "config.json").exists():
-                run.config.relevance.student_steps = point["steps"]
-                stage.distill_reranker(run, "margin_mse", point["labelled"], folder)
-                run.config.relevance.student_steps = args.student_steps
+                stage.distill_reranker(run, "margin_mse", point["labelled"], folder, steps=point["steps"])
     if "eval" not in todo:
         return 0
     rerankers = {stage.TEACHER_RERANKER: stage.load_relevance_teacher(run)}

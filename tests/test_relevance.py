@@ -169,6 +169,23 @@ def test_stage_trains_labels_distils_and_evaluates(run: RunDir) -> None:
     assert "## Re-ranking the static (refined) top-10" in report and "student (margin_mse)" in report
 
 
+def test_distill_reranker_steps_override_the_config_for_that_run_only(
+    run: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+
+    def record(student, labelled, texts, loss, cfg, max_gain, progress):
+        seen.append(cfg.student_steps)
+        return {}
+
+    monkeypatch.setattr(stage.rel, "distill_reranker", record)
+    labelled = stage.label(run, progress=False)
+    stage.distill_reranker(run, "margin_mse", labelled, tmp_path / "a", progress=False, steps=7)
+    stage.distill_reranker(run, "margin_mse", labelled, tmp_path / "b", progress=False)
+    assert seen == [7, run.config.relevance.student_steps] and seen[1] != 7
+    assert "distillation/a" in run.read_json("relevance.json")
+
+
 @pytest.mark.parametrize("loss", ["margin_mse", "approx_ndcg"])
 def test_bi_encoder_distillation_trains_the_student_and_keeps_the_index(run: RunDir, loss: str) -> None:
     labelled = stage.label(run, progress=False)

@@ -209,9 +209,13 @@ def distill_reranker(
     labelled: pd.DataFrame | None = None,
     folder: Path | None = None,
     progress: bool = True,
+    steps: int | None = None,
 ) -> dict[str, float]:
-    """Train the small cross-encoder with ``loss`` on teacher scores; saved to ``rerankers/LOSS``."""
+    """Train the small cross-encoder with ``loss`` on teacher scores; saved to ``rerankers/LOSS``.
+    ``steps`` overrides ``student_steps`` (e.g. a budget that grows with the labelled data)."""
     cfg = run.config.relevance
+    if steps is not None:
+        cfg = cfg.model_copy(update={"student_steps": steps})
     labelled = label(run, progress) if labelled is None else labelled
     folder = folder or reranker_dir(run, loss)
     with run.timed(f"distil re-ranker ({folder.name})"):
