@@ -15,6 +15,7 @@ import pytest
 
 from harnesslm.data import (
     DataError,
+    limit_queries,
     load_catalog,
     load_judgments,
     load_queries,
@@ -383,3 +384,14 @@ def test_missing_field_column_names_file_and_column(tmp_path: Path) -> None:
     message = str(error_of(load_catalog, path, fields=["brand", "colour"]))
     assert "p.csv" in message and "missing column 'colour'" in message
     assert "reserved" in str(error_of(load_catalog, path, fields=["text"]))
+
+
+def test_limit_queries_keeps_whole_queries_and_grows_as_a_superset() -> None:
+    frame = judgments_for([f"query {i}" for i in range(100)])
+    small = limit_queries(frame, 10, seed=0)
+    assert small["query"].nunique() == 10
+    assert len(small) == 20  # both rows of every kept query
+    larger = limit_queries(frame, 30, seed=0)
+    assert set(small["query"]) < set(larger["query"])
+    assert set(limit_queries(frame, 10, seed=1)["query"]) != set(small["query"])
+    assert limit_queries(frame, None).equals(frame) and limit_queries(frame, 500).equals(frame)

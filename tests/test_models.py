@@ -24,6 +24,7 @@ from harnesslm.models.bundled import (
 from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
 from harnesslm.models.students import (
     distill_static,
+    drop_layers,
     embedding_dim,
     load_model,
     projection_of,
@@ -31,6 +32,7 @@ from harnesslm.models.students import (
     save_student,
     static_model,
     static_student,
+    transformer_layers,
     truncated_student,
 )
 
@@ -187,6 +189,18 @@ def test_truncated_student_same_dim_has_no_projection(tiny_teacher: Path, tmp_pa
     np.testing.assert_allclose(loaded.encode(QUERIES), embeddings, atol=1e-6)
 
 
+def test_drop_layers_equals_truncating_to_fewer_layers(tiny_teacher: Path, static_table: StaticEmbedding) -> None:
+    base = load_model(str(tiny_teacher))
+    student = truncated_student(base, 3, teacher_dim=32)
+    drop_layers(student, 1)
+    assert transformer_layers(student) == 1 and student[0].auto_model.config.num_hidden_layers == 1
+    direct = truncated_student(base, 1, teacher_dim=32)
+    np.testing.assert_allclose(student.encode(QUERIES), direct.encode(QUERIES), atol=1e-6)
+    with pytest.raises(ValueError, match="cannot keep 2 layers"):
+        drop_layers(student, 2)
+    assert transformer_layers(static_model(_fresh_table(static_table))) is None
+
+
 def test_truncated_student_differs_from_full_teacher(tiny_teacher: Path) -> None:
     teacher = load_model(str(tiny_teacher))
     full = teacher.encode(QUERIES)
@@ -273,3 +287,22 @@ def test_static_student_round_trip(static_table: StaticEmbedding, tiny_teacher: 
 
 def test_read_student_meta_missing_file(tmp_path: Path) -> None:
     assert read_student_meta(tmp_path) == {}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"kind": "static", "layer_schedule": [4]}, "for truncated students"),
+        ({"kind": "truncated", "layers": 2, "layer_schedule": [3, 4]}, "strictly descending"),
+        ({"kind": "truncated", "layers": 2, "layer_schedule": [4, 2]}, "must stay above"),
+        ({"kind": "static", "refine_negative_margin": 1.0}, "less than 1"),
+    ],
+)
+def test_student_config_rejects_bad_schedules_and_margins(settings: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    from harnesslm.config import StudentConfig
+
+    with pytest.raises(ValidationError, match=message):
+        StudentConfig(name="s", **settings)
+    assert StudentConfig(name="s", kind="truncated", layers=2, layer_schedule=[6, 4]).layer_schedule == [6, 4]

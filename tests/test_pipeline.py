@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ def small_config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> Run
                     "name": "trunc",
                     "kind": "truncated",
                     "layers": 1,
+                    "layer_schedule": [2],  # progressive layer dropping: align at 2 layers, then drop to 1
                     "align_steps": 4,
                     "refine_steps": 4,
                     "align_batch_size": 16,
@@ -114,6 +116,46 @@ def test_metrics_cover_teacher_students_and_baselines(finished_run: RunDir) -> N
     assert "NDCG@10" in report and "p50 ms" in report and "static (refined)" in report
 
 
+def _within(interval: list[float], value: float) -> bool:
+    return interval[0] - 1e-9 <= value <= interval[1] + 1e-9
+
+
+def test_metrics_carry_confidence_intervals_and_agreement(finished_run: RunDir) -> None:
+    metrics = json.loads((finished_run.root / "metrics.json").read_text())
+    systems = metrics["systems"]
+    assert metrics["bootstrap"] == {"resamples": 1000, "confidence": 0.95, "seed": 0}
+    for name, values in systems.items():
+        assert _within(values["ndcg@10_ci"], values["ndcg@10"]), name
+        assert _within(values["recall@100_ci"], values["recall@100"]), name
+        for key in ("ndcg_recovery", "recall_recovery"):
+            if not math.isnan(values[f"{key}_%"]):
+                assert _within(values[f"{key}_ci_%"], values[f"{key}_%"]), name
+        assert 0.0 <= values["top10_overlap"] <= 1.0
+        has_cosine = values["role"] == "student"
+        assert ("cosine_mean" in values) == has_cosine, name
+        if has_cosine:
+            assert -1.0 - 1e-6 <= values["cosine_worst_decile"] <= values["cosine_p10"] + 1e-9
+            assert values["cosine_worst_decile"] <= values["cosine_mean"] <= 1.0 + 1e-6
+    assert systems[TEACHER]["top10_overlap"] == 1.0
+    assert systems[TEACHER]["ndcg_recovery_ci_%"] == pytest.approx([100.0, 100.0])
+
+    worst = metrics["worst_queries"]
+    students = {name for name, values in systems.items() if values["role"] == "student" and "onnx" not in name}
+    assert set(worst) == students
+    test_queries = set(finished_run.split("test")["query"])
+    for rows in worst.values():
+        assert len(rows) == min(20, metrics["queries"])
+        assert {row["query"] for row in rows} <= test_queries
+        gaps = [row["teacher_ndcg@10"] - row["student_ndcg@10"] for row in rows]
+        assert gaps == sorted(gaps, reverse=True)
+
+    report = (finished_run.root / "report.md").read_text()
+    ndcg, (lo, hi) = systems[TEACHER]["ndcg@10"], systems[TEACHER]["ndcg@10_ci"]
+    assert f"{ndcg:.4f} [{lo:.4f}, {hi:.4f}]" in report
+    assert "## Where the students lose most" in report
+    assert "### static (refined)" in report and "### static (aligned)" not in report
+
+
 def test_bench_reports_latency_and_ratios(finished_run: RunDir) -> None:
     bench = json.loads((finished_run.root / "bench.json").read_text())
     assert bench["threads"]["torch_num_threads"] == 2
@@ -137,6 +179,44 @@ def test_saved_student_loads_alone_and_searches_teacher_index(finished_run: RunD
     ids, scores = index.search(embedding, 5)
     assert len(ids[0]) == 5 and set(ids[0]) <= set(finished_run.catalog["item_id"])
     assert np.all(np.diff(scores[0]) <= 1e-6)
+
+
+def test_pool_holds_every_enabled_source(finished_run: RunDir) -> None:
+    pool = finished_run.read_json("pool.json")
+    sources = pool["sources"]
+    assert set(sources) == {"train_queries", "extra_queries", "catalog_texts", "pseudo_queries"}
+    assert sources["catalog_texts"]["kept"] > 0 and sources["pseudo_queries"]["kept"] > 0
+    assert sources["catalog_texts"]["targets"] == "index"  # the tiny teacher has no prompts: targets are free
+    assert pool["size"] == sum(s["kept"] for s in sources.values())
+    held_out = set(finished_run.split("validation")["query"]) | set(finished_run.split("test")["query"])
+    assert sources["train_queries"]["kept"] == finished_run.split("train")["query"].nunique()
+    assert held_out  # and none of them is aligned on: checked on the pool itself
+    run_pool = steps.alignment_pool(finished_run, finished_run.teacher, progress=False)
+    assert not held_out & set(run_pool.texts)
+    assert run_pool.targets.shape == (len(run_pool), finished_run.index.meta.dim)
+
+
+def test_each_phase_keeps_its_best_validation_checkpoint(finished_run: RunDir) -> None:
+    selection = finished_run.read_json("selection.json")
+    for name in ("static", "trunc"):
+        aligned = selection["students"][name]["aligned"]
+        refined = selection["students"][name]["refined"]
+        assert aligned["validation_ndcg@10"] >= aligned["validation_ndcg@10_start"]
+        assert aligned["validation_ndcg@10"] == max(score for _, score in aligned["history"])
+        # refinement starts from the kept aligned student and never ends below it
+        assert refined["validation_ndcg@10_start"] == pytest.approx(aligned["validation_ndcg@10"], abs=1e-6)
+        assert refined["validation_ndcg@10"] >= refined["validation_ndcg@10_start"]
+        meta = read_student_meta(finished_run.student_dir(name, "refined"))
+        assert meta["selection"]["kept"] == refined["kept"]
+    # progressive layer dropping: two alignment stages, 2 then 1 layers, and the saved student has 1
+    stages = selection["students"]["trunc"]["aligned"]["stages"]
+    assert [s["layers"] for s in stages] == [2, 1]
+    student = SentenceTransformer(str(finished_run.student_dir("trunc", "aligned")), device="cpu")
+    assert len(student[0].auto_model.encoder.layer) == 1
+    assert "static_untrained_own_index_validation_ndcg@10" in selection
+    # the kept students really score what selection.json says on validation
+    scorer = steps.validation_scorer(finished_run)
+    assert scorer(student) == pytest.approx(selection["students"]["trunc"]["aligned"]["validation_ndcg@10"], abs=1e-4)
 
 
 def test_second_run_skips_finished_steps(finished_run: RunDir, demo_files, tiny_teacher) -> None:

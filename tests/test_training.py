@@ -12,8 +12,10 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+from transformers import TrainerCallback
 
 from harnesslm.config import StudentConfig, TeacherConfig
+from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
 from harnesslm.index.embeddings import encode
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.losses import FrozenItemContrastiveLoss
@@ -22,6 +24,7 @@ from harnesslm.models.students import load_model, projection_of, static_model, s
 from harnesslm.training.align import align_student, fit_projection
 from harnesslm.training.negatives import mine_negatives
 from harnesslm.training.refine import refine_student, refinement_dataset
+from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
 from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
 
 
@@ -319,3 +322,82 @@ def test_fine_tune_teacher_changes_weights(shop: Shop) -> None:
     assert not teacher.training
     # the fixture's folder on disk is untouched
     assert model_fingerprint(load_model(str(shop.teacher_path))) == before
+
+
+def test_mine_negatives_stays_below_the_ceiling() -> None:
+    index, _, queries = _circle_index()
+    # q0 ranks i00 (score 1), i01 (cos 0.05), ...; a ceiling at cos(0.3) bans i00..i06 whatever their rank
+    ceiling = float(np.cos(0.3))
+    (negs,) = mine_negatives(["q0"], queries[:1], index, {}, n=5, from_rank=2, to_rank=15, ceilings=[ceiling])
+    assert len(negs) == 5
+    assert all(int(item[1:]) > 6 for item in negs), negs
+    # an impossible ceiling leaves none rather than a likely positive
+    (negs,) = mine_negatives(["q0"], queries[:1], index, {}, n=2, from_rank=2, to_rank=15, ceilings=[-2.0])
+    assert negs == []
+
+
+# validation checkpoint selection ---------------------------------------------------------------------------
+class _ScriptedScorer:
+    """Returns scores from a list, one per call: the start first, then one per scoring."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = list(scores)
+        self.calls = 0
+
+    def __call__(self, model) -> float:
+        self.calls += 1
+        return self.scores.pop(0)
+
+
+class _Fingerprints(TrainerCallback):
+    """Records the model's fingerprint at every step end (after KeepBest scored it)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.by_step: dict[int, str] = {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.by_step[state.global_step] = model_fingerprint(self.model)
+        return control
+
+
+def _align_with(shop: Shop, scores: list[float], steps: int = 6, every: int = 2):
+    student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
+    start = model_fingerprint(student)
+    scorer = _ScriptedScorer(scores)
+    keeper = KeepBest(student, scorer, every=every, start_score=scorer(student))
+    recorder = _Fingerprints(student)
+    config = StudentConfig(name="s", kind="static", align_steps=steps, align_batch_size=32, align_learning_rate=1e-2)
+    align_student(student, shop.pool, shop.pool_targets, config, progress=False, callbacks=[keeper, recorder])
+    return student, start, keeper, recorder
+
+
+def test_keep_best_restores_the_best_scoring_step(shop: Shop) -> None:
+    student, start, keeper, recorder = _align_with(shop, [0.5, 0.4, 0.7, 0.6])  # start, steps 2, 4, 6
+    selection = keeper.selection
+    assert selection.history == [(0, 0.5), (2, 0.4), (4, 0.7), (6, 0.6)]
+    assert (selection.best_step, selection.best_score) == (4, 0.7)
+    assert model_fingerprint(student) == recorder.by_step[4] != recorder.by_step[6]
+    assert model_fingerprint(student) != start
+    assert selection.as_dict("start")["kept"] == "step 4"
+
+
+def test_keep_best_keeps_the_start_when_training_only_hurts(shop: Shop) -> None:
+    student, start, keeper, _ = _align_with(shop, [0.5, 0.4, 0.5, 0.3])  # a tie with the start is not better
+    assert keeper.selection.best_step == 0
+    assert model_fingerprint(student) == start
+    assert keeper.selection.as_dict("untrained start")["kept"] == "untrained start"
+
+
+def test_validation_scorer_matches_evaluate_rankings(shop: Shop) -> None:
+    teacher = load_model(str(shop.teacher_path))
+    labels = {q: {next(iter(shop.pairs.positives_by_query[q])): 3.0} for q in shop.queries[:40]}
+    scorer = ValidationScorer(list(labels), labels, shop.index, RelevanceScale())
+    ranked, _ = shop.index.search(encode(teacher, list(labels)), 10)
+    expected = evaluate_rankings(dict(zip(labels, ranked, strict=True)), labels).means["ndcg@10"]
+    assert scorer(teacher) == pytest.approx(expected)
+    assert 0 < expected <= 1
+    teacher.train()
+    scorer(teacher)
+    assert teacher.training  # scoring leaves the training mode as it found it
+    assert evaluation_interval(100, 10) == 10 and evaluation_interval(5, 10) == 1

@@ -54,6 +54,12 @@ class DataConfig(_Section):
     extra_queries: list[QueriesSource] = Field(default_factory=list)
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
+    max_train_queries: int | None = Field(
+        None,
+        ge=1,
+        description="keep only this many training queries (drawn by query, seeded; validation and test are "
+        "untouched): to see how the recipe behaves with little labelled data",
+    )
     label_offset: float = Field(1.0, description="gain = label - label_offset (Home Depot grades are 1..3)")
     relevant_at: float = Field(2.33, description="labels >= this count as relevant for recall/precision/MRR")
 
@@ -99,6 +105,42 @@ class IndexConfig(_Section):
     encode_executor: Literal["process", "ray"] = "process"
 
 
+class PoolConfig(_Section):
+    """The alignment pool: every text whose teacher *query* embedding the students learn to reproduce.
+
+    Alignment needs no labels, so it can use far more text than the judged training queries. Each source
+    has an amount, from none (``0``) to all (``None``); held-out (validation and test) queries never enter.
+    Generated texts and their teacher embeddings are cached on disk, keyed by what made them.
+    """
+
+    train_queries: bool = Field(True, description="the judged training queries")
+    extra_queries: int | None = Field(None, ge=0, description="queries from data.extra_queries (None: all)")
+    catalog_texts: int | None = Field(
+        None,
+        ge=0,
+        description="catalog texts as alignment pairs (None: all). Their targets are the index's item embeddings "
+        "when the teacher encodes queries and items alike, else the teacher encodes them as queries",
+    )
+    pseudo_queries: int | None = Field(
+        None, ge=0, description="pseudo-queries cut from catalog texts (word spans, head phrases; None: all)"
+    )
+    pseudo_per_item: int = Field(2, ge=1, description="pseudo-queries cut from each catalog text")
+    synthetic_items: int = Field(
+        0, ge=0, description="catalog items a small language model writes queries for (needs `make install-llm`)"
+    )
+    synthetic_per_item: int = Field(2, ge=1, description="synthetic queries asked for per item")
+    synthetic_backend: Literal["llama_cpp", "transformers"] = "llama_cpp"
+    seed: int = 0
+
+
+class SelectionConfig(_Section):
+    """Choices made on the validation split: each phase keeps its best checkpoint, never a worse student."""
+
+    enabled: bool = Field(True, description="score validation NDCG@10 during training and keep the best")
+    evaluations: int = Field(10, ge=1, description="validation scorings per phase (evenly spaced)")
+    max_queries: int | None = Field(2000, ge=1, description="validation queries scored (None: all)")
+
+
 class StudentConfig(_Section):
     """One student query encoder: its architecture and both training phases."""
 
@@ -109,6 +151,11 @@ class StudentConfig(_Section):
     # truncated: the first ``layers`` transformer layers of ``base`` (default: the teacher itself).
     base: str | None = None
     layers: int = 2
+    layer_schedule: list[int] = Field(
+        default_factory=list,
+        description="progressive layer dropping: align with each of these layer counts in turn (descending, "
+        "each above `layers`), dropping the top layers and re-aligning, before the final `layers`",
+    )
     max_seq_length: int = 32
     # Phase 2, alignment to the teacher's query embeddings.
     align_loss: Literal["mse", "cosine"] = "mse"
@@ -121,6 +168,13 @@ class StudentConfig(_Section):
     refine_learning_rate: float = 5e-4
     refine_temperature: float = 0.05
     refine_hard_negatives: int = 2
+    refine_negative_margin: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="a mined negative's teacher score must stay below (1 - margin) x the query's lowest positive "
+        "score, so unjudged true positives are not pushed away (sentence-transformers' relative_margin)",
+    )
     refine_align_weight: float = 1.0
     seed: int = 0
 
@@ -128,6 +182,11 @@ class StudentConfig(_Section):
     def _check(self) -> StudentConfig:
         if self.kind == "truncated" and self.layers < 1:
             raise ValueError("a truncated student needs layers >= 1")
+        schedule = self.layer_schedule
+        if schedule and (self.kind != "truncated" or sorted(set(schedule), reverse=True) != schedule):
+            raise ValueError("layer_schedule is for truncated students and must be strictly descending")
+        if schedule and schedule[-1] <= self.layers:
+            raise ValueError(f"layer_schedule {schedule} must stay above layers={self.layers}")
         return self
 
 
@@ -221,6 +280,8 @@ class RunConfig(_Section):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     students: list[StudentConfig] = Field(default_factory=_default_students)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     relevance: RelevanceConfig = Field(default_factory=RelevanceConfig)

@@ -86,3 +86,16 @@ def _fill_empty_splits(
         donors = [q for q, split in assignment.items() if sizes[split] > 1]
         chosen = min(donors, key=lambda q: (max(low - points[q], points[q] - high, 0.0), q))
         assignment[chosen] = name
+
+
+def limit_queries(frame: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame:
+    """The rows of at most ``n`` of the frame's queries, drawn by a seeded hash of the query (not by row).
+
+    Used to simulate a small query log from a large one: the same seed keeps the same queries, and a larger
+    ``n`` keeps a superset of a smaller one.
+    """
+    queries = queries_of(frame)
+    if n is None or n >= len(queries):
+        return frame
+    kept = set(sorted(queries, key=lambda q: _hash_point(seed + 7919, q))[:n])
+    return frame.loc[frame["query"].isin(kept)].reset_index(drop=True)

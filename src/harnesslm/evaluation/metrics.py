@@ -169,3 +169,11 @@ def _reciprocal_rank(relevant: np.ndarray, k: int) -> np.ndarray:
     top = relevant[:, :k]
     first = top.argmax(axis=1)
     return np.where(top.any(axis=1), 1.0 / (first + 1), 0.0)
+
+
+def qrels_from_judgments(queries: Sequence[str], items: Sequence[str], labels: Sequence[float]) -> Qrels:
+    """Qrels from parallel columns of a judgments table (one row per judged query–item pair)."""
+    qrels: Qrels = {}
+    for query, item, label in zip(queries, items, labels, strict=True):
+        qrels.setdefault(query, {})[item] = float(label)
+    return qrels

@@ -88,7 +88,24 @@ def truncated_student(
     ``base`` is dropped: the projection replaces it.
     """
     base = copy.deepcopy(base)
-    transformer = base[0]
+    drop_layers(base, layers)
+    if max_seq_length is not None:
+        base[0].max_seq_length = max_seq_length
+    modules = [m for m in base if not isinstance(m, Normalize | Dense)]
+    dim = embedding_dim(SentenceTransformer(modules=modules, device="cpu"))
+    if dim != teacher_dim:
+        modules.append(_projection(dim, teacher_dim))
+    modules.append(Normalize())
+    return SentenceTransformer(modules=modules, device="cpu")
+
+
+def drop_layers(model: SentenceTransformer, layers: int) -> None:
+    """Keep only the first ``layers`` transformer layers of ``model``, in place (the rest of it is untouched).
+
+    Used to truncate a base model, and for progressive layer dropping: a student aligned with more layers
+    loses its top ones and is re-aligned, keeping its projection and pooling.
+    """
+    transformer = model[0]
     if not isinstance(transformer, Transformer):
         raise ValueError("a truncated student needs a base model whose first module is a Transformer")
     encoder = transformer.auto_model.encoder
@@ -97,14 +114,6 @@ def truncated_student(
         raise ValueError(f"cannot keep {layers} layers of a model that has {total}")
     encoder.layer = torch.nn.ModuleList(list(encoder.layer)[:layers])
     transformer.auto_model.config.num_hidden_layers = layers
-    if max_seq_length is not None:
-        transformer.max_seq_length = max_seq_length
-    modules = [m for m in base if not isinstance(m, Normalize | Dense)]
-    dim = embedding_dim(SentenceTransformer(modules=modules, device="cpu"))
-    if dim != teacher_dim:
-        modules.append(_projection(dim, teacher_dim))
-    modules.append(Normalize())
-    return SentenceTransformer(modules=modules, device="cpu")
 
 
 def _projection(in_dim: int, out_dim: int) -> Dense:
@@ -132,3 +141,9 @@ def save_student(student: SentenceTransformer, folder: Path, meta: dict) -> None
 def read_student_meta(folder: Path) -> dict:
     path = Path(folder) / STUDENT_META
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def transformer_layers(model: SentenceTransformer) -> int | None:
+    """How many transformer layers the model has (None for a static model)."""
+    first = model[0]
+    return len(first.auto_model.encoder.layer) if isinstance(first, Transformer) else None

@@ -1,15 +1,25 @@
-"""Evaluate teacher (before/after fine-tuning), students (after each phase) and baselines on held-out queries."""
+"""Evaluate teacher (before/after fine-tuning), students (after each phase) and baselines on held-out queries.
+
+Besides mean metrics, every system gets the proof that its numbers hold: paired bootstrap 95% confidence
+intervals over the queries (on NDCG@10, Recall@100 and the recovery of the fine-tuned teacher's scores), the
+overlap of its top-10 with the teacher's, and for students the cosine of their query embeddings to the
+teacher's. ``worst_queries`` lists, per student, the test queries where it loses most NDCG@10 to the teacher.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.progress import track
 
+from harnesslm.evaluation.agreement import cosine_agreement, top_k_overlap
 from harnesslm.evaluation.bm25 import BM25Retriever
-from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, recovery
+from harnesslm.evaluation.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, PairedBootstrap
+from harnesslm.evaluation.metrics import MetricReport, RelevanceScale, evaluate_rankings, recovery
 from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.models.students import load_model
 from harnesslm.pipeline.export import onnx_encoders
@@ -19,6 +29,21 @@ from harnesslm.serving.searcher import Searcher
 
 TEACHER = "teacher (fine-tuned)"
 TEACHER_BASE = "teacher (off-the-shelf)"
+BOOTSTRAP_SEED = 0
+OVERLAP_K = 10
+WORST_QUERIES = 20
+NDCG, RECALL = "ndcg@10", "recall@100"
+
+
+@dataclass
+class System:
+    """One evaluated system: its role, top-k item ids per query and, for encoders searching the teacher's
+    index (the teacher and the students), their query embeddings."""
+
+    role: str
+    ranked: list[list[str]]
+    query_embeddings: np.ndarray | None = None
+    exported: bool = False  # an ONNX copy of a student
 
 
 def qrels_of(judgments: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -43,11 +68,12 @@ def evaluate(
         qrels = {q: qrels[q] for q in queries}
         scale = RelevanceScale(cfg.data.label_offset, cfg.data.relevant_at)
         k = cfg.evaluation.k
-        rankings = _rankings(run, queries, k, progress)
-        systems = {}
-        for name, (role, ranked) in rankings.items():
-            report = evaluate_rankings(dict(zip(queries, ranked, strict=True)), qrels, scale)
-            systems[name] = {"role": role, **report.means}
+        found = _rankings(run, queries, k, progress)
+        systems, per_query = {}, {}
+        for name, system in found.items():
+            report = evaluate_rankings(dict(zip(queries, system.ranked, strict=True)), qrels, scale)
+            systems[name] = {"role": system.role, **report.means}
+            per_query[name] = _per_query(report, queries)
         teacher_scores = systems.get(TEACHER)
         for values in systems.values():
             if teacher_scores:
@@ -58,46 +84,104 @@ def evaluate(
             "judgments": str(judgments_path) if judgments_path else "test split",
             "systems": systems,
         }
-        result.update(_ann_recall(run, queries, k))
+        if queries:
+            bootstrap = PairedBootstrap.draw(len(queries), DEFAULT_RESAMPLES, DEFAULT_CONFIDENCE, BOOTSTRAP_SEED)
+            for name, values in systems.items():
+                values.update(_proof(name, found, per_query, bootstrap))
+            result["bootstrap"] = {
+                "resamples": DEFAULT_RESAMPLES,
+                "confidence": DEFAULT_CONFIDENCE,
+                "seed": BOOTSTRAP_SEED,
+            }
+            if TEACHER in found:
+                result["worst_queries"] = _worst_queries(found, per_query, queries)
+        result.update(_ann_recall(run, queries, k, found[TEACHER].query_embeddings))
         run.update_json("metrics.json", result)
     return result
 
 
-def _rankings(run: RunDir, queries: Sequence[str], k: int, progress: bool) -> dict[str, tuple[str, list]]:
+def _per_query(report: MetricReport, queries: Sequence[str]) -> dict[str, np.ndarray]:
+    """NDCG@10 and Recall@100 of each query, in the order of ``queries``."""
+    return {metric: np.array([report.per_query[q][metric] for q in queries]) for metric in (NDCG, RECALL)}
+
+
+def _proof(
+    name: str, found: dict[str, System], per_query: dict[str, dict[str, np.ndarray]], bootstrap: PairedBootstrap
+) -> dict:
+    """Confidence intervals of one system, and its agreement with the fine-tuned teacher when present."""
+    own, system = per_query[name], found[name]
+    out: dict = {f"{NDCG}_ci": bootstrap.mean(own[NDCG]).bounds, f"{RECALL}_ci": bootstrap.mean(own[RECALL]).bounds}
+    teacher = found.get(TEACHER)
+    if teacher is None:
+        return out
+    out["ndcg_recovery_ci_%"] = bootstrap.recovery(own[NDCG], per_query[TEACHER][NDCG]).bounds
+    out["recall_recovery_ci_%"] = bootstrap.recovery(own[RECALL], per_query[TEACHER][RECALL]).bounds
+    out[f"top{OVERLAP_K}_overlap"] = float(top_k_overlap(system.ranked, teacher.ranked, OVERLAP_K).mean())
+    if system.role == "student" and system.query_embeddings is not None and teacher.query_embeddings is not None:
+        out.update(cosine_agreement(system.query_embeddings, teacher.query_embeddings).as_metrics())
+    return out
+
+
+def _worst_queries(
+    found: dict[str, System], per_query: dict[str, dict[str, np.ndarray]], queries: Sequence[str]
+) -> dict[str, list[dict]]:
+    """Per student (not its ONNX copies): the queries where the teacher's NDCG@10 exceeds its own the most."""
+    teacher = per_query[TEACHER][NDCG]
+    out = {}
+    for name, system in found.items():
+        if system.role != "student" or system.exported:
+            continue
+        student = per_query[name][NDCG]
+        order = np.argsort(student - teacher, kind="stable")[:WORST_QUERIES]  # largest teacher - student first
+        out[name] = [
+            {"query": queries[i], f"teacher_{NDCG}": float(teacher[i]), f"student_{NDCG}": float(student[i])}
+            for i in order
+        ]
+    return out
+
+
+def _search(searcher: Searcher, queries: Sequence[str], k: int) -> tuple[list[list[str]], np.ndarray]:
+    """Top-k ids per query and the query embeddings that found them (encoded once)."""
+    embeddings = searcher.encode(queries)
+    return searcher.index.search(embeddings, k)[0], embeddings
+
+
+def _rankings(run: RunDir, queries: Sequence[str], k: int, progress: bool) -> dict[str, System]:
     """Top-k item ids per query for each system that exists in the run."""
     catalog_ids = run.catalog["item_id"].tolist()
-    out: dict[str, tuple[str, list]] = {}
+    out: dict[str, System] = {}
     baselines = run.config.evaluation.baselines
     if "bm25" in baselines:
         bm25 = BM25Retriever.fit(catalog_ids, run.catalog["text"].tolist())
-        out["BM25"] = ("baseline", bm25.search_ids(queries, k))
+        out["BM25"] = System("baseline", bm25.search_ids(queries, k))
     base = run.base_teacher
     base_index = ItemIndex.build(item_embeddings(run, base, progress), catalog_ids, space="base")
-    out[TEACHER_BASE] = ("teacher", Searcher(base, base_index).search(queries, k)[0])
-    teacher_searcher = Searcher(run.teacher, run.index)
-    out[TEACHER] = ("teacher", teacher_searcher.search(queries, k)[0])
+    out[TEACHER_BASE] = System("teacher", Searcher(base, base_index).search(queries, k)[0])
+    out[TEACHER] = System("teacher", *_search(Searcher(run.teacher, run.index), queries, k))
     if "static-untrained" in baselines and (run.static_baseline_dir / "modules.json").exists():
         static = load_model(str(run.static_baseline_dir))
         own = ItemIndex.build(item_embeddings(run, static, progress), catalog_ids, space="static")
-        out["static, untrained (own index)"] = ("baseline", Searcher(static, own).search(queries, k)[0])
+        out["static, untrained (own index)"] = System("baseline", Searcher(static, own).search(queries, k)[0])
     students = [(s.name, phase) for s in run.students() for phase in ("aligned", "refined")]
     for name, phase in track(students, description="students", disable=not progress):
         folder = run.student_dir(name, phase)
         if (folder / "modules.json").exists():
             searcher = Searcher(load_model(str(folder)), run.index)
-            out[f"{name} ({phase})"] = ("student", searcher.search(queries, k)[0])
+            out[f"{name} ({phase})"] = System("student", *_search(searcher, queries, k))
             for label, encoder in onnx_encoders(run, name, phase).items():  # exported copies, when present
-                out[label] = ("student", Searcher(encoder, run.index).search(queries, k)[0])
+                ranked, embeddings = _search(Searcher(encoder, run.index), queries, k)
+                out[label] = System("student", ranked, embeddings, exported=True)
     return out
 
 
-def _ann_recall(run: RunDir, queries: Sequence[str], k: int) -> dict:
+def _ann_recall(run: RunDir, queries: Sequence[str], k: int, query_emb: np.ndarray | None = None) -> dict:
     """With an HNSW index, its recall@k against exact search over the same teacher embeddings."""
     if run.index.meta.kind == "exact":
         return {}
     embeddings = item_embeddings(run, run.teacher, progress=False)
     exact = ItemIndex.build(embeddings, run.catalog["item_id"].tolist(), space=run.teacher_space)
-    query_emb = Searcher(run.teacher, run.index).encode(queries)
+    if query_emb is None:
+        query_emb = Searcher(run.teacher, run.index).encode(queries)
     value = index_recall(run.index, exact, query_emb, k)
     console.print(f"{run.index.meta.kind} recall@{k} against exact search: {value:.4f}")
     return {"ann_recall": {"kind": run.index.meta.kind, f"recall@{k}_vs_exact": value}}

@@ -8,13 +8,29 @@ from harnesslm.atomic import write_text
 from harnesslm.pipeline.run_dir import RunDir
 
 INT8_TAG = ", onnx-int8)"  # label suffix of an int8 ONNX export (pipeline.export.onnx_label)
-QUALITY_COLUMNS = ("ndcg@10", "recall@100", "p@10", "mrr@10", "ndcg_recovery_%", "recall_recovery_%")
+PHASES = ("aligned", "refined")  # a student's phases, in training order
+WORST_SHOWN = 10  # queries per student in "Where the students lose most"
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{digits}f}"
+
+
+def _with_ci(value: float | None, ci: list[float] | None, digits: int = 4) -> str:
+    """``0.3412 [0.3301, 0.3520]``, or the value alone when there is no interval (an older metrics.json)."""
+    text = _fmt(value, digits)
+    if not ci or text == "–":
+        return text
+    return f"{text} [{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
+
+
+def _cosine(values: dict) -> str:
+    """Mean cosine to the teacher's query embeddings / mean of the worst 10% of queries."""
+    if "cosine_mean" not in values:
+        return "–"
+    return f"{_fmt(values['cosine_mean'], 3)} / {_fmt(values.get('cosine_worst_decile'), 3)}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -24,12 +40,87 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def quality_table(metrics: dict) -> str:
-    header = ["system", "role", "NDCG@10", "Recall@100", "P@10", "MRR@10", "NDCG kept %", "Recall kept %"]
+    header = [
+        "system",
+        "role",
+        "NDCG@10 [95% CI]",
+        "Recall@100 [95% CI]",
+        "P@10",
+        "MRR@10",
+        "NDCG kept % [95% CI]",
+        "Recall kept % [95% CI]",
+        "top-10 overlap",
+        "cosine mean / worst 10%",
+    ]
     rows = []
-    for name, values in metrics.get("systems", {}).items():
-        cells = [_fmt(values.get(c), 1 if c.endswith("%") else 4) for c in QUALITY_COLUMNS]
-        rows.append([name, values["role"], *cells])
+    for name, v in metrics.get("systems", {}).items():
+        rows.append(
+            [
+                name,
+                v["role"],
+                _with_ci(v.get("ndcg@10"), v.get("ndcg@10_ci")),
+                _with_ci(v.get("recall@100"), v.get("recall@100_ci")),
+                _fmt(v.get("p@10")),
+                _fmt(v.get("mrr@10")),
+                _with_ci(v.get("ndcg_recovery_%"), v.get("ndcg_recovery_ci_%"), 1),
+                _with_ci(v.get("recall_recovery_%"), v.get("recall_recovery_ci_%"), 1),
+                _fmt(v.get("top10_overlap"), 3),
+                _cosine(v),
+            ]
+        )
     return _table(header, rows)
+
+
+def quality_notes(metrics: dict) -> str:
+    """What the brackets, the overlap and the cosine of the quality table mean."""
+    text = "Recovery (kept %) is the share of the fine-tuned teacher's score that a system keeps."
+    boot = metrics.get("bootstrap")
+    if boot:
+        text += (
+            f" Brackets: {100 * boot['confidence']:.0f}% confidence intervals from a paired bootstrap over the "
+            f"queries ({boot['resamples']:,} resamples, seed {boot['seed']}); recovery is computed within each "
+            "resample against the teacher on the same queries. Top-10 overlap: share of the teacher's top-10 items "
+            "that a system also returns in its top 10. Cosine: of a student's query embedding to the teacher's, "
+            "mean over the queries / mean over the worst 10%."
+        )
+    return text
+
+
+def latest_phases(names: list[str]) -> dict[str, str]:
+    """Student name -> its latest system name among ``names`` (``"static (refined)"`` over ``"static (aligned)"``)."""
+    latest: dict[str, tuple[int, str]] = {}
+    for system in names:
+        student, _, phase = system.rpartition(" (")
+        rank = PHASES.index(phase[:-1]) if phase[:-1] in PHASES else -1
+        if student not in latest or rank >= latest[student][0]:
+            latest[student] = (rank, system)
+    return {student: system for student, (_, system) in latest.items()}
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def worst_queries_section(metrics: dict, shown: int = WORST_SHOWN) -> list[str]:
+    """Per student's latest phase, the test queries where it loses most NDCG@10 to the teacher."""
+    worst = metrics.get("worst_queries", {})
+    if not worst:
+        return []
+    parts = [
+        "## Where the students lose most",
+        "",
+        f"For each student's latest phase, the {shown} held-out queries with the largest drop in NDCG@10 "
+        "against the fine-tuned teacher.",
+        "",
+    ]
+    for system in latest_phases(list(worst)).values():
+        rows = [
+            [_cell(row["query"]), _fmt(row["teacher_ndcg@10"]), _fmt(row["student_ndcg@10"])]
+            for row in worst[system][:shown]
+        ]
+        parts += [f"### {system}", "", _table(["query", "teacher NDCG@10", "student NDCG@10"], rows), ""]
+    return parts
 
 
 def int8_drift(metrics: dict) -> str | None:
@@ -93,6 +184,58 @@ def rerank_table(rerank: dict) -> str:
     return _table(header, rows)
 
 
+def selection_section(selection: dict) -> list[str]:
+    """What each training phase kept and why: validation NDCG@10 at its start and of the state it kept."""
+    students = selection.get("students", {})
+    if not students:
+        return []
+    rows = []
+    for name, phases in students.items():
+        for phase, kept in phases.items():
+            if "validation_ndcg@10" not in kept:
+                rows.append([name, phase, "–", "–", "last step (no validation split)"])
+                continue
+            rows.append(
+                [
+                    name,
+                    phase,
+                    _fmt(kept["validation_ndcg@10_start"]),
+                    _fmt(kept["validation_ndcg@10"]),
+                    kept["kept"],
+                ]
+            )
+    parts = [
+        "## What each phase kept, and why (validation queries)",
+        "",
+        _table(["student", "phase", "validation NDCG@10 at start", "kept", "kept state"], rows),
+        "",
+        "Every phase scores the validation queries during training and keeps its best state, its start included: "
+        "a phase never leaves a student worse on validation than it found it. Test queries are never used here.",
+        "",
+    ]
+    floor = selection.get("static_untrained_own_index_validation_ndcg@10")
+    if floor is not None:
+        parts += [f"Untrained static model on its own index, validation NDCG@10: {floor:.4f}.", ""]
+    return parts
+
+
+def pool_section(pool: dict) -> list[str]:
+    """The alignment pool by source: texts offered and kept, and the seconds spent making and encoding them."""
+    sources = pool.get("sources", {})
+    if not sources:
+        return []
+    rows = [
+        [name, f"{s['offered']:,}", f"{s['kept']:,}", f"{s['generate_s']:.1f}", f"{s['encode_s']:.1f}"]
+        for name, s in sources.items()
+    ]
+    return [
+        f"## Alignment pool ({pool['size']:,} texts)",
+        "",
+        _table(["source", "offered", "kept (new, not held out)", "generate s", "encode s"], rows),
+        "",
+    ]
+
+
 def render(run: RunDir) -> str:
     """The whole report as Markdown."""
     metrics, bench, timings, data = (
@@ -112,7 +255,7 @@ def render(run: RunDir) -> str:
             "",
             quality_table(metrics),
             "",
-            "Recovery is the share of the fine-tuned teacher's score that a system keeps.",
+            quality_notes(metrics),
             "",
         ]
         drift = int8_drift(metrics)
@@ -145,6 +288,9 @@ def render(run: RunDir) -> str:
             "teacher.",
             "",
         ]
+    parts += selection_section(run.read_json("selection.json"))
+    parts += pool_section(run.read_json("pool.json"))
+    parts += worst_queries_section(metrics)  # after the headline tables: it is the detail behind them
     if timings:
         parts += [
             "## Wall time per step",

@@ -6,24 +6,40 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from rich.progress import track
 
-from harnesslm.atomic import atomic_directory
+from harnesslm.alignment.pool import (
+    AlignmentPool,
+    PoolSource,
+    cache_key,
+    cached_mapping,
+    cached_texts,
+    encodes_alike,
+    merge_sources,
+    take,
+)
+from harnesslm.alignment.pseudo_queries import pseudo_queries
+from harnesslm.atomic import atomic_directory, write_text
 from harnesslm.config import RunConfig, StudentConfig
-from harnesslm.data import load_catalog, load_judgments, load_queries, split_by_query
+from harnesslm.data import limit_queries, load_catalog, load_judgments, load_queries, split_by_query
+from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index import build_item_index
 from harnesslm.index.embeddings import cached_encode, encode
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.models import students as student_models
 from harnesslm.models.bundled import resolve_model
+from harnesslm.models.fingerprint import texts_fingerprint
 from harnesslm.pipeline.run_dir import RunDir, StepMissingError, console
 from harnesslm.training.align import align_student, fit_projection
 from harnesslm.training.negatives import mine_negatives
 from harnesslm.training.refine import refine_student, refinement_dataset
+from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
 from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
 
 if TYPE_CHECKING:
@@ -54,6 +70,7 @@ def prepare(config: RunConfig, root: Path) -> RunDir:
             data.judgments.format,
         )
         splits = split_by_query(judgments, tuple(data.split), seed=data.seed)
+        splits["train"] = limit_queries(splits["train"], data.max_train_queries, seed=data.seed)
         pool = list(dict.fromkeys(splits["train"]["query"]))
         held_out = set(splits["validation"]["query"]) | set(splits["test"]["query"])
         for source in data.extra_queries:
@@ -177,13 +194,18 @@ def build_index(run: RunDir, progress: bool = True) -> ItemIndex | MilvusItemInd
 
 # align -----------------------------------------------------------------------------------------------------
 def align(run: RunDir, names: list[str] | None = None, progress: bool = True) -> dict[str, dict]:
-    """Phase 2: build each student and align it to the teacher's query embeddings over the query pool."""
+    """Phase 2: build each student and align it to the teacher's query embeddings over the alignment pool.
+
+    Each student starts from a closed-form fit of its projection; gradient alignment then keeps whichever
+    state scores best on the validation queries (the start included), so it never ends worse than it began.
+    """
     results = {}
     with run.timed("align"):
         teacher_model = run.teacher
-        pool = run.query_pool()
-        targets = encode(teacher_model, pool, batch_size=128)
-        teacher_dim = targets.shape[1]
+        pool = alignment_pool(run, teacher_model, progress)
+        run.update_json("pool.json", {"size": len(pool), "sources": pool.sources})
+        teacher_dim = pool.targets.shape[1]
+        scorer = validation_scorer(run)
         table = None
         for cfg in run.students(names):
             if cfg.kind == "static":
@@ -196,13 +218,202 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
                     if cfg.base
                     else student_models.load_model(str(run.teacher_dir))
                 )
-                student = student_models.truncated_student(base, cfg.layers, teacher_dim, cfg.max_seq_length)
-            fit_mse = fit_projection(student, pool, targets)
-            metrics = align_student(student, pool, targets, cfg, progress)
-            save_student(run, student, cfg, "aligned")
-            results[cfg.name] = {"projection_fit_mse": fit_mse, **metrics}
-            console.print(f"student {cfg.name!r} aligned on {len(pool):,} queries")
+                first = cfg.layer_schedule[0] if cfg.layer_schedule else cfg.layers
+                student = student_models.truncated_student(base, first, teacher_dim, cfg.max_seq_length)
+            fit_mse = fit_projection(student, pool.texts, pool.targets)
+            stages = []
+            start_label = "untrained start (projection fit)"
+            for layers in [*cfg.layer_schedule, cfg.layers] if cfg.kind == "truncated" else [None]:
+                if layers is not None and student_models.transformer_layers(student) != layers:
+                    student_models.drop_layers(student, layers)
+                    start_label = f"start after dropping to {layers} layers"
+                    console.print(f"student {cfg.name!r}: dropped to {layers} layers, re-aligning")
+                metrics, selection = _train_selected(
+                    student,
+                    scorer,
+                    cfg.align_steps,
+                    run.config.selection.evaluations,
+                    start_label,
+                    lambda callbacks, s=student, c=cfg: align_student(
+                        s, pool.texts, pool.targets, c, progress, callbacks=callbacks
+                    ),
+                )
+                stages.append({"layers": layers, **metrics, **selection})
+            kept = {**stages[-1], **({"stages": stages} if len(stages) > 1 else {})}
+            save_student(run, student, cfg, "aligned", selection=kept)
+            results[cfg.name] = {"projection_fit_mse": fit_mse, **kept}
+            _record_selection(run, cfg.name, "aligned", kept)
+            console.print(f"student {cfg.name!r} aligned on {len(pool):,} texts; {_kept_line(kept)}")
+        _record_untrained_baseline(run, scorer)
     return results
+
+
+def _train_selected(student, scorer, steps: int, evaluations: int, start_label: str, train_with) -> tuple[dict, dict]:
+    """Run ``train_with(callbacks)`` under validation checkpoint selection when there is a validation split.
+
+    Returns the trainer's metrics and what was kept (the start or a step, with every validation score).
+    """
+    if scorer is None or steps <= 0:
+        return train_with(None), {}
+    keeper = KeepBest(student, scorer, evaluation_interval(steps, evaluations), start_score=scorer(student))
+    metrics = train_with([keeper])  # when nothing trained, the callback never fired: the start is kept
+    return metrics, keeper.selection.as_dict(start_label)
+
+
+def _kept_line(selection: dict) -> str:
+    if "validation_ndcg@10" not in selection:
+        return "no validation split: kept the last step"
+    return (
+        f"validation NDCG@10 {selection['validation_ndcg@10_start']:.4f} at the start, "
+        f"{selection['validation_ndcg@10']:.4f} kept ({selection['kept']})"
+    )
+
+
+def validation_scorer(run: RunDir) -> ValidationScorer | None:
+    """Scores a student on the validation queries against the teacher's index (None when selection is off)."""
+    cfg = run.config.selection
+    frame = run.split("validation")
+    if not cfg.enabled or frame.empty:
+        return None
+    qrels = qrels_from_judgments(frame["query"], frame["item_id"], frame["label"])
+    queries = list(qrels)[: cfg.max_queries]
+    index_ = run.index
+    index_.check_space(run.teacher_space)
+    scale = RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
+    return ValidationScorer(queries, qrels, index_, scale)
+
+
+def _record_selection(run: RunDir, name: str, phase: str, selection: dict) -> None:
+    """What each phase kept and why, in ``selection.json`` (read by the report)."""
+    record = run.read_json("selection.json")
+    record.setdefault("students", {}).setdefault(name, {})[phase] = selection
+    run.update_json("selection.json", record)
+
+
+def _record_untrained_baseline(run: RunDir, scorer: ValidationScorer | None) -> None:
+    """Validation NDCG@10 of the untrained static model on its own index: the floor a student must beat."""
+    if scorer is None or not (run.static_baseline_dir / "modules.json").exists():
+        return
+    static = student_models.load_model(str(run.static_baseline_dir))
+    own = ItemIndex.build(item_embeddings(run, static, progress=False), run.catalog["item_id"].tolist(), "static")
+    own_scorer = ValidationScorer(scorer.queries, scorer.qrels, own, scorer.scale)
+    run.update_json("selection.json", {"static_untrained_own_index_validation_ndcg@10": own_scorer(static)})
+
+
+# the alignment pool ----------------------------------------------------------------------------------------
+def alignment_pool(run: RunDir, teacher_model, progress: bool = True) -> AlignmentPool:
+    """Every alignment text with its teacher query embedding, from the sources ``pool:`` enables.
+
+    Sources, in order (an earlier one wins a duplicated text): training queries, the unlabeled query files,
+    catalog texts, pseudo-queries cut from the catalog, synthetic queries from a small language model.
+    Held-out queries never enter. Generated texts and teacher embeddings are cached on disk.
+    """
+    cfg = run.config.pool
+    train = list(dict.fromkeys(run.split("train")["query"]))
+    held_out = set(run.split("validation")["query"]) | set(run.split("test")["query"])
+    extra = [q for q in run.query_pool() if q not in set(train)]
+    sources = [
+        _encoded_source(run, teacher_model, "train_queries", train if cfg.train_queries else [], progress),
+        _encoded_source(run, teacher_model, "extra_queries", take(extra, cfg.extra_queries, cfg.seed), progress),
+        _catalog_source(run, teacher_model, progress),
+    ]
+    if cfg.pseudo_queries != 0:
+        sources.append(_pseudo_source(run, teacher_model, progress))
+    if cfg.synthetic_items:
+        sources.append(_synthetic_source(run, teacher_model, progress))
+    pool = merge_sources(sources, held_out)
+    if not len(pool):
+        raise StepMissingError("the alignment pool is empty: enable at least one source under `pool:`")
+    console.print(
+        f"alignment pool: {len(pool):,} texts ("
+        + ", ".join(f"{name} {s['kept']:,}" for name, s in pool.sources.items() if s["offered"])
+        + ")"
+    )
+    return pool
+
+
+def _encoded_source(run: RunDir, teacher_model, name: str, texts: list[str], progress: bool, **kw) -> PoolSource:
+    """A source whose texts the teacher encodes as queries (cached by teacher weights and texts)."""
+    start = time.perf_counter()
+    targets = (
+        cached_encode(teacher_model, texts, run.cache_dir, batch_size=128, progress=progress)
+        if texts
+        else np.zeros((0, 0), dtype=np.float32)
+    )
+    return PoolSource(name, texts, targets, encode_seconds=time.perf_counter() - start, **kw)
+
+
+def _catalog_source(run: RunDir, teacher_model, progress: bool) -> PoolSource:
+    """Catalog texts as alignment pairs: the index's item embeddings are their targets when the teacher encodes
+    queries and items alike; otherwise the teacher encodes the texts as queries."""
+    cfg = run.config.pool
+    rows = take(range(len(run.catalog)), cfg.catalog_texts, cfg.seed)
+    texts = [run.catalog["text"].iloc[r] for r in rows]
+    if not encodes_alike(teacher_model):
+        return _encoded_source(run, teacher_model, "catalog_texts", texts, progress)
+    start = time.perf_counter()
+    targets = item_embeddings(run, teacher_model, progress)[rows] if rows else np.zeros((0, 0), np.float32)
+    return PoolSource(
+        "catalog_texts", texts, targets, encode_seconds=time.perf_counter() - start, notes={"targets": "index"}
+    )
+
+
+def _pseudo_source(run: RunDir, teacher_model, progress: bool) -> PoolSource:
+    """Pseudo-queries cut from every catalog text (cached), of which ``pool.pseudo_queries`` are used."""
+    cfg = run.config.pool
+    titles = run.catalog["text"].tolist()
+    key = cache_key("pseudo-v1", texts_fingerprint(titles), cfg.pseudo_per_item, cfg.seed)
+    start = time.perf_counter()
+    texts, _ = cached_texts(
+        _pool_cache(run) / f"pseudo-{key}.json", lambda: pseudo_queries(titles, cfg.pseudo_per_item, cfg.seed)
+    )
+    generated = time.perf_counter() - start
+    source = _encoded_source(run, teacher_model, "pseudo_queries", take(texts, cfg.pseudo_queries, cfg.seed), progress)
+    source.generate_seconds = generated
+    return source
+
+
+def _synthetic_source(run: RunDir, teacher_model, progress: bool) -> PoolSource:
+    """Queries a small language model writes for ``pool.synthetic_items`` catalog items, few-shot from the
+    training judgments. Generations are cached per item, so a larger amount only writes the new items."""
+    from harnesslm.alignment.synthetic_queries import QueryWriter, locate_smollm2
+
+    cfg = run.config.pool
+    titles = take(run.catalog["text"].tolist(), cfg.synthetic_items, cfg.seed)
+    train = run.split("train")
+    texts_by_item = run.item_texts
+    examples = [(q, texts_by_item[i]) for q, i in zip(train["query"], train["item_id"], strict=True)]
+    relevance = train["label"].astype(float).tolist()
+    model_path = locate_smollm2()
+    key = cache_key(
+        "synthetic-v1",
+        model_path.name,
+        model_path.stat().st_size,
+        texts_fingerprint([f"{q}\t{t}" for q, t in examples]),
+        cfg.synthetic_per_item,
+        cfg.synthetic_backend,
+        cfg.seed,
+    )
+    path = _pool_cache(run) / f"synthetic-{key}.json"
+    written = cached_mapping(path)
+    missing = [t for t in dict.fromkeys(titles) if t not in written]
+    start = time.perf_counter()
+    if missing:
+        writer = QueryWriter(examples, backend=cfg.synthetic_backend, relevance=relevance, seed=cfg.seed)
+        for done, title in enumerate(track(missing, description="synthetic queries", disable=not progress), 1):
+            written[title] = writer.write(title, cfg.synthetic_per_item)
+            if done % 200 == 0 or done == len(missing):  # checkpoint: an interrupted run keeps what it wrote
+                write_text(path, json.dumps(written))
+    generated = time.perf_counter() - start
+    texts = list(dict.fromkeys(q for t in titles for q in written.get(t, [])))
+    notes = {"items": len(titles), "items_written_now": len(missing)}
+    source = _encoded_source(run, teacher_model, "synthetic_queries", texts, progress, notes=notes)
+    source.generate_seconds = generated
+    return source
+
+
+def _pool_cache(run: RunDir) -> Path:
+    return run.cache_dir.parent / "pool"
 
 
 def distill_static_baseline(run: RunDir, cfg: StudentConfig):
@@ -224,7 +435,7 @@ def _copy_table(table):
     return StaticEmbedding(table.tokenizer, embedding_weights=table.embedding.weight.detach().clone())
 
 
-def save_student(run: RunDir, student, cfg: StudentConfig, phase: str) -> None:
+def save_student(run: RunDir, student, cfg: StudentConfig, phase: str, selection: dict | None = None) -> None:
     with atomic_directory(run.student_dir(cfg.name, phase)) as tmp:
         student_models.save_student(
             student,
@@ -235,6 +446,7 @@ def save_student(run: RunDir, student, cfg: StudentConfig, phase: str) -> None:
                 "phase": phase,
                 "teacher_space": run.teacher_space,
                 "teacher_dim": student_models.embedding_dim(student),
+                **({"selection": selection} if selection else {}),
             },
         )
 
@@ -252,7 +464,11 @@ def _step_of(phase: str) -> str:
 
 # refine ----------------------------------------------------------------------------------------------------
 def refine(run: RunDir, names: list[str] | None = None, progress: bool = True) -> dict[str, dict]:
-    """Phase 3: contrastive training of each aligned student against the frozen teacher item embeddings."""
+    """Phase 3: contrastive training of each aligned student against the frozen teacher item embeddings.
+
+    The refined student is the best of the aligned student and the refinement checkpoints on validation
+    NDCG@10: when refinement does not help, the aligned weights are kept (and saved as ``refined``).
+    """
     results = {}
     with run.timed("refine"):
         pairs = positive_pairs(run.split("train"), run.config.data.relevant_at)
@@ -263,6 +479,8 @@ def refine(run: RunDir, names: list[str] | None = None, progress: bool = True) -
         items = item_embeddings(run, run.teacher, progress)
         index_ = run.index
         index_.check_space(run.teacher_space)
+        scorer = validation_scorer(run)
+        positive_floor = _lowest_positive_scores(queries, targets, items, item_rows, pairs.positives_by_query)
         for cfg in run.students(names):
             negatives = mine_negatives(
                 queries,
@@ -273,6 +491,7 @@ def refine(run: RunDir, names: list[str] | None = None, progress: bool = True) -
                 run.config.teacher.negatives_from_rank,
                 run.config.teacher.negatives_to_rank,
                 cfg.seed,
+                ceilings=(1.0 - cfg.refine_negative_margin) * positive_floor,
             )
             by_query = dict(zip(queries, negatives, strict=True))
             dataset = refinement_dataset(
@@ -284,11 +503,32 @@ def refine(run: RunDir, names: list[str] | None = None, progress: bool = True) -
                 cfg.refine_hard_negatives,
             )
             student = load_student(run, cfg.name, "aligned")
-            metrics = refine_student(student, dataset, items, targets, cfg, progress)
-            save_student(run, student, cfg, "refined")
-            results[cfg.name] = metrics
-            console.print(f"student {cfg.name!r} refined on {len(dataset):,} pairs")
+            metrics, selection = _train_selected(
+                student,
+                scorer,
+                cfg.refine_steps,
+                run.config.selection.evaluations,
+                "aligned (refinement did not help)",
+                lambda callbacks, s=student, d=dataset, c=cfg: refine_student(
+                    s, d, items, targets, c, progress, callbacks=callbacks
+                ),
+            )
+            save_student(run, student, cfg, "refined", selection=selection)
+            _record_selection(run, cfg.name, "refined", selection)
+            results[cfg.name] = {**metrics, **selection}
+            console.print(f"student {cfg.name!r} refined on {len(dataset):,} pairs; {_kept_line(selection)}")
     return results
+
+
+def _lowest_positive_scores(
+    queries: list[str], query_emb: np.ndarray, items: np.ndarray, item_rows: dict, positives: dict
+) -> np.ndarray:
+    """Each query's lowest teacher score over its judged positives (the ceiling mined negatives stay under)."""
+    floors = np.empty(len(queries), dtype=np.float32)
+    for row, query in enumerate(queries):
+        rows = [item_rows[p] for p in positives.get(query, ()) if p in item_rows]
+        floors[row] = float((items[rows] @ query_emb[row]).min()) if rows else np.inf
+    return floors
 
 
 def latest_phase(run: RunDir, name: str) -> str:

@@ -46,6 +46,7 @@ def align_student(
     teacher_embeddings: np.ndarray,
     config: StudentConfig,
     progress: bool = True,
+    callbacks: list | None = None,
 ) -> dict[str, float]:
     """Minimise MSE (default) or cosine distance to the teacher's normalised query embeddings.
 
@@ -65,4 +66,5 @@ def align_student(
         learning_rate=config.align_learning_rate,
         seed=config.seed,
         progress=progress,
+        callbacks=callbacks,
     )

@@ -43,6 +43,7 @@ def refine_student(
     query_targets: np.ndarray,
     config: StudentConfig,
     progress: bool = True,
+    callbacks: list | None = None,
 ) -> dict[str, float]:
     """Train the student query tower with :class:`FrozenItemContrastiveLoss`; items never move."""
     if config.refine_steps <= 0 or not len(dataset):
@@ -63,4 +64,5 @@ def refine_student(
         learning_rate=config.refine_learning_rate,
         seed=config.seed,
         progress=progress,
+        callbacks=callbacks,
     )

@@ -34,12 +34,14 @@ def train(
     seed: int = 0,
     no_duplicates: bool = True,
     progress: bool = True,
+    callbacks: list | None = None,
 ) -> dict[str, float]:
     """Train ``model`` in place for ``max_steps`` optimizer steps; returns the trainer's final metrics.
 
     ``no_duplicates`` keeps a text from appearing twice in one batch, so in-batch negatives are never a
-    row's own positive written again. Checkpoints are not written: each phase is short, and a phase that is
-    interrupted is rerun from its start (its output only appears once it finished).
+    row's own positive written again. ``callbacks`` are ``transformers`` trainer callbacks (for example
+    :class:`~harnesslm.training.selection.KeepBest`). Checkpoints are not written: each phase is short, and a
+    phase that is interrupted is rerun from its start (its output only appears once it finished).
     """
     if len(dataset) < batch_size:
         batch_size = max(1, len(dataset))
@@ -49,7 +51,9 @@ def train(
             batch_sampler=BatchSamplers.NO_DUPLICATES if no_duplicates else BatchSamplers.BATCH_SAMPLER,
             **_schedule(len(dataset), max_steps, batch_size, learning_rate, warmup_ratio, seed, progress),
         )
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks or None
+        )
         result = trainer.train()
     model.eval()
     return {key: float(value) for key, value in result.metrics.items() if isinstance(value, int | float)}

@@ -1,0 +1,268 @@
+"""Benchmark: how much of the teacher's quality each student keeps on Home Depot, with confidence intervals.
+
+Stages (each resumable: a finished run directory is reused, so stages can run one at a time):
+
+* ``pool``: the research table. The static student is aligned on a pool that grows by source (training
+  queries; + catalog texts; + pseudo-queries; + synthetic queries at several amounts) and scored on the
+  **validation** queries, so the defaults chosen from it never look at test queries.
+* ``main``: the recipe with its default students (static; truncated at 2 and 4 layers of the fine-tuned
+  teacher) on the full training split; every student after each phase on the **test** queries: NDCG@10 and
+  Recall@100 with paired-bootstrap 95% intervals, recovery against the fine-tuned teacher (with intervals),
+  top-10 overlap with the teacher, cosine to the teacher's query embedding, batch-1 p50 latency and speed-up.
+* ``small``: the same recipe with only ``--small-queries`` (120) training queries, drawn by query, and the full
+  catalog: the small-data case, where no student may end below its untrained start.
+
+    python benchmarks/homedepot_distillation.py --stage pool,main,small
+
+Writes ``benchmarks/results/homedepot_distillation.json`` (merged stage by stage) and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harnesslm.atomic import write_text
+from harnesslm.config import RunConfig, StudentConfig, load_config
+from harnesslm.pipeline import steps
+from harnesslm.pipeline.evaluate import TEACHER
+from harnesslm.pipeline.recipe import run_recipe
+from harnesslm.pipeline.run_dir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "homedepot_distillation.json"
+console = Console()
+
+
+# students and pool variants ----------------------------------------------------------------------------------
+def students(config: RunConfig, layers: list[int]) -> list[dict]:
+    """The default static student plus one truncated student per layer count (the teacher's first k layers)."""
+    base = {s.name: s for s in RunConfig.model_validate({"data": config.data.model_dump()}).students}
+    truncated = base["truncated-2l"].model_dump()
+    out = [base["static"].model_dump()]
+    for k in layers:
+        out.append({**truncated, "name": f"truncated-{k}l", "layers": k})
+    return [StudentConfig.model_validate(s).model_dump() for s in out]
+
+
+def pool_variants(synthetic: list[int]) -> dict[str, dict]:
+    """Pool settings from the smallest (training queries) to the largest (every source)."""
+    none = {"extra_queries": 0, "catalog_texts": 0, "pseudo_queries": 0, "synthetic_items": 0}
+    variants = {
+        "training queries": none,
+        "+ catalog texts": {**none, "catalog_texts": None},
+        "+ pseudo-queries": {**none, "catalog_texts": None, "pseudo_queries": None},
+    }
+    for n in synthetic:
+        variants[f"+ synthetic ({n:,} items)"] = {**none, "catalog_texts": None, "pseudo_queries": None}
+        variants[f"+ synthetic ({n:,} items)"]["synthetic_items"] = n
+    return variants
+
+
+def linked_run(main: RunDir, root: Path, config: RunConfig) -> RunDir:
+    """A run directory sharing the main run's data, teacher and index (symlinks) with its own config."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("data", "teacher", "index"):
+        link = root / name
+        if not link.exists():
+            os.symlink((main.root / name).resolve(), link)
+    run = RunDir(root, config)
+    run.save_config()
+    return run
+
+
+# stages ----------------------------------------------------------------------------------------------------
+def stage_pool(config: RunConfig, out: Path, synthetic: list[int]) -> dict:
+    main = prepared_teacher(config, out / "main")
+    teacher_val = steps.validation_scorer(main)(main.teacher)
+    rows = {}
+    for label, settings in pool_variants(synthetic).items():
+        variant = config.model_copy(deep=True)
+        variant.pool = variant.pool.model_validate({**variant.pool.model_dump(), **settings})
+        variant.students = [s for s in variant.students if s.kind == "static"]
+        root = out / "pool" / label.replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", "")
+        run = linked_run(main, root, variant)
+        start = time.perf_counter()
+        steps.align(run, progress=False)
+        seconds = time.perf_counter() - start
+        kept = run.read_json("selection.json")["students"]["static"]["aligned"]
+        pool = run.read_json("pool.json")
+        rows[label] = {
+            "pool_size": pool["size"],
+            "sources": pool["sources"],
+            "validation_ndcg@10_start": kept["validation_ndcg@10_start"],
+            "validation_ndcg@10": kept["validation_ndcg@10"],
+            "validation_recovery_%": 100 * kept["validation_ndcg@10"] / teacher_val,
+            "kept": kept["kept"],
+            "align_seconds": round(seconds, 1),
+        }
+        console.print(f"{label}: {rows[label]['validation_recovery_%']:.1f}% of the teacher on validation")
+    return {"teacher_validation_ndcg@10": teacher_val, "variants": rows}
+
+
+def prepared_teacher(config: RunConfig, root: Path) -> RunDir:
+    """The run's data, teacher and index (each step skipped when already done)."""
+    run = RunDir(root, config)
+    if not (run.data_dir / "test.parquet").exists():
+        run = steps.prepare(config, root)
+    if not (run.teacher_dir / "modules.json").exists():
+        steps.teacher(run)
+    if not (run.index_dir / "meta.json").exists():
+        steps.build_index(run)
+    return run
+
+
+def stage_recipe(config: RunConfig, root: Path) -> dict:
+    run = run_recipe(config, root)
+    return summarise(run)
+
+
+def summarise(run: RunDir) -> dict:
+    """Per student and phase: quality with intervals, agreement with the teacher, latency, what was kept."""
+    metrics, bench = run.read_json("metrics.json"), run.read_json("bench.json")
+    selection = run.read_json("selection.json").get("students", {})
+    systems = metrics["systems"]
+    speed = bench.get("encoders", {})
+    keys = (
+        "ndcg@10",
+        "ndcg@10_ci",
+        "recall@100",
+        "recall@100_ci",
+        "ndcg_recovery_%",
+        "ndcg_recovery_ci_%",
+        "recall_recovery_%",
+        "recall_recovery_ci_%",
+        "top10_overlap",
+        "cosine_mean",
+        "cosine_worst_decile",
+    )
+    rows = {}
+    for name, values in systems.items():
+        row = {k: values[k] for k in keys if k in values} | {"role": values["role"]}
+        student, _, phase = name.partition(" (")
+        phase = phase.rstrip(")")
+        arch = next((v for k, v in speed.items() if k.startswith(f"{student} (")), None)
+        if values["role"] == "student" and arch:
+            row |= {"p50_ms": arch["latency"]["p50_ms"], "speed_up_p50": arch["latency_speedup_p50"]}
+            row["kept"] = selection.get(student, {}).get(phase, {}).get("kept")
+            row["validation_ndcg@10"] = selection.get(student, {}).get(phase, {}).get("validation_ndcg@10")
+        rows[name] = row
+    return {
+        "queries": metrics["queries"],
+        "teacher_p50_ms": speed["teacher"]["latency"]["p50_ms"],
+        "systems": rows,
+        "worst_queries": {k: v[:10] for k, v in metrics.get("worst_queries", {}).items()},
+        "pool": run.read_json("pool.json"),
+        "untrained_static_validation_ndcg@10": run.read_json("selection.json").get(
+            "static_untrained_own_index_validation_ndcg@10"
+        ),
+        "phase_seconds": run.read_json("timings.json"),
+        "data": run.read_json("data.json"),
+    }
+
+
+# printing --------------------------------------------------------------------------------------------------
+def _ci(values: dict, key: str, digits: int = 4) -> str:
+    ci = values.get(f"{key}_ci") or values.get(key.replace("_%", "_ci_%"))
+    value = values.get(key)
+    if value is None:
+        return "–"
+    text = f"{value:.{digits}f}"
+    return f"{text} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else text
+
+
+def print_recipe(title: str, summary: dict) -> None:
+    table = Table(title=f"{title}: {summary['queries']} test queries")
+    for column in ("system", "NDCG@10 [95% CI]", "R@100 [95% CI]", "NDCG kept %", "R@100 kept %", "top-10 overlap"):
+        table.add_column(column, justify="right")
+    table.add_column("cos mean / worst 10%", justify="right")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("speed-up", justify="right")
+    table.add_column("kept (validation)", justify="left")
+    for name, v in summary["systems"].items():
+        if "onnx" in name:
+            continue
+        cos = f"{v['cosine_mean']:.3f} / {v['cosine_worst_decile']:.3f}" if "cosine_mean" in v else ""
+        table.add_row(
+            name,
+            _ci(v, "ndcg@10"),
+            _ci(v, "recall@100"),
+            _ci(v, "ndcg_recovery_%", 1),
+            _ci(v, "recall_recovery_%", 1),
+            f"{v['top10_overlap']:.3f}" if "top10_overlap" in v else "",
+            cos,
+            f"{v['p50_ms']:.3f}" if "p50_ms" in v else (f"{summary['teacher_p50_ms']:.2f}" if name == TEACHER else ""),
+            f"{v['speed_up_p50']:.1f}x" if "speed_up_p50" in v else "",
+            str(v.get("kept") or ""),
+        )
+    console.print(table)
+    console.print("phase wall times (s):", summary["phase_seconds"])
+    console.print("alignment pool:", summary["pool"].get("sources"))
+
+
+def print_pool(result: dict) -> None:
+    teacher = result["teacher_validation_ndcg@10"]
+    table = Table(title=f"Alignment pool by source (static student, validation queries; teacher {teacher:.4f})")
+    for column in ("pool", "texts", "val NDCG@10", "kept % of teacher", "kept", "align s"):
+        table.add_column(column, justify="right")
+    for label, row in result["variants"].items():
+        table.add_row(
+            label,
+            f"{row['pool_size']:,}",
+            f"{row['validation_ndcg@10']:.4f}",
+            f"{row['validation_recovery_%']:.1f}",
+            row["kept"],
+            f"{row['align_seconds']:.0f}",
+        )
+    console.print(table)
+
+
+# main ------------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot-minilm.yaml")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "hd-distillation")
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--stage", default="pool,main,small", help="comma-separated: pool, main, small")
+    parser.add_argument("--layers", default="2,4", help="truncated students' layer counts")
+    parser.add_argument("--synthetic", default="", help="synthetic-query item counts for the pool table, e.g. 500,2000")
+    parser.add_argument("--small-queries", type=int, default=120)
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if not config.data.catalog.path.exists():
+        print(f"data not found: {config.data.catalog.path} (the benchmark needs ../shared/data/homedepot)")
+        return 2
+    config.students = [
+        StudentConfig.model_validate(s) for s in students(config, [int(k) for k in args.layers.split(",")])
+    ]
+    result = json.loads(args.json.read_text()) if args.json.exists() else {}
+    for stage in args.stage.split(","):
+        if stage == "pool":
+            synthetic = [int(n) for n in args.synthetic.split(",") if n]
+            result["pool"] = stage_pool(config, args.out, synthetic)
+            print_pool(result["pool"])
+        elif stage == "main":
+            result["main"] = stage_recipe(config, args.out / "main")
+            print_recipe("Home Depot, full training split", result["main"])
+        elif stage == "small":
+            small = config.model_copy(deep=True)
+            small.data.max_train_queries = args.small_queries
+            result["small"] = stage_recipe(small, args.out / "small")
+            print_recipe(f"Home Depot, {args.small_queries} training queries", result["small"])
+        else:
+            parser.error(f"unknown stage {stage!r}")
+        result["config"] = str(args.config)
+        write_text(args.json, json.dumps(result, indent=2, default=float))
+    console.print(f"saved {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
