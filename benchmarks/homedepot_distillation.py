@@ -78,6 +78,18 @@ def linked_run(main: RunDir, root: Path, config: RunConfig) -> RunDir:
     return run
 
 
+# The grids searched by the `tune` stage (on validation): the winners are the static student's defaults.
+ALIGN_GRID = {
+    "300 steps": {"align_steps": 300},
+    "1500 steps": {"align_steps": 1500},
+}
+REFINE_GRID = {
+    "lr 1e-4, anchor 1": {"refine_steps": 300, "refine_learning_rate": 1e-4, "refine_align_weight": 1.0},
+    "lr 5e-4, anchor 1": {"refine_steps": 300, "refine_learning_rate": 5e-4, "refine_align_weight": 1.0},
+    "lr 5e-4, anchor 0.3": {"refine_steps": 300, "refine_learning_rate": 5e-4, "refine_align_weight": 0.3},
+}
+
+
 # stages ----------------------------------------------------------------------------------------------------
 def stage_pool(config: RunConfig, out: Path, synthetic: list[int]) -> dict:
     main = prepared_teacher(config, out / "main")
@@ -105,6 +117,60 @@ def stage_pool(config: RunConfig, out: Path, synthetic: list[int]) -> dict:
         }
         console.print(f"{label}: {rows[label]['validation_recovery_%']:.1f}% of the teacher on validation")
     return {"teacher_validation_ndcg@10": teacher_val, "variants": rows}
+
+
+def stage_tune(config: RunConfig, out: Path, align_grid: dict[str, dict], refine_grid: dict[str, dict]) -> dict:
+    """The static student's alignment budget, then its refinement settings, each chosen on validation."""
+    main = prepared_teacher(config, out / "main")
+    teacher_val = steps.validation_scorer(main)(main.teacher)
+    static = next(s for s in config.students if s.kind == "static")
+    result: dict = {"teacher_validation_ndcg@10": teacher_val, "align": {}, "refine": {}}
+    for label, overrides in align_grid.items():
+        run = _variant(main, config, out / "tune" / f"align-{_slug(label)}", static, overrides)
+        result["align"][label] = _phase_row(run, "aligned", lambda r: steps.align(r, progress=False), teacher_val)
+    best = max(result["align"], key=lambda k: result["align"][k]["validation_ndcg@10"])
+    result["align_winner"] = best
+    aligned = out / "tune" / f"align-{_slug(best)}" / "students" / "static" / "aligned"
+    for label, overrides in refine_grid.items():
+        run = _variant(main, config, out / "tune" / f"refine-{_slug(label)}", static, {**align_grid[best], **overrides})
+        target = run.student_dir("static", "aligned")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(aligned.resolve(), target)
+        result["refine"][label] = _phase_row(run, "refined", lambda r: steps.refine(r, progress=False), teacher_val)
+    return result
+
+
+def _variant(main: RunDir, config: RunConfig, root: Path, student: StudentConfig, overrides: dict) -> RunDir:
+    variant = config.model_copy(deep=True)
+    variant.students = [StudentConfig.model_validate({**student.model_dump(), **overrides})]
+    return linked_run(main, root, variant)
+
+
+def _phase_row(run: RunDir, phase: str, step, teacher_val: float) -> dict:
+    """Run one variant's phase (or reuse it when its selection is already recorded) and score it."""
+    done = run.read_json("selection.json").get("students", {}).get("static", {}).get(phase)
+    start = time.perf_counter()
+    if not done:
+        step(run)
+    seconds = run.read_json("timings.json").get("align" if phase == "aligned" else "refine", 0.0)
+    if not done:
+        seconds = time.perf_counter() - start
+    kept = run.read_json("selection.json")["students"]["static"][phase]
+    row = {
+        "validation_ndcg@10_start": kept["validation_ndcg@10_start"],
+        "validation_ndcg@10": kept["validation_ndcg@10"],
+        "validation_recovery_%": 100 * kept["validation_ndcg@10"] / teacher_val,
+        "kept": kept["kept"],
+        "history": kept["history"],
+        "seconds": round(seconds, 1),
+    }
+    console.print(f"{run.root.name}: {row['validation_recovery_%']:.1f}% of the teacher on validation ({row['kept']})")
+    return row
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label).strip("_")
 
 
 def prepared_teacher(config: RunConfig, root: Path) -> RunDir:
@@ -224,13 +290,30 @@ def print_pool(result: dict) -> None:
     console.print(table)
 
 
+def print_tune(result: dict) -> None:
+    for phase in ("align", "refine"):
+        table = Table(title=f"Static student, {phase} settings (validation queries)")
+        for column in ("setting", "val NDCG@10 start", "val NDCG@10 kept", "kept % of teacher", "kept", "s"):
+            table.add_column(column, justify="right")
+        for label, row in result[phase].items():
+            table.add_row(
+                label,
+                f"{row['validation_ndcg@10_start']:.4f}",
+                f"{row['validation_ndcg@10']:.4f}",
+                f"{row['validation_recovery_%']:.1f}",
+                row["kept"],
+                f"{row['seconds']:.0f}",
+            )
+        console.print(table)
+
+
 # main ------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot-minilm.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "hd-distillation")
     parser.add_argument("--json", type=Path, default=RESULTS)
-    parser.add_argument("--stage", default="pool,main,small", help="comma-separated: pool, main, small")
+    parser.add_argument("--stage", default="pool,tune,main,small", help="comma-separated: pool, tune, main, small")
     parser.add_argument("--layers", default="2,4", help="truncated students' layer counts")
     parser.add_argument("--synthetic", default="", help="synthetic-query item counts for the pool table, e.g. 500,2000")
     parser.add_argument("--small-queries", type=int, default=120)
@@ -248,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
             synthetic = [int(n) for n in args.synthetic.split(",") if n]
             result["pool"] = stage_pool(config, args.out, synthetic)
             print_pool(result["pool"])
+        elif stage == "tune":
+            result["tune"] = stage_tune(config, args.out, ALIGN_GRID, REFINE_GRID)
+            print_tune(result["tune"])
         elif stage == "main":
             result["main"] = stage_recipe(config, args.out / "main")
             print_recipe("Home Depot, full training split", result["main"])

@@ -196,6 +196,35 @@ def test_pool_holds_every_enabled_source(finished_run: RunDir) -> None:
     assert run_pool.targets.shape == (len(run_pool), finished_run.index.meta.dim)
 
 
+def test_synthetic_source_writes_once_per_item_and_caches(finished_run: RunDir, monkeypatch, tmp_path: Path) -> None:
+    from harnesslm.alignment import synthetic_queries
+
+    written: list[str] = []
+
+    class FakeWriter:
+        def __init__(self, examples, **kwargs) -> None:
+            assert examples and all(isinstance(q, str) and isinstance(t, str) for q, t in examples)
+
+        def write(self, title: str, per_item: int) -> list[str]:
+            written.append(title)
+            return [f"synthetic {len(written)}", "synthetic shared"][:per_item]
+
+    model_file = tmp_path / "fake.gguf"
+    model_file.write_bytes(b"gguf")
+    monkeypatch.setattr(synthetic_queries, "QueryWriter", FakeWriter)
+    monkeypatch.setattr(synthetic_queries, "locate_smollm2", lambda: model_file)
+    config = finished_run.config.model_copy(deep=True)
+    config.pool.synthetic_items = 5
+    run = RunDir(finished_run.root, config)
+    pool = steps.alignment_pool(run, finished_run.teacher, progress=False)
+    assert len(written) == 5
+    assert pool.sources["synthetic_queries"]["offered"] == 6  # 5 own queries + one shared by all, deduplicated
+    assert "synthetic shared" in pool.texts and "synthetic 3" in pool.texts
+    config.pool.synthetic_items = 8  # a larger amount writes only the 3 new items
+    steps.alignment_pool(RunDir(finished_run.root, config), finished_run.teacher, progress=False)
+    assert len(written) == 8
+
+
 def test_each_phase_keeps_its_best_validation_checkpoint(finished_run: RunDir) -> None:
     selection = finished_run.read_json("selection.json")
     for name in ("static", "trunc"):
@@ -214,6 +243,9 @@ def test_each_phase_keeps_its_best_validation_checkpoint(finished_run: RunDir) -
     student = SentenceTransformer(str(finished_run.student_dir("trunc", "aligned")), device="cpu")
     assert len(student[0].auto_model.encoder.layer) == 1
     assert "static_untrained_own_index_validation_ndcg@10" in selection
+    # the distilled static table is cached by teacher weights and PCA size, so re-aligning does not re-distil
+    (cached,) = (finished_run.cache_dir.parent / "static").iterdir()
+    assert cached.name == f"{finished_run.teacher_space}-pca16"
     # the kept students really score what selection.json says on validation
     scorer = steps.validation_scorer(finished_run)
     assert scorer(student) == pytest.approx(selection["students"]["trunc"]["aligned"]["validation_ndcg@10"], abs=1e-4)

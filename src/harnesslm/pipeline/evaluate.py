@@ -19,7 +19,13 @@ from rich.progress import track
 from harnesslm.evaluation.agreement import cosine_agreement, top_k_overlap
 from harnesslm.evaluation.bm25 import BM25Retriever
 from harnesslm.evaluation.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, PairedBootstrap
-from harnesslm.evaluation.metrics import MetricReport, RelevanceScale, evaluate_rankings, recovery
+from harnesslm.evaluation.metrics import (
+    MetricReport,
+    RelevanceScale,
+    evaluate_rankings,
+    qrels_from_judgments,
+    recovery,
+)
 from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.models.students import load_model
 from harnesslm.pipeline.export import onnx_encoders
@@ -47,10 +53,7 @@ class System:
 
 
 def qrels_of(judgments: pd.DataFrame) -> dict[str, dict[str, float]]:
-    qrels: dict[str, dict[str, float]] = {}
-    for query, item, label in zip(judgments["query"], judgments["item_id"], judgments["label"], strict=True):
-        qrels.setdefault(query, {})[item] = float(label)
-    return qrels
+    return qrels_from_judgments(judgments["query"], judgments["item_id"], judgments["label"])
 
 
 def evaluate(

@@ -206,12 +206,12 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
         run.update_json("pool.json", {"size": len(pool), "sources": pool.sources})
         teacher_dim = pool.targets.shape[1]
         scorer = validation_scorer(run)
-        table = None
+        tables: dict[int | None, object] = {}
         for cfg in run.students(names):
             if cfg.kind == "static":
-                if table is None:
-                    table = distill_static_baseline(run, cfg)
-                student = student_models.static_student(_copy_table(table), teacher_dim)
+                if cfg.pca_dims not in tables:
+                    tables[cfg.pca_dims] = distill_static_baseline(run, cfg)
+                student = student_models.static_student(_copy_table(tables[cfg.pca_dims]), teacher_dim)
             else:
                 base = (
                     student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
@@ -417,8 +417,18 @@ def _pool_cache(run: RunDir) -> Path:
 
 
 def distill_static_baseline(run: RunDir, cfg: StudentConfig):
-    """model2vec-distil the teacher once; save the untrained static model as a baseline; return its table."""
-    table = student_models.distill_static(run.teacher, cfg.pca_dims)
+    """model2vec-distil the teacher once; save the untrained static model as a baseline; return its table.
+
+    The table is cached on disk keyed by the teacher's weights and ``pca_dims``: distilling passes the whole
+    vocabulary through the teacher (minutes for a large one), and a rerun of alignment should not pay again.
+    """
+    cached = run.cache_dir.parent / "static" / f"{run.teacher_space}-pca{cfg.pca_dims}"
+    if (cached / "modules.json").exists():
+        table = student_models.load_model(str(cached))[0]
+    else:
+        table = student_models.distill_static(run.teacher, cfg.pca_dims)
+        with atomic_directory(cached) as tmp:
+            student_models.static_model(table).save(str(tmp))
     with atomic_directory(run.static_baseline_dir) as tmp:
         student_models.save_student(
             student_models.static_model(table),
