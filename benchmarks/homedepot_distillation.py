@@ -9,8 +9,8 @@ Stages (each resumable: a finished run directory is reused, so stages can run on
   teacher) on the full training split; every student after each phase on the **test** queries: NDCG@10 and
   Recall@100 with paired-bootstrap 95% intervals, recovery against the fine-tuned teacher (with intervals),
   top-10 overlap with the teacher, cosine to the teacher's query embedding, batch-1 p50 latency and speed-up.
-* ``small``: the same recipe with only ``--small-queries`` (120) training queries, drawn by query, and the full
-  catalog: the small-data case, where no student may end below its untrained start.
+* ``small``: the default recipe (default teacher settings) with only ``--small-queries`` (120) training queries,
+  drawn by query, and the full catalog: the small-data case, where no student may end below its untrained start.
 
     python benchmarks/homedepot_distillation.py --stage pool,main,small
 
@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harnesslm.atomic import write_text
-from harnesslm.config import RunConfig, StudentConfig, load_config
+from harnesslm.config import RunConfig, StudentConfig, TeacherConfig, load_config
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import TEACHER
 from harnesslm.pipeline.recipe import run_recipe
@@ -62,7 +62,7 @@ def pool_variants(synthetic: list[int]) -> dict[str, dict]:
     }
     for n in synthetic:
         variants[f"+ synthetic ({n:,} items)"] = {**none, "catalog_texts": None, "pseudo_queries": None}
-        variants[f"+ synthetic ({n:,} items)"]["synthetic_items"] = n
+        variants[f"+ synthetic ({n:,} items)"] |= {"synthetic_items": n, "synthetic_per_item": 1}
     return variants
 
 
@@ -94,28 +94,18 @@ REFINE_GRID = {
 def stage_pool(config: RunConfig, out: Path, synthetic: list[int]) -> dict:
     main = prepared_teacher(config, out / "main")
     teacher_val = steps.validation_scorer(main)(main.teacher)
+    static = next(s for s in config.students if s.kind == "static")
     rows = {}
     for label, settings in pool_variants(synthetic).items():
+        root = out / "pool" / _slug(label)
+        if label == "+ pseudo-queries" and (out / "tune" / "align-1500_steps").exists() and static.align_steps == 1500:
+            root = out / "tune" / "align-1500_steps"  # the default pool and budget: the tune stage already ran it
         variant = config.model_copy(deep=True)
         variant.pool = variant.pool.model_validate({**variant.pool.model_dump(), **settings})
-        variant.students = [s for s in variant.students if s.kind == "static"]
-        root = out / "pool" / label.replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", "")
-        run = linked_run(main, root, variant)
-        start = time.perf_counter()
-        steps.align(run, progress=False)
-        seconds = time.perf_counter() - start
-        kept = run.read_json("selection.json")["students"]["static"]["aligned"]
+        run = _variant(main, variant, root, static, {})
+        rows[label] = _phase_row(run, "aligned", lambda r: steps.align(r, progress=False), teacher_val)
         pool = run.read_json("pool.json")
-        rows[label] = {
-            "pool_size": pool["size"],
-            "sources": pool["sources"],
-            "validation_ndcg@10_start": kept["validation_ndcg@10_start"],
-            "validation_ndcg@10": kept["validation_ndcg@10"],
-            "validation_recovery_%": 100 * kept["validation_ndcg@10"] / teacher_val,
-            "kept": kept["kept"],
-            "align_seconds": round(seconds, 1),
-        }
-        console.print(f"{label}: {rows[label]['validation_recovery_%']:.1f}% of the teacher on validation")
+        rows[label] |= {"pool_size": pool["size"], "sources": pool["sources"]}
     return {"teacher_validation_ndcg@10": teacher_val, "variants": rows}
 
 
@@ -285,7 +275,7 @@ def print_pool(result: dict) -> None:
             f"{row['validation_ndcg@10']:.4f}",
             f"{row['validation_recovery_%']:.1f}",
             row["kept"],
-            f"{row['align_seconds']:.0f}",
+            f"{row['seconds']:.0f}",
         )
     console.print(table)
 
@@ -317,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", default="2,4", help="truncated students' layer counts")
     parser.add_argument("--synthetic", default="", help="synthetic-query item counts for the pool table, e.g. 500,2000")
     parser.add_argument("--small-queries", type=int, default=120)
+    parser.add_argument("--small-layers", default="2", help="truncated students of the small-data run")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if not config.data.catalog.path.exists():
@@ -340,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         elif stage == "small":
             small = config.model_copy(deep=True)
             small.data.max_train_queries = args.small_queries
+            small.teacher = TeacherConfig(model=config.teacher.model)  # the default recipe, as a new user runs it
+            small_layers = {f"truncated-{k}l" for k in args.small_layers.split(",") if k}
+            small.students = [s for s in small.students if s.kind == "static" or s.name in small_layers]
             result["small"] = stage_recipe(small, args.out / "small")
             print_recipe(f"Home Depot, {args.small_queries} training queries", result["small"])
         else:

@@ -129,7 +129,12 @@ class PoolConfig(_Section):
         0, ge=0, description="catalog items a small language model writes queries for (needs `make install-llm`)"
     )
     synthetic_per_item: int = Field(2, ge=1, description="synthetic queries asked for per item")
-    synthetic_backend: Literal["llama_cpp", "transformers"] = "llama_cpp"
+    synthetic_backend: Literal["llama_cpp", "transformers"] = Field(
+        "llama_cpp", description="llama-cpp-python (3x faster here) or transformers' own GGUF loading"
+    )
+    synthetic_threads: int = Field(
+        2, ge=1, description="generation threads; use 1 when another heavy job shares the cores (llama.cpp spins)"
+    )
     seed: int = 0
 
 

@@ -399,7 +399,9 @@ def _synthetic_source(run: RunDir, teacher_model, progress: bool) -> PoolSource:
     missing = [t for t in dict.fromkeys(titles) if t not in written]
     start = time.perf_counter()
     if missing:
-        writer = QueryWriter(examples, backend=cfg.synthetic_backend, relevance=relevance, seed=cfg.seed)
+        writer = QueryWriter(
+            examples, backend=cfg.synthetic_backend, relevance=relevance, seed=cfg.seed, n_threads=cfg.synthetic_threads
+        )
         for done, title in enumerate(track(missing, description="synthetic queries", disable=not progress), 1):
             written[title] = writer.write(title, cfg.synthetic_per_item)
             if done % 200 == 0 or done == len(missing):  # checkpoint: an interrupted run keeps what it wrote
