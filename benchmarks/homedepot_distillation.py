@@ -91,22 +91,21 @@ REFINE_GRID = {
 
 
 # stages ----------------------------------------------------------------------------------------------------
-def stage_pool(config: RunConfig, out: Path, synthetic: list[int]) -> dict:
+def stage_pool(config: RunConfig, out: Path, synthetic: list[int], align_steps: int) -> dict:
+    """Every variant aligns the default static student for the same ``align_steps`` (the best state kept)."""
     main = prepared_teacher(config, out / "main")
     teacher_val = steps.validation_scorer(main)(main.teacher)
     static = next(s for s in config.students if s.kind == "static")
     rows = {}
     for label, settings in pool_variants(synthetic).items():
-        root = out / "pool" / _slug(label)
-        if label == "+ pseudo-queries" and (out / "tune" / "align-1500_steps").exists() and static.align_steps == 1500:
-            root = out / "tune" / "align-1500_steps"  # the default pool and budget: the tune stage already ran it
+        root = out / "pool" / f"{align_steps}-steps" / _slug(label)
         variant = config.model_copy(deep=True)
         variant.pool = variant.pool.model_validate({**variant.pool.model_dump(), **settings})
-        run = _variant(main, variant, root, static, {})
+        run = _variant(main, variant, root, static, {"align_steps": align_steps})
         rows[label] = _phase_row(run, "aligned", lambda r: steps.align(r, progress=False), teacher_val)
         pool = run.read_json("pool.json")
         rows[label] |= {"pool_size": pool["size"], "sources": pool["sources"]}
-    return {"teacher_validation_ndcg@10": teacher_val, "variants": rows}
+    return {"teacher_validation_ndcg@10": teacher_val, "align_steps": align_steps, "variants": rows}
 
 
 def stage_tune(config: RunConfig, out: Path, align_grid: dict[str, dict], refine_grid: dict[str, dict]) -> dict:
@@ -265,7 +264,10 @@ def print_recipe(title: str, summary: dict) -> None:
 
 def print_pool(result: dict) -> None:
     teacher = result["teacher_validation_ndcg@10"]
-    table = Table(title=f"Alignment pool by source (static student, validation queries; teacher {teacher:.4f})")
+    table = Table(
+        title=f"Alignment pool by source (static student, {result['align_steps']} steps, validation queries; "
+        f"teacher {teacher:.4f})"
+    )
     for column in ("pool", "texts", "val NDCG@10", "kept % of teacher", "kept", "align s"):
         table.add_column(column, justify="right")
     for label, row in result["variants"].items():
@@ -306,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default="pool,tune,main,small", help="comma-separated: pool, tune, main, small")
     parser.add_argument("--layers", default="2,4", help="truncated students' layer counts")
     parser.add_argument("--synthetic", default="", help="synthetic-query item counts for the pool table, e.g. 500,2000")
+    parser.add_argument("--pool-steps", type=int, default=750, help="alignment steps of every pool variant")
     parser.add_argument("--small-queries", type=int, default=120)
     parser.add_argument("--small-layers", default="2", help="truncated students of the small-data run")
     args = parser.parse_args(argv)
@@ -320,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     for stage in args.stage.split(","):
         if stage == "pool":
             synthetic = [int(n) for n in args.synthetic.split(",") if n]
-            result["pool"] = stage_pool(config, args.out, synthetic)
+            result["pool"] = stage_pool(config, args.out, synthetic, args.pool_steps)
             print_pool(result["pool"])
         elif stage == "tune":
             result["tune"] = stage_tune(config, args.out, ALIGN_GRID, REFINE_GRID)
