@@ -205,7 +205,8 @@ def _default_students() -> list[StudentConfig]:
             name="truncated-2l",
             kind="truncated",
             layers=2,
-            align_learning_rate=1e-4,
+            # HD validation, 500 steps: lr 5e-4 reached 86.4% of the teacher, 1e-4 only 63.3% (still rising).
+            align_learning_rate=5e-4,
             refine_learning_rate=3e-5,
             align_steps=500,
             refine_steps=100,
