@@ -5,6 +5,8 @@ Stages (each resumable: a finished run directory is reused, so stages can run on
 * ``pool``: the research table. The static student is aligned on a pool that grows by source (training
   queries; + catalog texts; + pseudo-queries; + synthetic queries at several amounts) and scored on the
   **validation** queries, so the defaults chosen from it never look at test queries.
+* ``tune`` / ``tune-truncated``: the static student's alignment budget and refinement settings; the 2-layer
+  truncated student's start (a fitted linear head or none), learning rate and loss. On validation.
 * ``main``: the recipe with its default students (static; truncated at 2 and 4 layers of the fine-tuned
   teacher) on the full training split; every student after each phase on the **test** queries: NDCG@10 and
   Recall@100 with paired-bootstrap 95% intervals, recovery against the fine-tuned teacher (with intervals),
@@ -89,6 +91,17 @@ REFINE_GRID = {
     "lr 5e-4, anchor 0.3": {"refine_steps": 300, "refine_learning_rate": 5e-4, "refine_align_weight": 0.3},
 }
 
+# The `tune-truncated` stage: the 2-layer student's start (with or without a fitted linear head), learning rate
+# and loss, 300 alignment steps each, on validation. The winner's settings are the truncated default.
+TRUNCATED_GRID = {
+    "no head, lr 5e-4": {"linear_head": False, "align_learning_rate": 5e-4},
+    "head, lr 5e-4": {"linear_head": True, "align_learning_rate": 5e-4},
+    "head, lr 1e-3": {"linear_head": True, "align_learning_rate": 1e-3},
+    "head, lr 2e-3": {"linear_head": True, "align_learning_rate": 2e-3},
+    "head, lr 1e-3, cosine": {"linear_head": True, "align_learning_rate": 1e-3, "align_loss": "cosine"},
+}
+TRUNCATED_TUNE_STEPS = 300
+
 
 # stages ----------------------------------------------------------------------------------------------------
 def stage_pool(config: RunConfig, out: Path, synthetic: list[int], align_steps: int) -> dict:
@@ -130,22 +143,38 @@ def stage_tune(config: RunConfig, out: Path, align_grid: dict[str, dict], refine
     return result
 
 
+def stage_tune_truncated(config: RunConfig, out: Path, grid: dict[str, dict], align_steps: int) -> dict:
+    """The 2-layer truncated student's alignment settings, each chosen on validation."""
+    main = prepared_teacher(config, out / "main")
+    teacher_val = steps.validation_scorer(main)(main.teacher)
+    student = next(s for s in config.students if s.name == "truncated-2l")
+    rows = {}
+    for label, overrides in grid.items():
+        run = _variant(
+            main, config, out / "tune-truncated" / _slug(label), student, {"align_steps": align_steps, **overrides}
+        )
+        rows[label] = _phase_row(
+            run, "aligned", lambda r: steps.align(r, progress=False), teacher_val, name=student.name
+        )
+    return {"teacher_validation_ndcg@10": teacher_val, "align_steps": align_steps, "variants": rows}
+
+
 def _variant(main: RunDir, config: RunConfig, root: Path, student: StudentConfig, overrides: dict) -> RunDir:
     variant = config.model_copy(deep=True)
     variant.students = [StudentConfig.model_validate({**student.model_dump(), **overrides})]
     return linked_run(main, root, variant)
 
 
-def _phase_row(run: RunDir, phase: str, step, teacher_val: float) -> dict:
+def _phase_row(run: RunDir, phase: str, step, teacher_val: float, name: str = "static") -> dict:
     """Run one variant's phase (or reuse it when its selection is already recorded) and score it."""
-    done = run.read_json("selection.json").get("students", {}).get("static", {}).get(phase)
+    done = run.read_json("selection.json").get("students", {}).get(name, {}).get(phase)
     start = time.perf_counter()
     if not done:
         step(run)
     seconds = run.read_json("timings.json").get("align" if phase == "aligned" else "refine", 0.0)
     if not done:
         seconds = time.perf_counter() - start
-    kept = run.read_json("selection.json")["students"]["static"][phase]
+    kept = run.read_json("selection.json")["students"][name][phase]
     row = {
         "validation_ndcg@10_start": kept["validation_ndcg@10_start"],
         "validation_ndcg@10": kept["validation_ndcg@10"],
@@ -282,6 +311,21 @@ def print_pool(result: dict) -> None:
     console.print(table)
 
 
+def print_tune_truncated(result: dict) -> None:
+    table = Table(title=f"2-layer truncated student, {result['align_steps']} alignment steps (validation)")
+    for column in ("variant", "val NDCG@10 at start", "best val NDCG@10", "% of teacher", "kept"):
+        table.add_column(column)
+    for label, row in result["variants"].items():
+        table.add_row(
+            label,
+            f"{row['validation_ndcg@10_start']:.4f}",
+            f"{row['validation_ndcg@10']:.4f}",
+            f"{row['validation_recovery_%']:.1f}",
+            row["kept"],
+        )
+    console.print(table)
+
+
 def print_tune(result: dict) -> None:
     for phase in ("align", "refine"):
         table = Table(title=f"Static student, {phase} settings (validation queries)")
@@ -305,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot-minilm.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "hd-distillation")
     parser.add_argument("--json", type=Path, default=RESULTS)
-    parser.add_argument("--stage", default="pool,tune,main,small", help="comma-separated: pool, tune, main, small")
+    parser.add_argument(
+        "--stage", default="pool,tune,main,small", help="comma-separated: pool, tune, tune-truncated, main, small"
+    )
     parser.add_argument("--layers", default="2,4", help="truncated students' layer counts")
     parser.add_argument("--synthetic", default="", help="synthetic-query item counts for the pool table, e.g. 500,2000")
     parser.add_argument("--pool-steps", type=int, default=750, help="alignment steps of every pool variant")
@@ -328,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         elif stage == "tune":
             result["tune"] = stage_tune(config, args.out, ALIGN_GRID, REFINE_GRID)
             print_tune(result["tune"])
+        elif stage == "tune-truncated":
+            result["tune_truncated"] = stage_tune_truncated(config, args.out, TRUNCATED_GRID, TRUNCATED_TUNE_STEPS)
+            print_tune_truncated(result["tune_truncated"])
         elif stage == "main":
             result["main"] = stage_recipe(config, args.out / "main")
             print_recipe("Home Depot, full training split", result["main"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +111,31 @@ def test_save_array_round_trip(tmp_path: Path, dtype: type) -> None:
     assert loaded.dtype == array.dtype and loaded.shape == array.shape
     np.testing.assert_array_equal(loaded, array)
     assert _listing(tmp_path) == ["emb.npy"]
+
+
+def test_outputs_honour_the_umask_not_mkdtemp_privacy(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "model") as folder:
+            (folder / "weights.bin").write_bytes(b"x")
+        write_text(tmp_path / "metrics.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755, "readable by a serving account"
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o644
+
+
+def test_a_crashed_write_leaves_nothing_after_the_next_one(tmp_path: Path) -> None:
+    crashed_dir = tmp_path / ".aligned.k2j_9xq1"  # what a killed `align` leaves behind
+    crashed_dir.mkdir()
+    (crashed_dir / "model.safetensors").write_bytes(b"0" * 1000)
+    (tmp_path / ".aligned.old").mkdir()
+    (tmp_path / ".metrics.json.ab12cd34.tmp").write_text("{")
+    unrelated = [tmp_path / ".aligned_notes", tmp_path / ".index.faiss.ab12cd34.tmp"]
+    for path in unrelated:
+        path.write_text("keep")
+    with atomic_directory(tmp_path / "aligned") as folder:
+        (folder / "x").write_text("new")
+    write_text(tmp_path / "metrics.json", "{}")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["aligned", "metrics.json", *(p.name for p in unrelated)])

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from harnesslm.evaluation.latency import (
     LatencyStats,
+    busy_cores_elsewhere,
     measure_latency,
     measure_throughput,
     thread_info,
     torch_threads,
 )
+from harnesslm.pipeline.bench import _steadiness
 
 MS = 1_000_000  # ns
 
@@ -93,3 +99,27 @@ def test_thread_info_keys() -> None:
     info = thread_info()
     assert {"torch_num_threads", "cpu_count", "OMP_NUM_THREADS", "MKL_NUM_THREADS"} <= set(info)
     assert info["cpu_count"] == __import__("os").cpu_count()
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads /proc/stat (Linux)")
+def test_busy_cores_elsewhere_sees_another_process_spinning() -> None:
+    idle = busy_cores_elsewhere(0.3)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start
+        busy = busy_cores_elsewhere(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert idle is not None and busy is not None
+    assert busy > 0.5, (idle, busy)  # the spinner alone keeps most of a core busy
+
+
+def test_bench_flags_unsteady_timings_and_a_loaded_machine() -> None:
+    results = {"teacher": {"p50_ms_per_pass": [10.0, 10.5, 10.2]}, "static": {"p50_ms_per_pass": [0.1, 0.3, 0.1]}}
+    steady = _steadiness({"teacher": dict(results["teacher"])}, 0.01, 0.02)
+    assert steady["warnings"] == []
+    flagged = _steadiness(results, 0.9, 0.1)
+    assert any("cores busy" in w for w in flagged["warnings"])
+    assert any(w.startswith("static: p50 varied by 200%") for w in flagged["warnings"])
+    assert results["teacher"]["p50_spread_%"] == pytest.approx(5.0)

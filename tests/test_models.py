@@ -35,6 +35,7 @@ from harnesslm.models.students import (
     transformer_layers,
     truncated_student,
 )
+from harnesslm.training.align import fit_projection
 
 QUERIES = [
     "romex 12 gauge wire",
@@ -229,6 +230,23 @@ def test_truncated_student_projects_to_another_dim(tiny_teacher: Path, tmp_path:
     assert loaded[0].auto_model.config.num_hidden_layers == 2
     assert projection_of(loaded) is not None
     np.testing.assert_allclose(loaded.encode(QUERIES), embeddings, atol=1e-6)
+
+
+def test_truncated_student_with_a_linear_head_fits_the_teacher_better(tiny_teacher: Path) -> None:
+    teacher = load_model(str(tiny_teacher))
+    texts = [f"{a} {b}" for a in QUERIES for b in QUERIES]
+    # a teacher whose space is a rotation of the base's: what a fine-tuned teacher's last layers do
+    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(32, 32)))
+    targets = teacher.encode(texts, convert_to_numpy=True, normalize_embeddings=True) @ rotation.astype(np.float32)
+    plain = truncated_student(load_model(str(tiny_teacher)), 1, teacher_dim=32)
+    headed = truncated_student(load_model(str(tiny_teacher)), 1, teacher_dim=32, linear_head=True)
+    assert projection_of(plain) is None and projection_of(headed) is not None
+    # the head starts as the identity: the same embeddings until it is fitted
+    np.testing.assert_allclose(headed.encode(QUERIES), plain.encode(QUERIES), atol=1e-6)
+    fit_projection(headed, texts, targets, max_texts=len(texts) // 2, seed=0)
+    before = np.mean(np.sum(plain.encode(texts) * targets, axis=1))
+    after = np.mean(np.sum(headed.encode(texts, normalize_embeddings=True) * targets, axis=1))
+    assert after > before + 0.01, (before, after)  # closer to the teacher: higher mean cosine
 
 
 @pytest.mark.parametrize("layers", [0, 4])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,12 @@ from sentence_transformers import SentenceTransformer
 from harnesslm.config import RunConfig
 from harnesslm.index.item_index import IndexMismatchError, ItemIndex
 from harnesslm.models.fingerprint import model_fingerprint
-from harnesslm.models.students import read_student_meta
-from harnesslm.pipeline import steps
+from harnesslm.models.students import read_student_meta, transformer_layers
+from harnesslm.pipeline import provenance, steps
 from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE, evaluate
 from harnesslm.pipeline.recipe import run_recipe
 from harnesslm.pipeline.run_dir import RunDir, StepMissingError
+from harnesslm.pipeline.steps import load_student
 
 
 def small_config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfig:
@@ -289,3 +291,84 @@ def test_steps_need_their_inputs(tmp_path: Path, demo_files, tiny_teacher) -> No
         steps.build_index(run, progress=False)
     with pytest.raises(StepMissingError, match="not a run directory"):
         RunDir(tmp_path / "nowhere")
+
+
+def test_rerun_redoes_exactly_the_steps_whose_settings_changed(finished_run: RunDir, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(finished_run.root, root)
+    run = RunDir(root)
+
+    def stamp(folder: Path) -> int:
+        return (folder / "model.safetensors").stat().st_mtime_ns
+
+    teacher = stamp(run.teacher_dir)
+    static = {p: stamp(run.student_dir("static", p)) for p in ("aligned", "refined")}
+    trunc = {p: stamp(run.student_dir("trunc", p)) for p in ("aligned", "refined")}
+    config = run.config.model_copy(deep=True)
+    config.students[1].layers = 2
+    config.students[1].layer_schedule = []
+    capsys.readouterr()
+    run_recipe(config, root, progress=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert stamp(run.teacher_dir) == teacher, "the teacher's settings did not change"
+    assert {p: stamp(run.student_dir("static", p)) for p in static} == static
+    assert all(stamp(run.student_dir("trunc", p)) != trunc[p] for p in trunc), "both phases follow the change"
+    assert "align 'trunc': redone" in said and "student.layers 1 -> 2" in said
+    assert transformer_layers(load_student(RunDir(root), "trunc", "refined")) == 2
+
+    config.teacher.max_steps = 3  # a changed teacher invalidates everything after it
+    run_recipe(config, root, progress=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "teacher: redone" in said and "teacher.max_steps 4 -> 3" in said
+    assert stamp(run.teacher_dir) != teacher
+    assert all(stamp(run.student_dir("static", p)) != static[p] for p in static)
+    record = provenance.read_record(run.teacher_dir)
+    assert record["settings"]["teacher"]["max_steps"] == 3
+
+
+def test_stale_reason_names_each_changed_setting(tmp_path: Path) -> None:
+    provenance.write_record(tmp_path, {"teacher": {"max_steps": 30, "lr": 1e-5}}, {"data": "a"})
+    assert provenance.stale_reason(tmp_path, {"teacher": {"max_steps": 30, "lr": 1e-5}}, {"data": "a"}) is None
+    reason = provenance.stale_reason(tmp_path, {"teacher": {"max_steps": 5, "lr": 1e-5}}, {"data": "b"})
+    assert reason == "teacher.max_steps 30 -> 5; its input 'data' was redone"
+    assert provenance.stale_reason(tmp_path / "unrecorded", {}, {}) is None  # legacy artifacts are kept
+
+
+def test_training_metrics_go_to_the_run_log_not_the_terminal(finished_run: RunDir) -> None:
+    log = (finished_run.root / "logs" / "run.log").read_text()
+    assert "'loss'" in log and " align INFO harnesslm.training.trainer: step " in log
+
+
+def test_terminal_summary_fits_80_columns_and_names_regressions(finished_run: RunDir, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harnesslm.cli.app import app
+    from harnesslm.pipeline.report import regressions
+
+    result = CliRunner().invoke(app, ["report", str(finished_run.root)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "Quality on" in result.output and "Batch-1 query encoding" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    systems = {
+        "static (aligned)": {"ndcg@10": 0.50},
+        "static (refined)": {"ndcg@10": 0.48},
+        "trunc (aligned)": {"ndcg@10": 0.40},
+        "trunc (refined)": {"ndcg@10": 0.41},
+    }
+    rerank = {"systems": {"no re-ranker": {"ndcg@10": 0.5}, "cross-encoder teacher": {"ndcg@10": 0.38}}}
+    lines = regressions({"systems": systems}, rerank)
+    assert lines[0].startswith("## Stages that made results worse")
+    assert any("static (refined): NDCG@10 0.4800 is below static (aligned)" in line for line in lines)
+    assert not any("trunc (refined)" in line for line in lines)
+    assert any("cross-encoder teacher" in line and "makes results worse" in line for line in lines)
+    assert regressions({"systems": {k: v for k, v in systems.items() if "trunc" in k}}, None) == []
+
+
+def test_an_empty_test_split_skips_evaluation_with_one_line(tmp_path: Path, demo_files, tiny_teacher, capsys) -> None:
+    config = small_config(demo_files, tiny_teacher, tmp_path / "cache")
+    config.data.split = (0.8, 0.2, 0.0)  # the user evaluates on another file
+    run = steps.prepare(config, tmp_path / "run")
+    assert run.split("test").empty
+    assert evaluate(run, progress=False) == {}
+    assert "test split is empty" in " ".join(capsys.readouterr().err.split())
+    assert not (run.root / "metrics.json").exists()

@@ -169,6 +169,26 @@ def test_stage_trains_labels_distils_and_evaluates(run: RunDir) -> None:
     assert "## Re-ranking the static (refined) top-10" in report and "student (margin_mse)" in report
 
 
+def test_stage_redoes_only_what_changed_settings_touch(run: RunDir, capsys) -> None:
+    stage.relevance(run, losses=["margin_mse"], progress=False)  # brings every part up to date
+    teacher_file = next(p for p in stage.teacher_dir(run).iterdir() if p.suffix == ".safetensors")
+    reranker_file = next(p for p in stage.reranker_dir(run, "margin_mse").iterdir() if p.suffix == ".safetensors")
+    teacher_mtime, reranker_mtime = teacher_file.stat().st_mtime_ns, reranker_file.stat().st_mtime_ns
+    capsys.readouterr()
+    stage.relevance(run, losses=["margin_mse"], progress=False)
+    assert (teacher_file.stat().st_mtime_ns, reranker_file.stat().st_mtime_ns) == (teacher_mtime, reranker_mtime)
+
+    run.config.relevance.student_steps += 1  # only the re-ranker depends on it
+    try:
+        stage.relevance(run, losses=["margin_mse"], progress=False)
+    finally:
+        run.config.relevance.student_steps -= 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert teacher_file.stat().st_mtime_ns == teacher_mtime
+    assert reranker_file.stat().st_mtime_ns != reranker_mtime
+    assert "re-ranker margin_mse: redone, because relevance.student_steps" in said
+
+
 def test_distill_reranker_steps_override_the_config_for_that_run_only(
     run: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

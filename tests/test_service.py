@@ -22,6 +22,7 @@ from harnesslm.pipeline import steps
 from harnesslm.pipeline.run_dir import RunDir
 from harnesslm.serving.searcher import Searcher
 from harnesslm.serving.service import ModelInfo, ServiceError, ServiceSettings, app_from_run, create_app
+from harnesslm.serving.static_encoder import StaticQueryEncoder
 
 K = 5
 
@@ -278,3 +279,90 @@ def test_cli_serve_runs_uvicorn_with_the_app(run: RunDir, monkeypatch: pytest.Mo
         assert test_client.get("/search", params={"q": queries[0], "k": 8}).status_code == 422
         assert len(test_client.get("/search", params={"q": queries[0], "k": 7}).json()["hits"]) == 7
     assert CliRunner().invoke(cli, ["serve", "--help"]).exit_code == 0
+
+
+# hostile requests (issue 11) ---------------------------------------------------------------------------------
+def test_a_lone_surrogate_is_a_422_not_a_500(client: TestClient) -> None:
+    body = '{"query": "drill \\ud800 bit"}'  # valid JSON, but not encodable text
+    response = client.post("/search", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "not valid Unicode" in response.json()["detail"]
+
+
+class PoisonedEncoder(CountingEncoder):
+    """Fails any encode call that holds the word ``poison``, as a tokenizer would on input it cannot take."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.attempts: list[int] = []
+
+    def encode(self, queries: list[str], batch_size: int = 32) -> np.ndarray:
+        self.attempts.append(len(queries))
+        if any("poison" in q for q in queries):
+            raise TypeError("the tokenizer cannot take this input")
+        return super().encode(queries, batch_size)
+
+
+def test_one_bad_request_cannot_fail_its_batch_mates(run: RunDir, queries: list[str]) -> None:
+    phase = steps.latest_phase(run, "static")
+    encoder = PoisonedEncoder(steps.load_student(run, "static", phase))
+    info = ModelInfo(name="static", kind="static", phase=phase, encoder="pytorch", space=run.index.meta.space)
+    app = create_app(Searcher(encoder, run.index), run.catalog, info, ServiceSettings(batch_window_ms=200))
+
+    async def send() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+            texts = [*queries[:6], "poison pill", *queries[6:12]]
+            return await asyncio.gather(*(http.post("/search", json={"query": q, "k": K}) for q in texts))
+
+    responses = asyncio.run(send())
+    assert max(encoder.attempts) > 1, "the requests were batched together"
+    codes = [r.status_code for r in responses]
+    assert codes[6] == 500
+    assert codes[:6] + codes[7:] == [200] * (len(codes) - 1), codes
+
+
+@pytest.mark.parametrize("k", ["5", True, 2.5])
+def test_k_must_be_a_json_integer(client: TestClient, k) -> None:
+    assert client.post("/search", json={"query": "drill", "k": k}).status_code == 422
+
+
+def test_filter_values_are_capped(client: TestClient) -> None:
+    response = client.post("/search", json={"query": "drill", "filters": {"brand": [f"b{i}" for i in range(300)]}})
+    assert response.status_code == 422
+    assert "limit is 256" in response.json()["detail"]
+
+
+def test_a_422_does_not_echo_the_request(client: TestClient) -> None:
+    payload = {"query": "drill", "junk": "x" * 60_000, "k": "many"}
+    response = client.post("/search", json=payload)
+    assert response.status_code == 422
+    assert len(response.content) < 2_000
+    assert {tuple(e["loc"]) for e in response.json()["detail"]} == {("body", "junk"), ("body", "k")}
+
+
+def test_docs_work_offline(client: TestClient) -> None:
+    pytest.importorskip("swagger_ui_bundle", reason="swagger-ui-bundle (serve extra) is not installed")
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_static_students_serve_on_the_numpy_path_with_the_same_results(run: RunDir, queries: list[str]) -> None:
+    model = steps.load_student(run, "static", steps.latest_phase(run, "static"))
+    fast = StaticQueryEncoder.from_model(model)
+    assert fast is not None
+    texts = [*queries, "", "qqqzzz unknown-token soup", queries[0]]
+    reference = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+    np.testing.assert_allclose(fast.encode(texts), reference, atol=1e-5)
+    np.testing.assert_allclose(fast.encode(texts[:1]), reference[:1], atol=1e-5)  # the batch-1 path
+    assert StaticQueryEncoder.from_model(run.teacher) is None  # a transformer is not a static model
+
+    results = {}
+    for encoder in ("auto", "pytorch"):
+        with TestClient(app_from_run(run.root, encoder=encoder)) as test_client:
+            results[encoder] = test_client.post("/search/batch", json={"queries": queries, "k": K}).json()
+            assert test_client.get("/health").json()["model"]["encoder"] == ("numpy" if encoder == "auto" else encoder)
+    for got, want in zip(results["auto"]["results"], results["pytorch"]["results"], strict=True):
+        assert [h["item_id"] for h in got["hits"]] == [h["item_id"] for h in want["hits"]]

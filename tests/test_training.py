@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,11 +219,15 @@ def test_fit_projection_lowers_mse_to_teacher(shop: Shop) -> None:
     assert _mse(student, shop.pool, shop.pool_targets) < 0.5 * before
 
 
-def test_align_student_lowers_mse(shop: Shop) -> None:
+def test_align_student_lowers_mse(shop: Shop, capsys, caplog) -> None:
     student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
     before = _mse(student, shop.pool, shop.pool_targets)
     config = StudentConfig(name="s", kind="static", align_steps=20, align_batch_size=32, align_learning_rate=1e-2)
-    metrics = align_student(student, shop.pool, shop.pool_targets, config, progress=False)
+    with caplog.at_level(logging.INFO, logger="harnesslm.training.trainer"):
+        metrics = align_student(student, shop.pool, shop.pool_targets, config, progress=False)
+    # the trainer's {'loss': ...} lines are logged (a run writes them to logs/run.log), never printed
+    assert "'loss'" not in capsys.readouterr().out
+    assert any("'loss'" in r.getMessage() for r in caplog.records)
     assert math.isfinite(metrics["train_loss"])
     after = _mse(student, shop.pool, shop.pool_targets)
     assert after < 0.8 * before

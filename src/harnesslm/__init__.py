@@ -10,17 +10,32 @@ or step by step: ``prepare``, ``teacher``, ``build_index``, ``align``, ``refine`
 ``export`` (ONNX encoders for serving).
 """
 
-from harnesslm.config import RunConfig, StudentConfig, load_config
-from harnesslm.pipeline.bench import bench
-from harnesslm.pipeline.evaluate import evaluate
-from harnesslm.pipeline.export import export
-from harnesslm.pipeline.recipe import demo_config, run_recipe
-from harnesslm.pipeline.report import write_report
-from harnesslm.pipeline.run_dir import RunDir
-from harnesslm.pipeline.steps import align, build_index, prepare, refine, teacher
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Imported on first use: `import harnesslm.losses` (or `harness --help`) must not pull in the trainer, FAISS
+# and the data stack that the whole recipe needs.
+_EXPORTS = {
+    "RunConfig": "harnesslm.config",
+    "StudentConfig": "harnesslm.config",
+    "load_config": "harnesslm.config",
+    "bench": "harnesslm.pipeline.bench",
+    "evaluate": "harnesslm.pipeline.evaluate",
+    "export": "harnesslm.pipeline.export",
+    "demo_config": "harnesslm.pipeline.recipe",
+    "run_recipe": "harnesslm.pipeline.recipe",
+    "write_report": "harnesslm.pipeline.report",
+    "RunDir": "harnesslm.pipeline.run_dir",
+    "align": "harnesslm.pipeline.steps",
+    "build_index": "harnesslm.pipeline.steps",
+    "prepare": "harnesslm.pipeline.steps",
+    "refine": "harnesslm.pipeline.steps",
+    "teacher": "harnesslm.pipeline.steps",
+}
 __all__ = [
     "RunConfig",
     "RunDir",
@@ -38,3 +53,25 @@ __all__ = [
     "teacher",
     "write_report",
 ]
+
+if TYPE_CHECKING:
+    from harnesslm.config import RunConfig, StudentConfig, load_config
+    from harnesslm.pipeline.bench import bench
+    from harnesslm.pipeline.evaluate import evaluate
+    from harnesslm.pipeline.export import export
+    from harnesslm.pipeline.recipe import demo_config, run_recipe
+    from harnesslm.pipeline.report import write_report
+    from harnesslm.pipeline.run_dir import RunDir
+    from harnesslm.pipeline.steps import align, build_index, prepare, refine, teacher
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'harnesslm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markdown import Markdown
 
-from harnesslm.config import IndexConfig, RunConfig, load_config
+from harnesslm.config import ConfigError, IndexConfig, RunConfig, load_config
 from harnesslm.data.errors import DataError
 from harnesslm.index.item_index import IndexMismatchError
 from harnesslm.models.bundled import BundledModelError
@@ -39,7 +39,7 @@ RunArg = Annotated[Path, typer.Argument(help="Run directory (created by `harness
 StudentOpt = Annotated[
     list[str] | None, typer.Option("--student", "-s", help="Only this student (repeatable). Default: all.")
 ]
-USER_ERRORS = (DataError, StepMissingError, BundledModelError, IndexMismatchError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, StepMissingError, BundledModelError, IndexMismatchError, FileNotFoundError)
 
 
 def _guard(action: Callable[[], Any]) -> Any:
@@ -55,22 +55,28 @@ def _guard(action: Callable[[], Any]) -> Any:
 
 
 def _show_report(run: RunDir) -> None:
-    from harnesslm.pipeline.report import write_report
+    """Write report.md and print its headline tables (they fit 80 columns; the full report is the file)."""
+    from harnesslm.pipeline.report import terminal_summary, write_report
 
-    console.print(Markdown(write_report(run)))
-    console.print(f"\nreport: {run.root / 'report.md'}")
+    write_report(run)
+    for part in terminal_summary(run):
+        console.print(part)
+    console.print(f"\nfull report: {run.root / 'report.md'}")
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Run directory to create.")] = Path("runs/demo"),
     force: Annotated[bool, typer.Option(help="Redo every step even if its output exists.")] = False,
+    rerank: Annotated[
+        bool, typer.Option(help="Add the re-ranking stage: cross-encoder teacher and distilled re-ranker (~2 min).")
+    ] = False,
 ) -> None:
-    """Generate the built-in synthetic shop and run the whole recipe on it (a few minutes on 2 cores)."""
+    """Generate the built-in synthetic shop and run the whole recipe on it (within 5 minutes on 2 cores)."""
     from harnesslm.pipeline.recipe import demo_config, run_recipe
 
     def action() -> None:
-        config = demo_config(out / "demo-data")
+        config = demo_config(out / "demo-data", rerank=rerank)
         _show_report(run_recipe(config, out, force=force))
 
     _guard(action)
@@ -84,7 +90,8 @@ def run(
 ) -> None:
     """Run the whole recipe: prepare, teacher, index, align, refine, evaluate, bench, report.
 
-    Steps whose outputs exist and are still valid are skipped, so an interrupted run resumes.
+    A step whose output exists and was made with the current settings and inputs is skipped, so an
+    interrupted run resumes; a step whose settings (or an earlier step) changed is redone, and says why.
     """
     from harnesslm.pipeline.recipe import run_recipe
 
@@ -102,6 +109,12 @@ def prepare(
     query_column: Annotated[str | None, typer.Option(help="Judgments column with the query.")] = None,
     item_column: Annotated[str | None, typer.Option(help="Judgments column with the item id.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Judgments column with the graded label.")] = None,
+    catalog_format: Annotated[
+        str | None, typer.Option(help="Catalog format when its name does not say: csv, tsv, jsonl, parquet.")
+    ] = None,
+    judgments_format: Annotated[
+        str | None, typer.Option(help="Judgments format when its name does not say: csv, tsv, jsonl, parquet.")
+    ] = None,
     teacher_model: Annotated[
         str | None,
         typer.Option(
@@ -123,6 +136,8 @@ def prepare(
             query_column,
             item_column,
             label_column,
+            catalog_format,
+            judgments_format,
             teacher_model,
         )
         steps.prepare(cfg, out)
@@ -133,7 +148,8 @@ def prepare(
 def _config_from_flags(
     config: Path | None, catalog: Path | None, judgments: Path | None, *columns_and_teacher: str | None
 ) -> RunConfig:
-    id_column, text_column, query_column, item_column, label_column, teacher_model = columns_and_teacher
+    id_column, text_column, query_column, item_column, label_column, *formats, teacher_model = columns_and_teacher
+    catalog_format, judgments_format = formats
     raw: dict = load_config(config).model_dump() if config else {"data": {}}
     data = raw["data"]
     if catalog:
@@ -146,6 +162,8 @@ def _config_from_flags(
         ("judgments", "query_column", query_column),
         ("judgments", "item_column", item_column),
         ("judgments", "label_column", label_column),
+        ("catalog", "format", catalog_format),
+        ("judgments", "format", judgments_format),
     ):
         if value is not None:
             data.setdefault(section, {})[key] = value
@@ -360,9 +378,22 @@ def rerank(
 
 
 @app.command()
-def report(run_dir: RunArg) -> None:
-    """Print (and rewrite) the run's Markdown report."""
-    _guard(lambda: _show_report(RunDir(run_dir)))
+def report(
+    run_dir: RunArg,
+    full: Annotated[bool, typer.Option(help="Print the whole Markdown report, not only its headline tables.")] = False,
+) -> None:
+    """Rewrite the run's report.md and print its headline tables (or all of it with --full)."""
+
+    def action() -> None:
+        run = RunDir(run_dir)
+        if full:
+            from harnesslm.pipeline.report import write_report
+
+            console.print(Markdown(write_report(run)))
+        else:
+            _show_report(run)
+
+    _guard(action)
 
 
 @app.command()
@@ -372,8 +403,12 @@ def serve(
         str | None, typer.Option("--student", "-s", help="Student to serve. Default: the first configured one.")
     ] = None,
     encoder: Annotated[
-        str, typer.Option(help="pytorch, onnx or onnx-int8 (both from `harness export`), or teacher.")
-    ] = "pytorch",
+        str,
+        typer.Option(
+            help="auto (numpy for a static student, else pytorch), pytorch, numpy, onnx or onnx-int8 (both from "
+            "`harness export`), or teacher."
+        ),
+    ] = "auto",
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 100,
@@ -418,8 +453,33 @@ def serve(
     _guard(action)
 
 
+class _TerminalLogFilter(logging.Filter):
+    """On the terminal: this package's warnings, and other libraries' records only when they are errors.
+
+    Libraries' warnings (model load reports, conversions) still reach the run's ``logs/run.log``.
+    """
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name == "harnesslm" or record.name.startswith("harnesslm.")
+        return record.levelno >= (self.level if own else max(self.level, logging.ERROR))
+
+
+def _configure_logging() -> None:
+    """One terminal handler at ``HARNESSLM_LOG`` (default WARNING), filtered by :class:`_TerminalLogFilter`."""
+    level = logging.getLevelName(os.environ.get("HARNESSLM_LOG", "WARNING").upper())
+    level = level if isinstance(level, int) else logging.WARNING
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    handler.addFilter(_TerminalLogFilter(level))
+    logging.basicConfig(level=min(level, logging.WARNING), handlers=[handler])
+
+
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("HARNESSLM_LOG", "WARNING"))
+    _configure_logging()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app(prog_name="harness")
 

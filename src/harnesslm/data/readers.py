@@ -51,6 +51,7 @@ def read_table(path: str | PathLike[str], columns: Sequence[str], fmt: str | Non
     fmt = _resolve_format(path, fmt)
     wanted = list(dict.fromkeys(columns))
     data = _read_parquet(path, wanted) if fmt == "parquet" else _read_text(path, wanted, fmt)
+    _refuse_nul_bytes(data, path, "row" if fmt == "parquet" else "line")
     frame = pd.DataFrame(data)
     frame.attrs.update(path=path, unit="row" if fmt == "parquet" else "line")
     return frame
@@ -99,11 +100,67 @@ def _read_text(path: Path, columns: list[str], fmt: str) -> dict[str, list]:
         raise DataError(f"cannot read the file: {exc}", path=path) from None
 
 
+MAX_QUOTED = 80
+"""Characters of a user's value echoed in an error: a 5 MB one-line file must not give a 5 MB message."""
+
+
+def clip(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
 def _missing_column_error(path: Path, missing: list[str], available: Sequence[str]) -> DataError:
-    names = ", ".join(repr(c) for c in missing)
+    names = ", ".join(repr(clip(c)) for c in missing)
     label = "column" if len(missing) == 1 else "columns"
-    there = ", ".join(available) if available else "(none)"
+    there = clip(", ".join(available)) if available else "(none)"
     return DataError(f"missing {label} {names}; available columns: {there}", path=path)
+
+
+def _refuse_nul_bytes(data: dict[str, list], path: Path, unit: str) -> None:
+    """A NUL byte is never text a user meant (a binary file, or a broken export): say where it is."""
+    positions = data.get(LINE_COLUMN) or list(range(1, len(next(iter(data.values()), [])) + 1))
+    for name, values in data.items():
+        if name == LINE_COLUMN:
+            continue
+        for position, value in zip(positions, values, strict=False):
+            if "\x00" in value:
+                where = {"line": position} if unit == "line" else {"row": position}
+                raise DataError(
+                    "holds a NUL byte (\\x00): is this a binary file, or a broken export? Remove the NUL bytes",
+                    path=path,
+                    field=name,
+                    **where,
+                )
+
+
+def _refuse_duplicate_columns(path: Path, names: list[str], columns: list[str]) -> None:
+    """A used column named twice would be read from its first position silently: refuse it, naming both."""
+    for column in columns:
+        positions = [i + 1 for i, name in enumerate(names) if name == column]
+        if len(positions) > 1:
+            where = " and ".join(str(p) for p in positions)
+            raise DataError(
+                f"the header names column {clip(column)!r} {len(positions)} times (positions {where}); "
+                "rename or drop the extra ones",
+                path=path,
+                line=1,
+            )
+
+
+SWALLOWED_ROWS = 2
+"""Row-shaped lines inside one quoted value from which an unclosed quote is assumed."""
+
+
+def _swallowed_rows(value: str, delimiter: str, width: int) -> int:
+    """How many lines inside one quoted field look like whole rows of the file (an unclosed quote's sign).
+
+    A legitimate multi-line description holds prose; a quote left open makes the csv module read on, so the
+    following rows land inside one field, each still carrying a row's worth of delimiters.
+    """
+    if "\n" not in value or width < 2:
+        return 0
+    rows = sum(1 for line in value.splitlines()[1:] if line.count(delimiter) >= width - 1)
+    return rows if rows >= SWALLOWED_ROWS else 0  # one line with a comma is prose; several are rows
 
 
 def _read_delimited(handle: IO[str], path: Path, columns: list[str], fmt: str) -> dict[str, list]:
@@ -121,6 +178,7 @@ def _read_delimited(handle: IO[str], path: Path, columns: list[str], fmt: str) -
     missing = [c for c in columns if c not in names]
     if missing:
         raise _missing_column_error(path, missing, names)
+    _refuse_duplicate_columns(path, names, columns)
     indices = [names.index(c) for c in columns]
     width = len(names)
     values: list[list[str]] = [[] for _ in columns]
@@ -136,8 +194,19 @@ def _read_delimited(handle: IO[str], path: Path, columns: list[str], fmt: str) -
                         path=path,
                         line=start,
                     )
-                for column, index in zip(values, indices, strict=True):
-                    column.append(record[index] if index < len(record) else "")
+                for field, (column, index) in zip(columns, zip(values, indices, strict=True), strict=True):
+                    value = record[index] if index < len(record) else ""
+                    swallowed = _swallowed_rows(value, _DELIMITERS[fmt], width)
+                    if swallowed:
+                        raise DataError(
+                            f"a quote opened on this line is not closed until line {reader.line_num}: "
+                            f"{swallowed} following row(s) were read into this one value. Close or escape "
+                            f'the quote (a literal quote inside a quoted value is written twice: "")',
+                            path=path,
+                            line=start,
+                            field=field,
+                        )
+                    column.append(value)
                 lines.append(start)
             start = reader.line_num + 1
     except csv.Error as exc:

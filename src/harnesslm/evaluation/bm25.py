@@ -9,10 +9,13 @@ stemmer (e.g. ``Stemmer.Stemmer("english")`` from PyStemmer) is optional.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import bm25s
 import numpy as np
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG when imported
 
 Hits = list[tuple[str, float]]
 """One query's results: (item id, BM25 score), best first."""

@@ -123,6 +123,36 @@ def thread_info() -> dict[str, int | str | None]:
     return info
 
 
+def busy_cores_elsewhere(window_s: float = 0.5) -> float | None:
+    """Cores other processes keep busy, measured over ``window_s`` while this process sleeps (Linux only).
+
+    The load average would count this process's own training just before; system-wide CPU time from
+    ``/proc/stat`` across an idle window counts only what else runs. None where ``/proc/stat`` is missing.
+    """
+    first = _cpu_times()
+    if first is None:
+        return None
+    time.sleep(window_s)
+    second = _cpu_times()
+    if second is None:
+        return None
+    busy = second[0] - first[0]
+    total = second[1] - first[1]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return float(cores * busy / total) if total > 0 else 0.0
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all CPUs from the first line of ``/proc/stat``."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
 def _stats(durations_ms: np.ndarray) -> LatencyStats:
     p50, p95, p99 = np.percentile(durations_ms, [50, 95, 99])
     return LatencyStats(

@@ -81,11 +81,16 @@ def static_student(table: StaticEmbedding, teacher_dim: int) -> SentenceTransfor
 
 
 def truncated_student(
-    base: SentenceTransformer, layers: int, teacher_dim: int, max_seq_length: int | None = None
+    base: SentenceTransformer,
+    layers: int,
+    teacher_dim: int,
+    max_seq_length: int | None = None,
+    linear_head: bool = False,
 ) -> SentenceTransformer:
     """The first ``layers`` transformer layers of a copy of ``base`` (left untouched), with its pooling; a
-    projection to ``teacher_dim`` is added when the pooled dimension differs. Any ``Dense``/``Normalize`` of
-    ``base`` is dropped: the projection replaces it.
+    projection to ``teacher_dim`` is added when the pooled dimension differs, or always with ``linear_head``
+    (it starts as the identity; :func:`~harnesslm.training.align.fit_projection` fits it). Any
+    ``Dense``/``Normalize`` of ``base`` is dropped: the projection replaces it.
     """
     base = copy.deepcopy(base)
     drop_layers(base, layers)
@@ -93,10 +98,22 @@ def truncated_student(
         base[0].max_seq_length = max_seq_length
     modules = [m for m in base if not isinstance(m, Normalize | Dense)]
     dim = embedding_dim(SentenceTransformer(modules=modules, device="cpu"))
-    if dim != teacher_dim:
+    if dim != teacher_dim or linear_head:
         modules.append(_projection(dim, teacher_dim))
     modules.append(Normalize())
     return SentenceTransformer(modules=modules, device="cpu")
+
+
+def transformer_layer_count(folder: Path) -> int | None:
+    """``num_hidden_layers`` from a model folder's ``config.json`` without loading it (None when unknown)."""
+    for candidate in (folder / "config.json", *sorted(folder.glob("*_Transformer/config.json"))):
+        if candidate.is_file():
+            try:
+                value = json.loads(candidate.read_text(encoding="utf-8")).get("num_hidden_layers")
+            except (OSError, ValueError):
+                return None
+            return int(value) if isinstance(value, int) else None
+    return None
 
 
 def drop_layers(model: SentenceTransformer, layers: int) -> None:

@@ -64,6 +64,12 @@ def evaluate(
 ) -> dict:
     """Score every available system on the test split (or ``judgments_path``); write metrics.json."""
     cfg = run.config
+    if judgments_path is None and run.split("test").empty:
+        console.print(
+            "[yellow]evaluate: skipped, the test split is empty (data.split gives it no queries); "
+            "evaluate on another judged file with `harness evaluate RUN --judgments FILE`"
+        )
+        return {}
     with run.timed("evaluate"):
         judgments = judged_queries(run, judgments_path, **(columns or {}))
         qrels = qrels_of(judgments)

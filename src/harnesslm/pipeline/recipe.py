@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harnesslm.config import RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
+from harnesslm.config import ConfigError, RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
 from harnesslm.data.demo import write_demo_shop
-from harnesslm.models.students import read_student_meta
-from harnesslm.pipeline import steps
+from harnesslm.models.bundled import resolve_model
+from harnesslm.models.students import read_student_meta, transformer_layer_count
+from harnesslm.pipeline import provenance, steps
 from harnesslm.pipeline.bench import bench
 from harnesslm.pipeline.evaluate import evaluate
 from harnesslm.pipeline.relevance import relevance
@@ -18,11 +19,13 @@ from harnesslm.pipeline.run_dir import RunDir, console
 def run_recipe(config: RunConfig, root: Path, force: bool = False, progress: bool = True) -> RunDir:
     """prepare -> teacher -> index -> align -> refine -> evaluate -> bench [-> relevance] -> report.
 
-    Without ``force``, a step is skipped when its output exists and matches what it depends on: the index
-    must be in the current teacher's space, and each student must have been trained against that teacher.
-    Outputs are written atomically, so an interrupted run resumes at the step it was in.
+    Without ``force``, a step is skipped when its output exists and matches what it depends on: the record
+    it wrote (:mod:`~harnesslm.pipeline.provenance`) names the same settings and inputs, the index is in the
+    current teacher's space, and each student was trained against that teacher. Otherwise it is redone, and
+    so is every step after it. Outputs are written atomically, so an interrupted run resumes at its step.
     """
     root = Path(root)
+    check_student_layers(config)
     run = RunDir(root, config)
     same_data = run.config_path.exists() and RunDir(root).config.data == config.data
     if force or not same_data or not (run.data_dir / "test.parquet").exists():
@@ -30,18 +33,23 @@ def run_recipe(config: RunConfig, root: Path, force: bool = False, progress: boo
     else:
         run.save_config()
         console.print("[dim]prepare: data already prepared, skipped")
-    if force or not (run.teacher_dir / "modules.json").exists():
+    if _redo(run, "teacher", run.teacher_dir, force, (run.teacher_dir / "modules.json").exists()):
         steps.teacher(run, progress)
-    else:
-        console.print("[dim]teacher: already trained, skipped")
-    if force or not _index_is_current(run):
+    if _redo(run, "index", run.index_dir, force, _index_is_current(run)):
         steps.build_index(run, progress)
-    else:
-        console.print("[dim]index: current, skipped")
-    stale = [s.name for s in run.students() if force or not _student_is_current(run, s, "aligned")]
+    stale = [
+        s.name
+        for s in run.students()
+        if _redo(run, "align", run.student_dir(s.name, "aligned"), force, _student_is_current(run, s, "aligned"), s)
+    ]
     if stale:
         steps.align(run, stale, progress)
-    stale = [s.name for s in run.students() if force or not _student_is_current(run, s, "refined") or s.name in stale]
+    stale = [
+        s.name
+        for s in run.students()
+        if s.name in stale
+        or _redo(run, "refine", run.student_dir(s.name, "refined"), force, _student_is_current(run, s, "refined"), s)
+    ]
     if stale:
         steps.refine(run, stale, progress)
     evaluate(run, progress=progress)
@@ -50,6 +58,42 @@ def run_recipe(config: RunConfig, root: Path, force: bool = False, progress: boo
         relevance(run, force=force, progress=progress)
     write_report(run)
     return run
+
+
+def check_student_layers(config: RunConfig) -> None:
+    """Refuse a truncated student that keeps more layers than its base has, before anything is trained.
+
+    Read from the base's ``config.json`` when the model is on disk (bundled or a local folder); a hub model is
+    checked when ``align`` loads it.
+    """
+    for student in config.students:
+        if student.kind != "truncated":
+            continue
+        base = student.base or config.teacher.model
+        total = transformer_layer_count(Path(resolve_model(base, config.cache_dir)))
+        wanted = max([student.layers, *student.layer_schedule])
+        if total is not None and wanted > total:
+            raise ConfigError(
+                f"student {student.name!r} keeps {wanted} layers, but its base {base} has {total}: "
+                f"set layers (and layer_schedule) to at most {total}"
+            )
+
+
+def _redo(
+    run: RunDir, step: str, folder: Path, force: bool, present: bool, student: StudentConfig | None = None
+) -> bool:
+    """Whether ``step`` must run: forced, its output missing, or made with other settings or inputs (said why)."""
+    label = f"{step} {student.name!r}" if student else step
+    if force:
+        return True
+    if not present:
+        return True
+    reason = provenance.stale_reason(folder, *steps.step_inputs(run, step, student))
+    if reason:
+        console.print(f"[yellow]{label}: redone, because {reason}", soft_wrap=True)
+        return True
+    console.print(f"[dim]{label}: current, skipped")
+    return False
 
 
 def _index_is_current(run: RunDir) -> bool:
@@ -63,8 +107,13 @@ def _student_is_current(run: RunDir, student: StudentConfig, phase: str) -> bool
     return meta.get("teacher_space") == run.teacher_space
 
 
-def demo_config(data_dir: Path) -> RunConfig:
-    """Settings sized so the demo finishes in a few minutes on 2 CPU cores."""
+def demo_config(data_dir: Path, rerank: bool = False) -> RunConfig:
+    """Settings sized so the demo finishes within 5 minutes on 2 CPU cores.
+
+    ``rerank`` adds the re-ranking stage (a cross-encoder relevance teacher distilled into a small
+    re-ranker), about two minutes more. On the demo shop its small re-rankers rank worse than the retriever
+    alone, and the report says so.
+    """
     files = write_demo_shop(data_dir, n_products=2000, n_queries=1200, n_unlabeled=1200)
     return RunConfig.model_validate(
         {
@@ -88,13 +137,13 @@ def demo_config(data_dir: Path) -> RunConfig:
                     layers=2,
                     align_steps=60,
                     refine_steps=40,
-                    align_learning_rate=1e-4,
+                    align_learning_rate=2e-3,
                     refine_learning_rate=3e-5,
                 ).model_dump(),
             ],
             # The re-ranking stage, small: a MiniLM cross-encoder teacher and a 3-layer student re-ranker.
             "relevance": RelevanceConfig(
-                enabled=True,
+                enabled=rerank,
                 retriever="static",
                 candidates_k=30,
                 teacher_steps=60,

@@ -26,6 +26,7 @@ from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, reco
 from harnesslm.models import students as student_models
 from harnesslm.models.cross_encoders import load_cross_encoder, small_cross_encoder, truncate_cross_encoder
 from harnesslm.models.fingerprint import model_fingerprint
+from harnesslm.pipeline import provenance
 from harnesslm.pipeline.run_dir import RunDir, StepMissingError, console
 from harnesslm.pipeline.steps import item_embeddings, latest_phase, load_student
 from harnesslm.serving.reranker import Reranker
@@ -121,6 +122,7 @@ def relevance_teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
         metrics = rel.fine_tune_relevance_teacher(model, dataset, cfg, progress)
         with atomic_directory(teacher_dir(run)) as tmp:
             model.save_pretrained(str(tmp))
+            provenance.write_record(tmp, *_teacher_inputs(run))
         console.print(f"relevance teacher trained on {len(dataset):,} soft-labelled pairs")
     result = {"pairs": len(dataset), **metrics}
     run.update_json("relevance.json", {"teacher_training": result})
@@ -223,6 +225,7 @@ def distill_reranker(
         metrics = rel.distill_reranker(student, labelled, run.item_texts, loss, cfg, max_gain(run), progress)
         with atomic_directory(folder) as tmp:
             student.save_pretrained(str(tmp))
+            provenance.write_record(tmp, *_reranker_inputs(run))
     result = {"pairs": len(labelled), "augmented_pairs": int((~labelled["judged"]).sum()), **metrics}
     run.update_json("relevance.json", {f"distillation/{folder.name}": result})
     return result
@@ -350,13 +353,35 @@ def available_rerankers(run: RunDir) -> list[str]:
 
 
 # the whole stage -------------------------------------------------------------------------------------------
+def _teacher_inputs(run: RunDir) -> tuple[dict, dict]:
+    retriever = run.config.relevance.retriever
+    source = run.student_dir(retriever, latest_phase(run, retriever)) if retriever else run.teacher_dir
+    return provenance.relevance_teacher_settings(run.config), {"retriever": provenance.recorded_fingerprint(source)}
+
+
+def _reranker_inputs(run: RunDir) -> tuple[dict, dict]:
+    teacher = provenance.recorded_fingerprint(teacher_dir(run))
+    return provenance.reranker_settings(run.config), {"relevance teacher": teacher}
+
+
+def _stale(folder: Path, inputs: tuple[dict, dict], label: str) -> bool:
+    """Missing, or made with other settings or inputs (said why); see :mod:`harnesslm.pipeline.provenance`."""
+    if not (folder / "config.json").exists():
+        return True
+    reason = provenance.stale_reason(folder, *inputs)
+    if reason:
+        console.print(f"[yellow]{label}: redone, because {reason}", soft_wrap=True)
+    return reason is not None
+
+
 def relevance(run: RunDir, losses: list[str] | None = None, force: bool = False, progress: bool = True) -> dict:
     """Teacher, labelling, one distilled re-ranker per loss (and bi-encoder distillation if configured), then
-    the re-ranking evaluation. Without ``force``, a teacher or re-ranker already on disk is kept."""
-    if force or not (teacher_dir(run) / "config.json").exists():
+    the re-ranking evaluation. Without ``force``, a teacher or re-ranker on disk is kept while the settings and
+    inputs it was made with are unchanged."""
+    if force or _stale(teacher_dir(run), _teacher_inputs(run), "relevance teacher"):
         relevance_teacher(run, progress)
     for loss in losses or cfg_losses(run):
-        if force or not (reranker_dir(run, loss) / "config.json").exists():
+        if force or _stale(reranker_dir(run, loss), _reranker_inputs(run), f"re-ranker {loss}"):
             distill_reranker(run, loss, progress=progress)
     for loss in run.config.relevance.bi_encoder_losses:
         distill_bi_encoder(run, loss, progress=progress)

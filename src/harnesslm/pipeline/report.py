@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from harnesslm.atomic import write_text
+from harnesslm.pipeline.relevance import RETRIEVER_ONLY as NO_RERANKER
 from harnesslm.pipeline.run_dir import RunDir
 
 INT8_TAG = ", onnx-int8)"  # label suffix of an int8 ONNX export (pipeline.export.onnx_label)
@@ -147,6 +148,7 @@ def speed_table(bench: dict) -> str:
         "speed-up p50",
         "throughput x",
         "encode+search p50 ms",
+        "p50 spread %",
     ]
     rows = []
     for name, v in bench.get("encoders", {}).items():
@@ -161,9 +163,30 @@ def speed_table(bench: dict) -> str:
                 f"{v['latency_speedup_p50']:.1f}x",
                 f"{v['throughput_ratio']:.1f}x",
                 _fmt(v["search_latency"]["p50_ms"], 3),
+                _fmt(v.get("p50_spread_%"), 0),
             ]
         )
     return _table(header, rows)
+
+
+def machine_notes(bench: dict) -> list[str]:
+    """How steady the machine was while timing, and a warning for each sign that it was not."""
+    machine = bench.get("machine")
+    if not machine:
+        return []
+    busy = [
+        b
+        for b in (machine.get("busy_cores_elsewhere_before"), machine.get("busy_cores_elsewhere_after"))
+        if b is not None
+    ]
+    lines = []
+    if busy:
+        lines.append(
+            f"Other processes kept {max(busy):.2f} cores busy around the timing; p50 spread is the (max - min) / min "
+            "of the p50s of the repeated passes."
+        )
+    lines += [f"**Warning:** {w}" for w in machine.get("warnings", [])]
+    return [*lines, ""] if lines else []
 
 
 def rerank_table(rerank: dict) -> str:
@@ -182,6 +205,34 @@ def rerank_table(rerank: dict) -> str:
             ]
         )
     return _table(header, rows)
+
+
+def regressions(metrics: dict, rerank: dict | None) -> list[str]:
+    """Every stage that leaves test NDCG@10 lower than the stage before it, in words.
+
+    Selection on validation keeps each phase from getting worse there; on the test queries a later phase can
+    still lose, and a re-ranker trained on little data can rank worse than the retriever it re-ranks.
+    """
+    lines = []
+    systems = metrics.get("systems", {})
+    for name, v in systems.items():
+        student, _, phase = name.rpartition(" (")
+        previous = f"{student} ({PHASES[PHASES.index(phase[:-1]) - 1]})" if phase[:-1] in PHASES[1:] else None
+        if previous in systems and v.get("ndcg@10", 0.0) < systems[previous].get("ndcg@10", 0.0):
+            lines.append(
+                f"- {name}: NDCG@10 {v['ndcg@10']:.4f} is below {previous} ({systems[previous]['ndcg@10']:.4f})."
+            )
+    reranked = (rerank or {}).get("systems", {})
+    alone = reranked.get(NO_RERANKER, {}).get("ndcg@10")
+    for name, v in reranked.items():
+        if name != NO_RERANKER and alone is not None and v.get("ndcg@10", 0.0) < alone:
+            lines.append(
+                f"- re-ranking with the {name}: NDCG@10 {v['ndcg@10']:.4f} is below the retriever alone "
+                f"({alone:.4f}); it makes results worse."
+            )
+    if not lines:
+        return []
+    return ["## Stages that made results worse (test queries)", "", *lines, ""]
 
 
 def selection_section(selection: dict) -> list[str]:
@@ -275,6 +326,7 @@ def render(run: RunDir) -> str:
             "",
             speed_table(bench),
             "",
+            *machine_notes(bench),
         ]
     rerank = run.read_json("relevance.json").get("rerank")
     if rerank:
@@ -284,10 +336,12 @@ def render(run: RunDir) -> str:
             rerank_table(rerank),
             "",
             "Latency: one query's K candidates scored by the cross-encoder in one batch "
-            f"(torch threads = {rerank['threads'].get('torch_num_threads')}); kept % is against the cross-encoder "
-            "teacher.",
+            f"(torch threads = {rerank['threads'].get('torch_num_threads')}). Kept % is against the cross-encoder "
+            f"teacher, so the retriever's own order ({NO_RERANKER!r}) reads above 100% when the teacher "
+            "re-ranks worse than it.",
             "",
         ]
+    parts += regressions(metrics, rerank)
     parts += selection_section(run.read_json("selection.json"))
     parts += pool_section(run.read_json("pool.json"))
     parts += worst_queries_section(metrics)  # after the headline tables: it is the detail behind them
@@ -305,3 +359,59 @@ def write_report(run: RunDir) -> str:
     text = render(run)
     write_text(run.root / "report.md", text)
     return text
+
+
+def terminal_summary(run: RunDir) -> list:
+    """What the terminal shows after a run: the headline numbers in tables that fit 80 columns.
+
+    The full report (every column, intervals on each metric, selection, pool, worst queries) is ``report.md``;
+    rich would squeeze its ten-column tables into unreadable wrapped cells on a terminal.
+    """
+    from rich import box
+    from rich.table import Table
+
+    metrics, bench = run.read_json("metrics.json"), run.read_json("bench.json")
+    out: list = []
+    systems = metrics.get("systems", {})
+    if systems:
+        quality = Table(
+            title=f"Quality on {metrics.get('queries', 0):,} test queries (kept: % of the fine-tuned teacher)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        for header in ("system", "NDCG@10", "kept % [95% CI]", "R@100 kept", "top-10"):
+            quality.add_column(header, justify="left" if header == "system" else "right", no_wrap=True)
+        for name, v in systems.items():
+            ci = v.get("ndcg_recovery_ci_%")
+            kept = _fmt(v.get("ndcg_recovery_%"), 1) + (f" [{ci[0]:.0f},{ci[1]:.0f}]" if ci else "")
+            quality.add_row(
+                _clip(name, 26),
+                _fmt(v.get("ndcg@10")),
+                kept,
+                _fmt(v.get("recall_recovery_%"), 1),
+                _fmt(v.get("top10_overlap"), 2),
+            )
+        out.append(quality)
+    encoders = bench.get("encoders", {})
+    if encoders:
+        speed = Table(title="Batch-1 query encoding", title_justify="left", box=box.SIMPLE_HEAD)
+        for header in ("encoder", "p50 ms", "p99 ms", "speed-up", "queries/s"):
+            speed.add_column(header, justify="left" if header == "encoder" else "right", no_wrap=True)
+        for name, v in encoders.items():
+            lat = v["latency"]
+            speed.add_row(
+                _clip(name, 34),
+                _fmt(lat["p50_ms"], 2),
+                _fmt(lat["p99_ms"], 2),
+                f"{v['latency_speedup_p50']:.1f}x",
+                f"{v['queries_per_s']:,.0f}",
+            )
+        out.append(speed)
+    notes = regressions(metrics, run.read_json("relevance.json").get("rerank"))[2:]
+    notes += [f"- warning: {w}" for w in bench.get("machine", {}).get("warnings", [])]
+    out += [line for line in notes if line]
+    return out
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 console = Console(stderr=True)
 
 SPLITS = ("train", "validation", "test")
+LOG_FILE = "logs/run.log"
+"""Training metrics and library warnings of every step, appended; the terminal keeps progress and results."""
 
 
 class StepMissingError(RuntimeError):
@@ -51,6 +54,8 @@ class RunDir:
 
     def __init__(self, root: Path, config: RunConfig | None = None) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise StepMissingError(f"{self.root} is a file, not a run directory: choose another --out")
         if config is None:
             if not self.config_path.exists():
                 raise StepMissingError(f"{self.root} is not a run directory (no config.yaml): run `prepare` first")
@@ -149,10 +154,41 @@ class RunDir:
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
-        """Announce a step, time it, and record its wall time in timings.json."""
+        """Announce a step, time it, and record its wall time in timings.json; its log goes to ``logs/run.log``."""
         console.rule(f"[bold]{step}")
         start = time.perf_counter()
-        yield
+        with _logged_to(self.root / LOG_FILE, step):
+            yield
         seconds = time.perf_counter() - start
         self.update_json("timings.json", {step: round(seconds, 2)})
         console.print(f"[green]{step} done in {seconds:.1f} s")
+
+
+@contextmanager
+def _logged_to(path: Path, step: str) -> Iterator[None]:
+    """Append this package's INFO records and every library's warnings to ``path`` while a step runs.
+
+    transformers logs through its own handler by default; it is routed through the root logger meanwhile,
+    so its load reports land in the file and the terminal shows them only when they are errors.
+    """
+    from transformers.utils import logging as hf_logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {step} %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("harnesslm")
+    previous_level = package.level
+    root = logging.getLogger()
+    root.addHandler(handler)
+    package.setLevel(logging.INFO)
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
+    try:
+        yield
+    finally:
+        hf_logging.disable_propagation()
+        hf_logging.enable_default_handler()
+        package.setLevel(previous_level)
+        root.removeHandler(handler)
+        handler.close()

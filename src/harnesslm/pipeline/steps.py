@@ -28,6 +28,7 @@ from harnesslm.alignment.pseudo_queries import pseudo_queries
 from harnesslm.atomic import atomic_directory, write_text
 from harnesslm.config import RunConfig, StudentConfig
 from harnesslm.data import limit_queries, load_catalog, load_judgments, load_queries, split_by_query
+from harnesslm.data.checks import check_labels, check_positives
 from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index import build_item_index
 from harnesslm.index.embeddings import cached_encode, encode
@@ -35,6 +36,7 @@ from harnesslm.index.item_index import ItemIndex
 from harnesslm.models import students as student_models
 from harnesslm.models.bundled import resolve_model
 from harnesslm.models.fingerprint import texts_fingerprint
+from harnesslm.pipeline import provenance
 from harnesslm.pipeline.run_dir import RunDir, StepMissingError, console
 from harnesslm.training.align import align_student, fit_projection
 from harnesslm.training.negatives import mine_negatives
@@ -69,8 +71,13 @@ def prepare(config: RunConfig, root: Path) -> RunDir:
             data.judgments.label_column,
             data.judgments.format,
         )
+        for warning in check_labels(
+            judgments, data.judgments.path, data.label_offset, data.relevant_at, data.label_max
+        ):
+            console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
         splits = split_by_query(judgments, tuple(data.split), seed=data.seed)
         splits["train"] = limit_queries(splits["train"], data.max_train_queries, seed=data.seed)
+        check_positives(splits, tuple(data.split), len(catalog), data.judgments.path, data.relevant_at)
         pool = list(dict.fromkeys(splits["train"]["query"]))
         held_out = set(splits["validation"]["query"]) | set(splits["test"]["query"])
         for source in data.extra_queries:
@@ -139,6 +146,7 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
         if _is_main_process():  # under torchrun/accelerate every rank trains; one writes
             with atomic_directory(run.teacher_dir) as tmp:
                 model.save(str(tmp))
+                provenance.write_record(tmp, *step_inputs(run, "teacher"))
         run.forget("teacher", "teacher_space", "index", "base_teacher")
     return metrics
 
@@ -187,12 +195,17 @@ def build_index(run: RunDir, progress: bool = True) -> ItemIndex | MilvusItemInd
         built = build_item_index(
             embeddings, run.catalog["item_id"].tolist(), run.teacher_space, run.config.index, run.index_dir, progress
         )
+        provenance.write_record(run.index_dir, *step_inputs(run, "index"))
         run.forget("index")
         console.print(f"{built.meta.kind} index over {built.meta.size:,} items ({built.meta.dim}-d)")
     return built
 
 
 # align -----------------------------------------------------------------------------------------------------
+HEAD_FIT_TEXTS = 20_000
+"""Pool texts a transformer student's linear head is fitted on (a static student uses the whole pool)."""
+
+
 def align(run: RunDir, names: list[str] | None = None, progress: bool = True) -> dict[str, dict]:
     """Phase 2: build each student and align it to the teacher's query embeddings over the alignment pool.
 
@@ -219,8 +232,16 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
                     else student_models.load_model(str(run.teacher_dir))
                 )
                 first = cfg.layer_schedule[0] if cfg.layer_schedule else cfg.layers
-                student = student_models.truncated_student(base, first, teacher_dim, cfg.max_seq_length)
-            fit_mse = fit_projection(student, pool.texts, pool.targets)
+                student = student_models.truncated_student(
+                    base, first, teacher_dim, cfg.max_seq_length, linear_head=cfg.linear_head
+                )
+            fit_mse = fit_projection(
+                student,
+                pool.texts,
+                pool.targets,
+                max_texts=None if cfg.kind == "static" else HEAD_FIT_TEXTS,
+                seed=cfg.seed,
+            )
             stages = []
             start_label = "untrained start (projection fit)"
             for layers in [*cfg.layer_schedule, cfg.layers] if cfg.kind == "truncated" else [None]:
@@ -461,6 +482,24 @@ def save_student(run: RunDir, student, cfg: StudentConfig, phase: str, selection
                 **({"selection": selection} if selection else {}),
             },
         )
+        provenance.write_record(tmp, *step_inputs(run, _step_of(phase), cfg))
+
+
+def step_inputs(run: RunDir, step: str, student: StudentConfig | None = None) -> tuple[dict, dict]:
+    """The settings a step depends on and the fingerprints of the artifacts it reads (see ``provenance``)."""
+    config = run.config
+    teacher_fp = provenance.recorded_fingerprint(run.teacher_dir)
+    index_fp = provenance.recorded_fingerprint(run.index_dir)
+    if step == "teacher":
+        return provenance.teacher_settings(config), {}
+    if step == "index":
+        return provenance.index_settings(config), {"teacher": teacher_fp}
+    if student is None:
+        raise ValueError(f"step {step!r} needs a student")
+    if step == "align":
+        return provenance.align_settings(config, student), {"teacher": teacher_fp, "index": index_fp}
+    aligned_fp = provenance.recorded_fingerprint(run.student_dir(student.name, "aligned"))
+    return provenance.refine_settings(config, student), {"aligned": aligned_fp, "index": index_fp}
 
 
 def load_student(run: RunDir, name: str, phase: str):

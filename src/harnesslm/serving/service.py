@@ -23,16 +23,20 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from harnesslm.data.text import normalize_query
 from harnesslm.serving.searcher import QueryEncoder, Searcher
+from harnesslm.serving.static_encoder import StaticQueryEncoder
 
 logger = logging.getLogger(__name__)
 
-EncoderKind = Literal["pytorch", "onnx", "onnx-int8", "teacher"]
-ENCODER_KINDS: tuple[str, ...] = ("pytorch", "onnx", "onnx-int8", "teacher")
+EncoderKind = Literal["auto", "pytorch", "numpy", "onnx", "onnx-int8", "teacher"]
+ENCODER_KINDS: tuple[str, ...] = ("auto", "pytorch", "numpy", "onnx", "onnx-int8", "teacher")
 FilterValues = str | list[str]
 
 
@@ -55,13 +59,14 @@ class ServiceSettings(BaseModel):
         2.0, ge=0, description="how long the batcher waits for more requests after the first one arrives"
     )
     max_encode_batch: int = Field(64, ge=1, description="most queries the batcher encodes in one call")
+    max_filter_values: int = Field(256, ge=1, description="most filter values in one request, all fields together")
 
 
 # request / response models ---------------------------------------------------------------------------------
 class SearchRequest(BaseModel):
     """One query."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "k": "5" or true is an error, not k=5 or k=1
 
     query: str = Field(..., description="the search text", examples=["cordless drill 20v"])
     k: int | None = Field(None, description="number of hits (default: the service's default_k; at most max_k)")
@@ -76,7 +81,7 @@ class SearchRequest(BaseModel):
 class BatchSearchRequest(BaseModel):
     """Several queries with the same k and filters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     queries: list[str] = Field(..., description="the search texts (at most max_batch)", examples=[["hammer", "romex"]])
     k: int | None = Field(None, description="number of hits per query (default: default_k; at most max_k)")
@@ -114,7 +119,7 @@ class ModelInfo(BaseModel):
     name: str = Field(..., description="student name, or 'teacher'")
     kind: str = Field(..., description="static, truncated or teacher")
     phase: str | None = Field(None, description="aligned or refined (students)")
-    encoder: str = Field(..., description="pytorch, onnx, onnx-int8 or teacher")
+    encoder: str = Field(..., description="pytorch, numpy, onnx, onnx-int8 or teacher")
     space: str = Field(..., description="fingerprint of the teacher space the encoder was trained for")
 
 
@@ -336,8 +341,27 @@ class MicroBatcher:
         self._carry = None
         self._queued = 0
 
-    def _process(self, jobs: list[_Job]) -> list[SearchResult]:
-        """In a worker thread: one encoder call for every job's queries, one index search per (k, filter)."""
+    def _process(self, jobs: list[_Job]) -> list[SearchResult | BaseException]:
+        """In a worker thread: one encoder call for every job's queries, one index search per (k, filter).
+
+        When the batch fails, each job is retried alone, so a request that breaks the encoder fails by
+        itself and its batch-mates still get their results.
+        """
+        try:
+            return list(self._process_together(jobs))
+        except Exception as error:
+            if len(jobs) == 1:
+                return [error]
+            logger.warning("a search batch of %d requests failed (%s); retrying them one by one", len(jobs), error)
+            results: list[SearchResult | BaseException] = []
+            for job in jobs:
+                try:
+                    results.extend(self._process_together([job]))
+                except Exception as single:
+                    results.append(single)
+            return results
+
+    def _process_together(self, jobs: list[_Job]) -> list[SearchResult]:
         queries = [q for job in jobs for q in job.queries]
         with self._encode_lock:
             embeddings = self.searcher.encode(queries, batch_size=max(len(queries), 1))
@@ -395,7 +419,11 @@ def create_app(
             "get 422 with a `detail` message naming what was wrong."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets: the default page loads Swagger UI from a CDN
+        redoc_url=None,
     )
+    _add_offline_docs(app)
+    app.add_exception_handler(RequestValidationError, _compact_validation_error)
     app.state.batcher = batcher
     app.state.items = table
     app.state.settings = settings
@@ -407,6 +435,12 @@ def create_app(
         return k
 
     def check_query(query: str, where: str = "query") -> str:
+        try:
+            query.encode("utf-8")
+        except UnicodeEncodeError as error:  # a lone surrogate such as "\ud800" is not text
+            raise HTTPException(
+                422, f"{where} is not valid Unicode text (lone surrogate at character {error.start})"
+            ) from None
         if len(query) > settings.max_query_chars:
             raise HTTPException(422, f"{where} has {len(query)} characters; the limit is {settings.max_query_chars}")
         normalised = normalize_query(query)
@@ -415,6 +449,9 @@ def create_app(
         return normalised
 
     def check_filters(filters: Mapping[str, FilterValues] | None) -> tuple[np.ndarray | None, Hashable]:
+        count = sum(1 if isinstance(v, str) else len(v) for v in (filters or {}).values())
+        if count > settings.max_filter_values:
+            raise HTTPException(422, f"filters hold {count:,} values; the limit is {settings.max_filter_values}")
         try:
             return table.allowed_rows(filters)
         except ValueError as error:
@@ -495,18 +532,68 @@ def create_app(
     return app
 
 
+MAX_ERRORS_SHOWN = 10
+MAX_MESSAGE_CHARS = 200
+
+
+async def _compact_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    """422 naming each wrong field, without echoing the request back (FastAPI's default includes ``input``)."""
+    errors = error.errors()
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))[:MAX_MESSAGE_CHARS], "type": e.get("type")}
+        for e in errors[:MAX_ERRORS_SHOWN]
+    ]
+    if len(errors) > MAX_ERRORS_SHOWN:
+        detail.append({"loc": [], "msg": f"and {len(errors) - MAX_ERRORS_SHOWN} more errors", "type": "truncated"})
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` from the Swagger UI files of the ``swagger-ui-bundle`` package, so it works offline.
+
+    Without that package, ``/docs`` says so and points at ``/openapi.json`` rather than showing a blank page.
+    """
+    try:
+        from starlette.staticfiles import StaticFiles
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+    if swagger_ui_path is not None:
+        app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        if swagger_ui_path is None:
+            return HTMLResponse(
+                "<p>Interactive docs need the <code>swagger-ui-bundle</code> package (pip install "
+                "'harness-lm[serve]'). The API schema is at <a href='/openapi.json'>/openapi.json</a>.</p>"
+            )
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
 # from a run directory ----------------------------------------------------------------------------------
 def app_from_run(
     run_dir: str | Path,
     student: str | None = None,
-    encoder: EncoderKind = "pytorch",
+    encoder: EncoderKind = "auto",
     settings: ServiceSettings | None = None,
     threads: int | None = None,
 ) -> FastAPI:
     """The search app for a run: ``student`` (default: the first configured one, latest phase) or the teacher.
 
-    ``encoder``: ``pytorch`` (the sentence-transformers folder), ``onnx`` / ``onnx-int8`` (the student's
-    ``onnx/`` export, from ``harness export``), or ``teacher`` (the fine-tuned teacher itself). ``threads``
+    ``encoder``: ``pytorch`` (the sentence-transformers folder), ``numpy`` (a static student computed in numpy:
+    the same embeddings, an order of magnitude faster at batch 1), ``auto`` (numpy for a static student,
+    else pytorch), ``onnx`` / ``onnx-int8`` (the student's ``onnx/`` export, from ``harness export``), or
+    ``teacher`` (the fine-tuned teacher itself). ``threads``
     pins torch, FAISS and ONNX Runtime intra-op threads. Raises ServiceError, StepMissingError or
     IndexMismatchError (student trained for another teacher than the index) instead of starting.
     """
@@ -536,8 +623,12 @@ def app_from_run(
         meta = read_student_meta(folder)
         if not meta.get("teacher_space"):
             raise ServiceError(f"{folder} records no teacher space (harness_student.json): re-run `harness align`")
-        if encoder == "pytorch":
+        if encoder in ("auto", "pytorch", "numpy"):
             query_encoder = load_student(run, name, phase)
+            fast = StaticQueryEncoder.from_model(query_encoder) if encoder != "pytorch" else None
+            if encoder == "numpy" and fast is None:
+                raise ServiceError(f"--encoder numpy needs a static student; {name!r} is not one")
+            query_encoder, encoder = (fast, "numpy") if fast is not None else (query_encoder, "pytorch")
         else:
             query_encoder = _load_onnx(folder / "onnx", quantized=encoder == "onnx-int8", threads=threads)
         info = ModelInfo(

@@ -18,8 +18,38 @@ from sentence_transformers import (
 from sentence_transformers.base.sampler import BatchSamplers
 from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 from torch import nn
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
 logger = logging.getLogger(__name__)
+
+
+def _log_metrics(state, logs: dict | None) -> None:
+    """Send the trainer's periodic metrics (loss, learning rate, ...) to the log, not the terminal."""
+    if logs and state.is_world_process_zero:
+        values = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items() if k != "total_flos"}
+        logger.info("step %d/%d: %s", state.global_step, state.max_steps, values)
+
+
+class _ProgressBar(ProgressCallback):
+    """transformers' progress bar without the ``{'loss': ...}`` lines it writes under it: those go to the log."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        _log_metrics(state, logs)
+
+
+class _MetricsLog(TrainerCallback):
+    """Replaces ``PrinterCallback`` (which prints every metrics dict) when there is no progress bar."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        _log_metrics(state, logs)
+
+
+def _quiet(trainer, progress: bool):
+    """Keep the terminal to progress bars: training metrics are logged (a run writes them to its log file)."""
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_ProgressBar() if progress else _MetricsLog())
+    return trainer
 
 
 def train(
@@ -54,6 +84,7 @@ def train(
         trainer = SentenceTransformerTrainer(
             model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks or None
         )
+        _quiet(trainer, progress)
         result = trainer.train()
     model.eval()
     return {key: float(value) for key, value in result.metrics.items() if isinstance(value, int | float)}
@@ -79,7 +110,7 @@ def train_cross_encoder(
             output_dir=output_dir,
             **_schedule(len(dataset), max_steps, batch_size, learning_rate, warmup_ratio, seed, progress),
         )
-        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+        trainer = _quiet(CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss), progress)
         result = trainer.train()
     model.eval()
     return {key: float(value) for key, value in result.metrics.items() if isinstance(value, int | float)}
