@@ -372,3 +372,21 @@ def test_an_empty_test_split_skips_evaluation_with_one_line(tmp_path: Path, demo
     assert evaluate(run, progress=False) == {}
     assert "test split is empty" in " ".join(capsys.readouterr().err.split())
     assert not (run.root / "metrics.json").exists()
+
+
+def test_index_force_re_encodes_the_catalog(finished_run: RunDir, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harnesslm.cli.app import app
+    from harnesslm.index.embeddings import cache_path
+
+    root = tmp_path / "copy"
+    shutil.copytree(finished_run.root, root)
+    run = RunDir(root)
+    cached = cache_path(run.teacher, run.catalog["text"].tolist(), run.cache_dir)
+    before = cached.stat().st_mtime_ns
+    assert CliRunner().invoke(app, ["index", str(root)]).exit_code == 0
+    assert cached.stat().st_mtime_ns == before, "without --force the cached embeddings are reused"
+    result = CliRunner().invoke(app, ["index", str(root), "--force"])
+    assert result.exit_code == 0, result.output
+    assert cached.stat().st_mtime_ns != before

@@ -215,6 +215,10 @@ def index(
     milvus_token: Annotated[
         str | None, typer.Option(envvar="MILVUS_TOKEN", help="Milvus token (not written to config.yaml).")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(help="Re-encode the catalog even when its embeddings are cached (the index is always rebuilt)."),
+    ] = False,
 ) -> None:
     """Encode the catalog with the teacher (cached) and build its index (FAISS, or a Milvus collection).
 
@@ -239,7 +243,7 @@ def index(
         # the token is used for this build only, never written to config.yaml
         run.config.index = chosen.model_copy(update={"milvus_token": milvus_token}) if milvus_token else chosen
         try:
-            steps.build_index(run)
+            steps.build_index(run, refresh=force)
         except ValueError as error:  # impossible settings for this catalog (pq_m vs dim, too few items, ...)
             err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
             raise typer.Exit(2) from None

@@ -31,7 +31,7 @@ from harnesslm.data import limit_queries, load_catalog, load_judgments, load_que
 from harnesslm.data.checks import check_labels, check_positives
 from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index import build_item_index
-from harnesslm.index.embeddings import cached_encode, encode
+from harnesslm.index.embeddings import cache_path, cached_encode, encode
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.models import students as student_models
 from harnesslm.models.bundled import resolve_model
@@ -187,10 +187,13 @@ def item_embeddings(run: RunDir, model, progress: bool = True) -> np.ndarray:
 
 
 # index -----------------------------------------------------------------------------------------------------
-def build_index(run: RunDir, progress: bool = True) -> ItemIndex | MilvusItemIndex:
+def build_index(run: RunDir, progress: bool = True, refresh: bool = False) -> ItemIndex | MilvusItemIndex:
     """Encode the catalog once with the teacher (cached) and build the index in ``index/`` (FAISS, or Milvus
-    with ``index.kind: milvus``, in which case ``index/`` only describes the collection)."""
+    with ``index.kind: milvus``, in which case ``index/`` only describes the collection). ``refresh`` drops the
+    cached catalog embeddings of this teacher first, so they are encoded again."""
     with run.timed("index"):
+        if refresh:
+            cache_path(run.teacher, run.catalog["text"].tolist(), run.cache_dir).unlink(missing_ok=True)
         embeddings = item_embeddings(run, run.teacher, progress)
         built = build_item_index(
             embeddings, run.catalog["item_id"].tolist(), run.teacher_space, run.config.index, run.index_dir, progress
