@@ -311,36 +311,31 @@ def print_pool(result: dict) -> None:
     console.print(table)
 
 
-def print_tune_truncated(result: dict) -> None:
-    table = Table(title=f"2-layer truncated student, {result['align_steps']} alignment steps (validation)")
-    for column in ("variant", "val NDCG@10 at start", "best val NDCG@10", "% of teacher", "kept"):
-        table.add_column(column)
-    for label, row in result["variants"].items():
+def _validation_table(title: str, rows: dict[str, dict]) -> Table:
+    """One row per setting: validation NDCG@10 at the start and of the state kept, recovery, what, seconds."""
+    table = Table(title=title)
+    for column in ("setting", "val NDCG@10 start", "val NDCG@10 kept", "kept % of teacher", "kept", "s"):
+        table.add_column(column, justify="right")
+    for label, row in rows.items():
         table.add_row(
             label,
             f"{row['validation_ndcg@10_start']:.4f}",
             f"{row['validation_ndcg@10']:.4f}",
             f"{row['validation_recovery_%']:.1f}",
-            row["kept"],
+            row.get("kept", ""),
+            f"{row['seconds']:.0f}" if "seconds" in row else "-",
         )
-    console.print(table)
+    return table
+
+
+def print_tune_truncated(result: dict) -> None:
+    title = f"2-layer truncated student, {result['align_steps']} alignment steps (validation queries)"
+    console.print(_validation_table(title, result["variants"]))
 
 
 def print_tune(result: dict) -> None:
     for phase in ("align", "refine"):
-        table = Table(title=f"Static student, {phase} settings (validation queries)")
-        for column in ("setting", "val NDCG@10 start", "val NDCG@10 kept", "kept % of teacher", "kept", "s"):
-            table.add_column(column, justify="right")
-        for label, row in result[phase].items():
-            table.add_row(
-                label,
-                f"{row['validation_ndcg@10_start']:.4f}",
-                f"{row['validation_ndcg@10']:.4f}",
-                f"{row['validation_recovery_%']:.1f}",
-                row["kept"],
-                f"{row['seconds']:.0f}",
-            )
-        console.print(table)
+        console.print(_validation_table(f"Static student, {phase} settings (validation queries)", result[phase]))
 
 
 # main ------------------------------------------------------------------------------------------------------
