@@ -232,7 +232,10 @@ def summarise(run: RunDir) -> dict:
         row = {k: values[k] for k in keys if k in values} | {"role": values["role"]}
         student, _, phase = name.partition(" (")
         phase = phase.rstrip(")")
-        arch = next((v for k, v in speed.items() if k.startswith(f"{student} (")), None)
+        # the system's own encoder (an ONNX export has its own row); else the student's PyTorch encoder
+        arch = speed.get(name) or next(
+            (v for k, v in speed.items() if k.startswith(f"{student} (") and "onnx" not in k), None
+        )
         if values["role"] == "student" and arch:
             row |= {"p50_ms": arch["latency"]["p50_ms"], "speed_up_p50": arch["latency_speedup_p50"]}
             row["kept"] = selection.get(student, {}).get(phase, {}).get("kept")
