@@ -123,3 +123,17 @@ def test_bench_flags_unsteady_timings_and_a_loaded_machine() -> None:
     assert any("cores busy" in w for w in flagged["warnings"])
     assert any(w.startswith("static: p50 varied by 200%") for w in flagged["warnings"])
     assert results["teacher"]["p50_spread_%"] == pytest.approx(5.0)
+
+
+def test_each_pass_reports_its_own_p50() -> None:
+    clock = FakeClock()
+    passes_done = {"calls": 0}
+
+    def encode(text: str) -> None:  # the second pass over the inputs runs twice as slow (a busy machine)
+        passes_done["calls"] += 1
+        slow = 2 if 3 < passes_done["calls"] <= 6 else 1
+        clock.now_ns += int(text) * slow * MS
+
+    stats = measure_latency(encode, ["1", "2", "3"], warmup=0, repeats=3, clock=clock)
+    assert stats.p50_ms_per_pass == pytest.approx((2.0, 4.0, 2.0))
+    assert stats.n == 9 and stats.p50_ms == pytest.approx(2.0)  # one distribution over all 9 calls

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,13 +24,14 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Per-call latency percentiles in milliseconds over ``n`` timed calls."""
+    """Per-call latency percentiles in milliseconds over ``n`` timed calls (and the p50 of each pass)."""
 
     p50_ms: float
     p95_ms: float
     p99_ms: float
     mean_ms: float
     n: int
+    p50_ms_per_pass: tuple[float, ...] = field(default=(), compare=False)  # a diagnostic, not the result
 
 
 def measure_latency(
@@ -44,8 +45,9 @@ def measure_latency(
     """Time ``fn`` on one input at a time (batch size 1).
 
     First ``warmup`` untimed calls (cycling through ``inputs``) let caches, allocators and lazy
-    initialisation settle; then every input is timed ``repeats`` times, so ``n = len(inputs) * repeats``.
-    Percentiles use numpy's linear interpolation.
+    initialisation settle; then every input is timed ``repeats`` times (``repeats`` passes over ``inputs``), so
+    ``n = len(inputs) * repeats``. Percentiles use numpy's linear interpolation; ``p50_ms_per_pass`` shows how
+    much the passes disagree (a busy or unsteady machine).
     """
     if len(inputs) == 0:
         raise ValueError("inputs must not be empty")
@@ -59,7 +61,9 @@ def measure_latency(
         start = clock()
         fn(text)
         durations_ns[i] = clock() - start
-    return _stats(durations_ns / 1e6)
+    durations_ms = durations_ns / 1e6
+    passes = durations_ms.reshape(repeats, len(inputs))
+    return _stats(durations_ms, tuple(float(np.percentile(row, 50)) for row in passes))
 
 
 def measure_throughput(
@@ -153,7 +157,7 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
-def _stats(durations_ms: np.ndarray) -> LatencyStats:
+def _stats(durations_ms: np.ndarray, p50_per_pass: tuple[float, ...] = ()) -> LatencyStats:
     p50, p95, p99 = np.percentile(durations_ms, [50, 95, 99])
     return LatencyStats(
         p50_ms=float(p50),
@@ -161,4 +165,5 @@ def _stats(durations_ms: np.ndarray) -> LatencyStats:
         p99_ms=float(p99),
         mean_ms=float(durations_ms.mean()),
         n=len(durations_ms),
+        p50_ms_per_pass=p50_per_pass,
     )

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import faiss
-import numpy as np
 
 from harnesslm.evaluation.latency import (
-    LatencyStats,
     busy_cores_elsewhere,
     measure_latency,
     measure_throughput,
@@ -22,7 +20,8 @@ from harnesslm.serving.searcher import Searcher
 from harnesslm.serving.static_encoder import StaticQueryEncoder
 
 REPEATS = 3
-"""Timed passes over the queries per encoder: the spread of their p50s shows how steady the machine was."""
+"""Timed passes over the queries per encoder (one distribution; the spread of the passes' p50s shows how
+steady the machine was)."""
 BUSY_ELSEWHERE_LIMIT = 0.25  # cores used by other processes above which timings are flagged
 SPREAD_LIMIT = 0.2  # (max - min) / min of the repeats' p50 above which timings are flagged ...
 SPREAD_FLOOR_MS = 0.05  # ... when the difference is also larger than this (timer noise at tens of microseconds)
@@ -53,13 +52,8 @@ def bench(run: RunDir, names: list[str] | None = None) -> dict:
             threads = thread_info()
             for name, model in encoders.items():
                 searcher = Searcher(model, run.index)
-                passes = [
-                    measure_latency(
-                        lambda q, s=searcher: s.encode([q], batch_size=1), queries, cfg.warmup if i == 0 else 0
-                    )
-                    for i in range(REPEATS)
-                ]
-                latency = _pooled(passes)
+                encode_one = lambda q, s=searcher: s.encode([q], batch_size=1)  # noqa: E731
+                latency = measure_latency(encode_one, queries, cfg.warmup, repeats=REPEATS)
                 e2e = measure_latency(lambda q, s=searcher: s.search([q], 10), queries, cfg.warmup)
                 throughput = measure_throughput(
                     lambda batch, s=searcher: s.encode(batch, cfg.throughput_batch_size),
@@ -68,7 +62,7 @@ def bench(run: RunDir, names: list[str] | None = None) -> dict:
                 )
                 results[name] = {
                     "latency": asdict(latency),
-                    "p50_ms_per_pass": [p.p50_ms for p in passes],
+                    "p50_ms_per_pass": list(latency.p50_ms_per_pass),
                     "search_latency": asdict(e2e),
                     "queries_per_s": throughput,
                 }
@@ -88,17 +82,6 @@ def bench(run: RunDir, names: list[str] | None = None) -> dict:
             console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
         run.update_json("bench.json", report)
     return report
-
-
-def _pooled(passes: list) -> LatencyStats:
-    """One distribution from several timed passes (their durations are not kept: pool the percentiles)."""
-    return LatencyStats(
-        p50_ms=float(np.median([p.p50_ms for p in passes])),
-        p95_ms=float(np.median([p.p95_ms for p in passes])),
-        p99_ms=float(np.median([p.p99_ms for p in passes])),
-        mean_ms=float(np.mean([p.mean_ms for p in passes])),
-        n=sum(p.n for p in passes),
-    )
 
 
 def _steadiness(results: dict, busy_before: float | None, busy_after: float | None) -> dict:

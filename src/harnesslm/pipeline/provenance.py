@@ -44,7 +44,7 @@ def refine_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]
     fields = student.model_dump(mode="json")
     return {
         "student": {k: v for k, v in fields.items() if k.startswith(REFINE_PREFIX) or k in SHARED_STUDENT_KEYS},
-        "teacher.negatives": {k: config.teacher.model_dump()[k] for k in ("negatives_from_rank", "negatives_to_rank")},
+        "teacher.negatives": config.teacher.model_dump(include={"negatives_from_rank", "negatives_to_rank"}),
         "selection": config.selection.model_dump(mode="json"),
     }
 
@@ -114,6 +114,22 @@ def stale_reason(folder: Path, settings: dict[str, Any], inputs: dict[str, str |
         if record.get("inputs", {}).get(name) != value
     ]
     return "; ".join(changed) or "its settings changed"
+
+
+def must_redo(
+    label: str, folder: Path, present: bool, settings: dict[str, Any], inputs: dict[str, str | None], force: bool
+) -> bool:
+    """Whether a step must run: forced, its output missing, or made with other settings or inputs (said why)."""
+    from harnesslm.pipeline.run_dir import console  # the console lives with the run directory
+
+    if force or not present:
+        return True
+    reason = stale_reason(folder, settings, inputs)
+    if reason:
+        console.print(f"[yellow]{label}: redone, because {reason}", soft_wrap=True)
+        return True
+    console.print(f"[dim]{label}: current, skipped")
+    return False
 
 
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

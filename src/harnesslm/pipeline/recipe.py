@@ -82,18 +82,8 @@ def check_student_layers(config: RunConfig) -> None:
 def _redo(
     run: RunDir, step: str, folder: Path, force: bool, present: bool, student: StudentConfig | None = None
 ) -> bool:
-    """Whether ``step`` must run: forced, its output missing, or made with other settings or inputs (said why)."""
     label = f"{step} {student.name!r}" if student else step
-    if force:
-        return True
-    if not present:
-        return True
-    reason = provenance.stale_reason(folder, *steps.step_inputs(run, step, student))
-    if reason:
-        console.print(f"[yellow]{label}: redone, because {reason}", soft_wrap=True)
-        return True
-    console.print(f"[dim]{label}: current, skipped")
-    return False
+    return provenance.must_redo(label, folder, present, *steps.step_inputs(run, step, student), force)
 
 
 def _index_is_current(run: RunDir) -> bool:

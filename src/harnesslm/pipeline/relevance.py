@@ -364,24 +364,20 @@ def _reranker_inputs(run: RunDir) -> tuple[dict, dict]:
     return provenance.reranker_settings(run.config), {"relevance teacher": teacher}
 
 
-def _stale(folder: Path, inputs: tuple[dict, dict], label: str) -> bool:
-    """Missing, or made with other settings or inputs (said why); see :mod:`harnesslm.pipeline.provenance`."""
-    if not (folder / "config.json").exists():
-        return True
-    reason = provenance.stale_reason(folder, *inputs)
-    if reason:
-        console.print(f"[yellow]{label}: redone, because {reason}", soft_wrap=True)
-    return reason is not None
-
-
 def relevance(run: RunDir, losses: list[str] | None = None, force: bool = False, progress: bool = True) -> dict:
     """Teacher, labelling, one distilled re-ranker per loss (and bi-encoder distillation if configured), then
     the re-ranking evaluation. Without ``force``, a teacher or re-ranker on disk is kept while the settings and
     inputs it was made with are unchanged."""
-    if force or _stale(teacher_dir(run), _teacher_inputs(run), "relevance teacher"):
+    folder = teacher_dir(run)
+    if provenance.must_redo(
+        "relevance teacher", folder, (folder / "config.json").exists(), *_teacher_inputs(run), force
+    ):
         relevance_teacher(run, progress)
     for loss in losses or cfg_losses(run):
-        if force or _stale(reranker_dir(run, loss), _reranker_inputs(run), f"re-ranker {loss}"):
+        folder = reranker_dir(run, loss)
+        if provenance.must_redo(
+            f"re-ranker {loss}", folder, (folder / "config.json").exists(), *_reranker_inputs(run), force
+        ):
             distill_reranker(run, loss, progress=progress)
     for loss in run.config.relevance.bi_encoder_losses:
         distill_bi_encoder(run, loss, progress=progress)

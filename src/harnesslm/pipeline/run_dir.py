@@ -168,27 +168,27 @@ class RunDir:
 def _logged_to(path: Path, step: str) -> Iterator[None]:
     """Append this package's INFO records and every library's warnings to ``path`` while a step runs.
 
-    transformers logs through its own handler by default; it is routed through the root logger meanwhile,
-    so its load reports land in the file and the terminal shows them only when they are errors.
+    transformers logs through its own handler by default; its logger is routed through the root logger
+    meanwhile (and restored after, as it was), so its load reports land in the file and the terminal shows
+    them only when they are errors.
     """
-    from transformers.utils import logging as hf_logging
-
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter(f"%(asctime)s {step} %(levelname)s %(name)s: %(message)s"))
-    package = logging.getLogger("harnesslm")
-    previous_level = package.level
-    root = logging.getLogger()
+    package, root, hf = logging.getLogger("harnesslm"), logging.getLogger(), logging.getLogger("transformers")
+    saved = (package.level, hf.propagate, list(hf.handlers))
     root.addHandler(handler)
     package.setLevel(logging.INFO)
-    hf_logging.disable_default_handler()
-    hf_logging.enable_propagation()
+    hf.propagate = True
+    for own in saved[2]:
+        hf.removeHandler(own)
     try:
         yield
     finally:
-        hf_logging.disable_propagation()
-        hf_logging.enable_default_handler()
-        package.setLevel(previous_level)
+        package.setLevel(saved[0])
+        hf.propagate = saved[1]
+        for own in saved[2]:
+            hf.addHandler(own)
         root.removeHandler(handler)
         handler.close()
