@@ -5,8 +5,9 @@ Stages (each resumable: a finished run directory is reused, so stages can run on
 * ``pool``: the research table. The static student is aligned on a pool that grows by source (training
   queries; + catalog texts; + pseudo-queries; + synthetic queries at several amounts) and scored on the
   **validation** queries, so the defaults chosen from it never look at test queries.
-* ``tune`` / ``tune-truncated``: the static student's alignment budget and refinement settings; the 2-layer
-  truncated student's start (a fitted linear head or none), learning rate and loss. On validation.
+* ``tune`` / ``tune-truncated`` / ``tune-static``: the static student's alignment budget and refinement
+  settings; the 2-layer truncated student's start (a fitted linear head or none), learning rate and loss; the
+  static table's vocabulary (subwords, or the shop's own words added) and width. On validation.
 * ``main``: the recipe with its default students (static; truncated at 2 and 4 layers of the fine-tuned
   teacher) on the full training split; every student after each phase on the **test** queries: NDCG@10 and
   Recall@100 with paired-bootstrap 95% intervals, recovery against the fine-tuned teacher (with intervals),
@@ -32,11 +33,12 @@ from rich.console import Console
 from rich.table import Table
 
 from harnesslm.atomic import write_text
-from harnesslm.config import RunConfig, StudentConfig, TeacherConfig, load_config
+from harnesslm.config import RunConfig, StudentConfig, TeacherConfig, load_config, updated
+from harnesslm.evaluation.systems import SystemId
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import TEACHER
 from harnesslm.pipeline.recipe import run_recipe
-from harnesslm.pipeline.run_dir import RunDir
+from harnesslm.run.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "homedepot_distillation.json"
@@ -102,6 +104,15 @@ TRUNCATED_GRID = {
 }
 TRUNCATED_TUNE_STEPS = 300
 
+# The `tune-static` stage: the static table itself (its vocabulary and width), each aligned for the default
+# 1,500 steps on validation. "subwords, 256-d" is the previous default.
+STATIC_GRID = {
+    "subwords, 256-d": {"domain_vocabulary": 0, "pca_dims": 256},
+    "+ domain words, 256-d": {"domain_vocabulary": 20_000, "pca_dims": 256},
+    "+ domain words, 384-d": {"domain_vocabulary": 20_000, "pca_dims": None},
+}
+STATIC_TUNE_STEPS = 1500
+
 
 # stages ----------------------------------------------------------------------------------------------------
 def stage_pool(config: RunConfig, out: Path, synthetic: list[int], align_steps: int) -> dict:
@@ -112,8 +123,7 @@ def stage_pool(config: RunConfig, out: Path, synthetic: list[int], align_steps: 
     rows = {}
     for label, settings in pool_variants(synthetic).items():
         root = out / "pool" / f"{align_steps}-steps" / _slug(label)
-        variant = config.model_copy(deep=True)
-        variant.pool = variant.pool.model_validate({**variant.pool.model_dump(), **settings})
+        variant = updated(config, {"pool": settings})
         run = _variant(main, variant, root, static, {"align_steps": align_steps})
         rows[label] = _phase_row(run, "aligned", lambda r: steps.align(r, progress=False), teacher_val)
         pool = run.read_json("pool.json")
@@ -143,16 +153,16 @@ def stage_tune(config: RunConfig, out: Path, align_grid: dict[str, dict], refine
     return result
 
 
-def stage_tune_truncated(config: RunConfig, out: Path, grid: dict[str, dict], align_steps: int) -> dict:
-    """The 2-layer truncated student's alignment settings, each chosen on validation."""
+def stage_tune_student(
+    config: RunConfig, out: Path, name: str, grid: dict[str, dict], align_steps: int, folder: str
+) -> dict:
+    """One student's alignment settings (the truncated 2-layer start, the static table), each on validation."""
     main = prepared_teacher(config, out / "main")
     teacher_val = steps.validation_scorer(main)(main.teacher)
-    student = next(s for s in config.students if s.name == "truncated-2l")
+    student = next(s for s in config.students if s.name == name)
     rows = {}
     for label, overrides in grid.items():
-        run = _variant(
-            main, config, out / "tune-truncated" / _slug(label), student, {"align_steps": align_steps, **overrides}
-        )
+        run = _variant(main, config, out / folder / _slug(label), student, {"align_steps": align_steps, **overrides})
         rows[label] = _phase_row(
             run, "aligned", lambda r: steps.align(r, progress=False), teacher_val, name=student.name
         )
@@ -160,8 +170,9 @@ def stage_tune_truncated(config: RunConfig, out: Path, grid: dict[str, dict], al
 
 
 def _variant(main: RunDir, config: RunConfig, root: Path, student: StudentConfig, overrides: dict) -> RunDir:
-    variant = config.model_copy(deep=True)
-    variant.students = [StudentConfig.model_validate({**student.model_dump(), **overrides})]
+    variant = config.model_copy(
+        update={"students": [StudentConfig.model_validate({**student.model_dump(), **overrides})]}
+    )
     return linked_run(main, root, variant)
 
 
@@ -230,11 +241,11 @@ def summarise(run: RunDir) -> dict:
     rows = {}
     for name, values in systems.items():
         row = {k: values[k] for k in keys if k in values} | {"role": values["role"]}
-        student, _, phase = name.partition(" (")
-        phase = phase.rstrip(")")
+        sid = SystemId.parse(name)
+        student, phase = sid.name, sid.phase
         # the system's own encoder (an ONNX export has its own row); else the student's PyTorch encoder
         arch = speed.get(name) or next(
-            (v for k, v in speed.items() if k.startswith(f"{student} (") and "onnx" not in k), None
+            (v for k, v in speed.items() if (o := SystemId.parse(k)).name == student and o.runtime is None), None
         )
         if values["role"] == "student" and arch:
             row |= {"p50_ms": arch["latency"]["p50_ms"], "speed_up_p50": arch["latency_speedup_p50"]}
@@ -331,8 +342,8 @@ def _validation_table(title: str, rows: dict[str, dict]) -> Table:
     return table
 
 
-def print_tune_truncated(result: dict) -> None:
-    title = f"2-layer truncated student, {result['align_steps']} alignment steps (validation queries)"
+def print_tune_student(result: dict, student: str) -> None:
+    title = f"{student}, {result['align_steps']} alignment steps (validation queries)"
     console.print(_validation_table(title, result["variants"]))
 
 
@@ -348,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "hd-distillation")
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument(
-        "--stage", default="pool,tune,main,small", help="comma-separated: pool, tune, tune-truncated, main, small"
+        "--stage",
+        default="pool,tune,main,small",
+        help="comma-separated: pool, tune, tune-truncated, tune-static, main, small",
     )
     parser.add_argument("--layers", default="2,4", help="truncated students' layer counts")
     parser.add_argument("--synthetic", default="", help="synthetic-query item counts for the pool table, e.g. 500,2000")
@@ -360,9 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     if not config.data.catalog.path.exists():
         print(f"data not found: {config.data.catalog.path} (the benchmark needs ../shared/data/homedepot)")
         return 2
-    config.students = [
-        StudentConfig.model_validate(s) for s in students(config, [int(k) for k in args.layers.split(",")])
-    ]
+    layers = [int(k) for k in args.layers.split(",")]
+    config = config.model_copy(update={"students": [StudentConfig.model_validate(s) for s in students(config, layers)]})
     result = json.loads(args.json.read_text()) if args.json.exists() else {}
     for stage in args.stage.split(","):
         if stage == "pool":
@@ -373,17 +385,28 @@ def main(argv: list[str] | None = None) -> int:
             result["tune"] = stage_tune(config, args.out, ALIGN_GRID, REFINE_GRID)
             print_tune(result["tune"])
         elif stage == "tune-truncated":
-            result["tune_truncated"] = stage_tune_truncated(config, args.out, TRUNCATED_GRID, TRUNCATED_TUNE_STEPS)
-            print_tune_truncated(result["tune_truncated"])
+            result["tune_truncated"] = stage_tune_student(
+                config, args.out, "truncated-2l", TRUNCATED_GRID, TRUNCATED_TUNE_STEPS, "tune-truncated"
+            )
+            print_tune_student(result["tune_truncated"], "2-layer truncated student")
+        elif stage == "tune-static":
+            result["tune_static"] = stage_tune_student(
+                config, args.out, "static", STATIC_GRID, STATIC_TUNE_STEPS, "tune-static"
+            )
+            print_tune_student(result["tune_static"], "Static student's table")
         elif stage == "main":
             result["main"] = stage_recipe(config, args.out / "main")
             print_recipe("Home Depot, full training split", result["main"])
         elif stage == "small":
-            small = config.model_copy(deep=True)
-            small.data.max_train_queries = args.small_queries
-            small.teacher = TeacherConfig(model=config.teacher.model)  # the default recipe, as a new user runs it
             small_layers = {f"truncated-{k}l" for k in args.small_layers.split(",") if k}
-            small.students = [s for s in small.students if s.kind == "static" or s.name in small_layers]
+            small = config.model_copy(
+                update={
+                    "data": config.data.model_copy(update={"max_train_queries": args.small_queries}),
+                    # the default recipe, as a new user runs it
+                    "teacher": TeacherConfig(model=config.teacher.model),
+                    "students": [s for s in config.students if s.kind == "static" or s.name in small_layers],
+                }
+            )
             result["small"] = stage_recipe(small, args.out / "small")
             print_recipe(f"Home Depot, {args.small_queries} training queries", result["small"])
         else:

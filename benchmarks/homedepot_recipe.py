@@ -23,8 +23,8 @@ from harnesslm.config import load_config
 from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE
 from harnesslm.pipeline.recipe import run_recipe
-from harnesslm.pipeline.run_dir import RunDir
-from harnesslm.pipeline.steps import item_embeddings
+from harnesslm.run.catalog_embeddings import item_embeddings
+from harnesslm.run.run_dir import RunDir
 from harnesslm.serving.searcher import Searcher
 
 ROOT = Path(__file__).resolve().parents[1]

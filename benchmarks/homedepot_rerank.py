@@ -27,7 +27,7 @@ from rich.table import Table
 from harnesslm.atomic import write_text
 from harnesslm.config import RelevanceConfig
 from harnesslm.pipeline import relevance as stage
-from harnesslm.pipeline.run_dir import RunDir
+from harnesslm.run.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]
@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def configure(run: RunDir, args: argparse.Namespace) -> None:
-    run.config.relevance = RelevanceConfig(
+    relevance = RelevanceConfig(
         enabled=True,
         retriever=None if args.retriever == "teacher" else args.retriever,
         candidates_k=args.k,
@@ -96,6 +96,7 @@ def configure(run: RunDir, args: argparse.Namespace) -> None:
         eval_queries=args.eval_queries,
         student_losses=args.losses.split(","),
     )
+    run.config = run.config.model_copy(update={"relevance": relevance})
     run.save_config()
 
 
@@ -113,7 +114,7 @@ def curve_points(args: argparse.Namespace, labelled) -> list[dict]:
 
 def curve_folder(run: RunDir, point: dict) -> Path:
     name = f"augmented-{point['augmented_queries']}-steps-{point['steps']}"
-    return stage.relevance_dir(run) / "rerankers-curve" / name
+    return run.relevance_dir / "rerankers-curve" / name
 
 
 def curve_system(point: dict) -> str:
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return bi_encoder(run, args)
     last = len(STAGES) if args.stage == "all" else STAGES.index(args.stage) + 1
     todo = STAGES[:last]
-    if not (stage.teacher_dir(run) / "config.json").exists():
+    if not (run.relevance_teacher_dir / "config.json").exists():
         stage.relevance_teacher(run)
     if "label" not in todo:
         return 0
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     losses = args.losses.split(",")
     if "losses" in todo:
         for loss in losses:
-            if not (stage.reranker_dir(run, loss) / "config.json").exists():
+            if not (run.reranker_dir(loss) / "config.json").exists():
                 stage.distill_reranker(run, loss, comparison)
     points = curve_points(args, labelled)
     if "curve" in todo:

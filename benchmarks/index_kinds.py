@@ -27,11 +27,11 @@ from rich.console import Console
 from rich.table import Table
 
 from harnesslm.atomic import write_text
-from harnesslm.index.embeddings import cache_path, encode, read_cache
+from harnesslm.encoding.cache import cache_path, encode, read_cache
 from harnesslm.index.item_index import ItemIndex, default_nlist, default_pq_m
 from harnesslm.index.profile import profile_index
-from harnesslm.pipeline.run_dir import RunDir
-from harnesslm.pipeline.steps import item_embeddings
+from harnesslm.run.catalog_embeddings import item_embeddings
+from harnesslm.run.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("exact", "hnsw", "ivfpq", "sq8", "milvus")

@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harnesslm.atomic import write_text
-from harnesslm.pipeline.run_dir import RunDir
+from harnesslm.run.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = ("teacher", "pytorch", "onnx", "onnx-int8")

@@ -56,7 +56,7 @@ def build_tiny_bert(folder: Path, texts: list[str], hidden: int = 32, layers: in
 @pytest.fixture(scope="session")
 def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small demo shop written as CSV files (Home Depot column names)."""
-    from harnesslm.data.demo import write_demo_shop
+    from harnesslm.demo.shop import write_demo_shop
 
     return write_demo_shop(tmp_path_factory.mktemp("demo"), n_products=300, n_queries=150, n_unlabeled=100)
 
@@ -64,7 +64,7 @@ def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of a tiny random sentence-transformers model whose vocabulary covers the demo shop."""
-    from harnesslm.data.demo import make_demo_shop
+    from harnesslm.demo.shop import make_demo_shop
 
     shop = make_demo_shop(n_products=300, n_queries=150, n_unlabeled=100)
     texts = [

@@ -29,7 +29,7 @@ _EXPORTS = {
     "demo_config": "harnesslm.pipeline.recipe",
     "run_recipe": "harnesslm.pipeline.recipe",
     "write_report": "harnesslm.pipeline.report",
-    "RunDir": "harnesslm.pipeline.run_dir",
+    "RunDir": "harnesslm.run.run_dir",
     "align": "harnesslm.pipeline.steps",
     "build_index": "harnesslm.pipeline.steps",
     "prepare": "harnesslm.pipeline.steps",
@@ -61,8 +61,8 @@ if TYPE_CHECKING:
     from harnesslm.pipeline.export import export
     from harnesslm.pipeline.recipe import demo_config, run_recipe
     from harnesslm.pipeline.report import write_report
-    from harnesslm.pipeline.run_dir import RunDir
     from harnesslm.pipeline.steps import align, build_index, prepare, refine, teacher
+    from harnesslm.run.run_dir import RunDir
 
 
 def __getattr__(name: str) -> Any:

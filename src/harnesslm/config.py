@@ -7,14 +7,23 @@ Every setting has a default that works on the built-in demo data and reads the H
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+RankingLoss = Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]
+"""The ranking losses a re-ranker or the bi-encoder student can be distilled with: the one list of their names
+(``harnesslm.rerank.losses`` builds them; every name but ``margin_mse`` is an objective of
+``harnesslm.losses.ranking_objectives``)."""
+RANKING_LOSSES: tuple[str, ...] = get_args(RankingLoss)
+
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A config section: unknown keys are errors, and it never changes once made (an override makes a copy,
+    ``section.model_copy(update=...)``), so a step can hold on to the config it was given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CatalogSource(_Section):
@@ -163,8 +172,20 @@ class StudentConfig(_Section):
 
     name: str
     kind: Literal["static", "truncated"]
-    # static: distilled from the (fine-tuned) teacher's vocabulary with model2vec.
-    pca_dims: int | None = Field(256, ge=1)
+    # static: distilled from the (fine-tuned) teacher's vocabulary with model2vec. On Home Depot validation
+    # (1,500 alignment steps): subwords at 256-d kept 98.4% of the teacher's NDCG@10; adding the shop's words
+    # 99.7%; and at the teacher's own width (no PCA) 100.5% (benchmarks/homedepot_distillation.py --stage
+    # tune-static).
+    pca_dims: int | None = Field(
+        None, ge=1, description="static students: the table's width after PCA; None keeps the teacher's width"
+    )
+    domain_vocabulary: int = Field(
+        20_000,
+        ge=0,
+        description="static students: up to this many words of the training queries and catalog texts (seen at "
+        "least twice, missing from the teacher's tokenizer) become whole tokens of the table, so `dewalt` has a "
+        "row of its own instead of `dew ##al ##t`; 0 keeps the teacher's subword vocabulary",
+    )
     # truncated: the first ``layers`` transformer layers of ``base`` (default: the teacher itself).
     base: str | None = None
     layers: int = Field(2, ge=1)
@@ -285,15 +306,13 @@ class RelevanceConfig(_Section):
     student_layers: int = Field(
         3, ge=1, description="first transformer layers kept in the small cross-encoder (2 did not learn on HD)"
     )
-    student_losses: list[Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]] = Field(
-        default_factory=lambda: ["margin_mse"]
-    )
+    student_losses: list[RankingLoss] = Field(default_factory=lambda: ["margin_mse"])
     student_steps: int = Field(400, ge=1)
     student_batch_size: int = Field(16, ge=1, description="queries per batch (each with list_size items)")
     list_size: int = Field(8, ge=2, description="items per query in a listwise example (margin-MSE: pairs of them)")
     student_learning_rate: float = Field(2e-4, gt=0)
-    bi_encoder_losses: list[Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]] = (
-        Field(default_factory=list, description="also distil the teacher into the bi-encoder student with these")
+    bi_encoder_losses: list[RankingLoss] = Field(
+        default_factory=list, description="also distil the teacher into the bi-encoder student with these"
     )
     bi_encoder_steps: int = Field(300, ge=0)
     bi_encoder_learning_rate: float = Field(2e-4, gt=0)
@@ -353,14 +372,35 @@ def load_config(path: str | Path) -> RunConfig:
 def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
     """Make every data path absolute relative to ``base`` (the folder of the config file)."""
     data = config.data
-    fix = lambda p: p if p.is_absolute() else (base / p).resolve()  # noqa: E731
-    data.catalog.path = fix(data.catalog.path)
-    data.judgments.path = fix(data.judgments.path)
-    for source in data.extra_queries:
-        source.path = fix(source.path)
-    if config.cache_dir is not None:
-        config.cache_dir = fix(config.cache_dir)
-    return config
+
+    def fix(source):
+        path = source.path
+        return source if path.is_absolute() else source.model_copy(update={"path": (base / path).resolve()})
+
+    data = data.model_copy(
+        update={
+            "catalog": fix(data.catalog),
+            "judgments": fix(data.judgments),
+            "extra_queries": [fix(source) for source in data.extra_queries],
+        }
+    )
+    cache_dir = config.cache_dir
+    if cache_dir is not None and not cache_dir.is_absolute():
+        cache_dir = (base / cache_dir).resolve()
+    return config.model_copy(update={"data": data, "cache_dir": cache_dir})
+
+
+def updated(config: RunConfig, patch: dict[str, Any]) -> RunConfig:
+    """A new, validated config: ``patch`` (nested sections, e.g. ``{"pool": {"synthetic_items": 5}}``) merged
+    into ``config``, which stays as it was. How the CLI and benchmarks override a setting."""
+
+    def merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in change.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    return RunConfig.model_validate(merge(config.model_dump(), patch))
 
 
 def dump_config(config: RunConfig) -> str:

@@ -19,11 +19,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markdown import Markdown
 
-from harnesslm.config import ConfigError, IndexConfig, RunConfig, load_config
+from harnesslm.config import RANKING_LOSSES, ConfigError, IndexConfig, RunConfig, load_config
 from harnesslm.data.errors import DataError
-from harnesslm.index.item_index import IndexMismatchError
 from harnesslm.models.bundled import BundledModelError
-from harnesslm.pipeline.run_dir import RunDir, StepMissingError
+from harnesslm.run.run_dir import RunDir, StepMissingError
 
 app = typer.Typer(
     name="harness",
@@ -39,14 +38,20 @@ RunArg = Annotated[Path, typer.Argument(help="Run directory (created by `harness
 StudentOpt = Annotated[
     list[str] | None, typer.Option("--student", "-s", help="Only this student (repeatable). Default: all.")
 ]
-USER_ERRORS = (ConfigError, DataError, StepMissingError, BundledModelError, IndexMismatchError, FileNotFoundError)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The mistakes a user can make, reported in one line; FAISS loads only when a command runs."""
+    from harnesslm.index.item_index import IndexMismatchError
+
+    return (ConfigError, DataError, StepMissingError, BundledModelError, IndexMismatchError, FileNotFoundError)
 
 
 def _guard(action: Callable[[], Any]) -> Any:
     """Run ``action``; turn the user's mistakes into one red line and exit code 2."""
     try:
         return action()
-    except USER_ERRORS as error:
+    except _user_errors() as error:
         err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as error:
@@ -241,15 +246,14 @@ def index(
         given = {key: value for key, value in options.items() if value is not None}
         chosen = IndexConfig.model_validate({**run.config.index.model_dump(), **given})
         # the token is used for this build only, never written to config.yaml
-        run.config.index = chosen.model_copy(update={"milvus_token": milvus_token}) if milvus_token else chosen
+        building = chosen.model_copy(update={"milvus_token": milvus_token}) if milvus_token else chosen
         try:
-            steps.build_index(run, refresh=force)
+            steps.build_index(RunDir(run_dir, run.config.model_copy(update={"index": building})), refresh=force)
         except ValueError as error:  # impossible settings for this catalog (pq_m vs dim, too few items, ...)
             err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
             raise typer.Exit(2) from None
-        run.config.index = chosen
         if given:  # only settings that built an index are kept for later steps
-            run.save_config()
+            RunDir(run_dir, run.config.model_copy(update={"index": chosen})).save_config()
 
     _guard(action)
 
@@ -326,7 +330,7 @@ def export(run_dir: RunArg, student: StudentOpt = None) -> None:
     _guard(action)
 
 
-LOSSES = "margin_mse, approx_ndcg, listnet, listmle, lambdaloss, ranknet"
+LOSSES = ", ".join(RANKING_LOSSES)
 
 
 @app.command()
@@ -367,8 +371,9 @@ def rerank(
 
     def action() -> None:
         run = RunDir(run_dir)
-        if k is not None:
-            run.config.relevance.candidates_k = k
+        if k is not None:  # for this command only: config.yaml keeps its own candidates_k
+            relevance = run.config.relevance.model_copy(update={"candidates_k": k})
+            run = RunDir(run_dir, run.config.model_copy(update={"relevance": relevance}))
         if query is None:
             stage.rerank_evaluation(run)
             _show_report(run)
@@ -435,7 +440,9 @@ def serve(
     Serves the student's latest phase (refined, else aligned) and refuses to start when it was trained for
     another teacher than the index was built with.
     """
-    from harnesslm.serving.service import ServiceError, ServiceSettings, app_from_run
+    from harnesslm.pipeline.serve import app_from_run
+    from harnesslm.serving.errors import ServiceError
+    from harnesslm.serving.schemas import ServiceSettings
 
     def action() -> None:
         import uvicorn

@@ -56,6 +56,10 @@ class RelevanceScale:
         """Boolean mask of labels that count as relevant."""
         return labels >= self.relevant_at
 
+    def max_gain(self, labels: Sequence[float] | np.ndarray) -> float:
+        """The largest gain among ``labels`` (Home Depot: grade 3 gives 2): the top of the soft-target scale."""
+        return float(self.gains(np.asarray(labels, dtype=np.float64)).max())
+
 
 @dataclass(frozen=True)
 class MetricReport:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from harnesslm import extras
 from harnesslm.atomic import write_text
 from harnesslm.index.item_index import IndexMismatchError, check_space
 
@@ -88,10 +89,9 @@ def milvus_params(
 
 def connect(uri: str | Path, token: str | None = None) -> MilvusClient:
     """A ``MilvusClient`` for a Milvus Lite folder (``*.db``) or a server; token defaults to ``$MILVUS_TOKEN``."""
-    try:
-        from pymilvus import MilvusClient
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("the Milvus backend needs pymilvus: pip install 'harness-lm[milvus]'") from error
+    extras.require("milvus", "the Milvus backend", ("pymilvus",))
+    from pymilvus import MilvusClient
+
     uri = str(uri)
     if is_lite_uri(uri):
         if not uri.endswith(".db"):

@@ -1,19 +1,15 @@
 """Losses that no library ships in the form the recipe needs (one per module, like sentence-transformers)."""
 
 from harnesslm.losses.approx_ndcg import ApproxNDCGLoss
-from harnesslm.losses.cross_encoder_ranking import RANKING_LOSSES, bi_encoder_ranking_loss, cross_encoder_ranking_loss
 from harnesslm.losses.frozen_item_contrastive import FrozenItemContrastiveLoss
 from harnesslm.losses.frozen_item_listwise import FrozenItemListwiseLoss, listwise_dataset
 from harnesslm.losses.frozen_item_margin_mse import FrozenItemMarginMSELoss, margin_dataset
 
 __all__ = [
-    "RANKING_LOSSES",
     "ApproxNDCGLoss",
     "FrozenItemContrastiveLoss",
     "FrozenItemListwiseLoss",
     "FrozenItemMarginMSELoss",
-    "bi_encoder_ranking_loss",
-    "cross_encoder_ranking_loss",
     "listwise_dataset",
     "margin_dataset",
 ]

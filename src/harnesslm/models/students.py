@@ -14,8 +14,10 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import (
     Dense,
@@ -23,6 +25,8 @@ from sentence_transformers.sentence_transformer.modules import (
     StaticEmbedding,
     Transformer,
 )
+
+from harnesslm.models.layers import keep_first_layers
 
 STUDENT_META = "harness_student.json"
 
@@ -42,12 +46,15 @@ def embedding_dim(model: SentenceTransformer) -> int:
     return int(dim)
 
 
-def distill_static(teacher: SentenceTransformer, pca_dims: int | None = 256) -> StaticEmbedding:
+def distill_static(
+    teacher: SentenceTransformer, pca_dims: int | None = 256, vocabulary: list[str] | None = None
+) -> StaticEmbedding:
     """A model2vec static embedding table distilled from the teacher's own tokenizer vocabulary.
 
     Each vocabulary token goes through the teacher once; the outputs (PCA-reduced, Zipf/SIF-weighted) become
-    the table. Uses model2vec's ``distill_from_model`` on the in-memory teacher, so a fine-tuned teacher that
-    was never saved to a hub works too.
+    the table. ``vocabulary`` adds whole words as tokens of their own (see ``models.vocabulary``). Uses
+    model2vec's ``distill_from_model`` on the in-memory teacher, so a fine-tuned teacher that was never saved to
+    a hub works too.
     """
     from model2vec.distill import distill_from_model
 
@@ -57,6 +64,7 @@ def distill_static(teacher: SentenceTransformer, pca_dims: int | None = 256) -> 
     static_model = distill_from_model(
         model=transformer.auto_model,
         tokenizer=teacher.tokenizer,
+        vocabulary=vocabulary or None,
         pca_dims=pca_dims,
         quantize_to="float32",
         device="cpu",
@@ -125,12 +133,7 @@ def drop_layers(model: SentenceTransformer, layers: int) -> None:
     transformer = model[0]
     if not isinstance(transformer, Transformer):
         raise ValueError("a truncated student needs a base model whose first module is a Transformer")
-    encoder = transformer.auto_model.encoder
-    total = len(encoder.layer)
-    if not 1 <= layers <= total:
-        raise ValueError(f"cannot keep {layers} layers of a model that has {total}")
-    encoder.layer = torch.nn.ModuleList(list(encoder.layer)[:layers])
-    transformer.auto_model.config.num_hidden_layers = layers
+    keep_first_layers(transformer.auto_model, layers)
 
 
 def _projection(in_dim: int, out_dim: int) -> Dense:
@@ -149,15 +152,34 @@ def projection_of(student: SentenceTransformer) -> Dense | None:
     return next((m for m in student if isinstance(m, Dense)), None)
 
 
-def save_student(student: SentenceTransformer, folder: Path, meta: dict) -> None:
+class StudentMeta(BaseModel):
+    """What a student folder's ``harness_student.json`` records, written and read in this one shape."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    phase: str = Field(description="aligned, refined, untrained, or the phase a distilled copy started from")
+    name: str | None = None
+    kind: Literal["static", "truncated"] | None = None
+    teacher_space: str | None = Field(
+        None, description="fingerprint of the teacher whose item index it searches (None: its own space)"
+    )
+    teacher_dim: int | None = None
+    selection: dict[str, Any] | None = Field(None, description="the validation checkpoint kept, and why")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def save_student(student: SentenceTransformer, folder: Path, meta: StudentMeta) -> None:
     """Save the model folder plus ``harness_student.json`` (kind, teacher space fingerprint, phase)."""
     student.save(str(folder))
-    (Path(folder) / STUDENT_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    (Path(folder) / STUDENT_META).write_text(json.dumps(meta.to_json(), indent=2), encoding="utf-8")
 
 
-def read_student_meta(folder: Path) -> dict:
+def read_student_meta(folder: Path) -> StudentMeta | None:
+    """The folder's student metadata; None when it has none (a model saved by other means)."""
     path = Path(folder) / STUDENT_META
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return StudentMeta.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def transformer_layers(model: SentenceTransformer) -> int | None:

@@ -13,9 +13,10 @@ from harnesslm.evaluation.latency import (
     thread_info,
     torch_threads,
 )
+from harnesslm.evaluation.systems import SystemId
 from harnesslm.pipeline.export import onnx_encoders
-from harnesslm.pipeline.run_dir import RunDir, console
-from harnesslm.pipeline.steps import latest_phase, load_student
+from harnesslm.run.run_dir import RunDir, console
+from harnesslm.run.students import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
 from harnesslm.serving.static_encoder import StaticQueryEncoder
 
@@ -43,7 +44,7 @@ def bench(run: RunDir, names: list[str] | None = None) -> dict:
             phase = latest_phase(run, student.name)
             model = load_student(run, student.name, phase)
             # a static student is timed on its numpy path (the same embeddings; see serving.static_encoder)
-            encoders[f"{student.name} ({phase})"] = StaticQueryEncoder.from_model(model) or model
+            encoders[SystemId(student.name, phase).label] = StaticQueryEncoder.from_model(model) or model
             encoders.update(onnx_encoders(run, student.name, phase, threads=cfg.threads))  # when exported
         faiss.omp_set_num_threads(cfg.threads)
         results = {}

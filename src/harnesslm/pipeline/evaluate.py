@@ -26,11 +26,12 @@ from harnesslm.evaluation.metrics import (
     qrels_from_judgments,
     recovery,
 )
+from harnesslm.evaluation.systems import SystemId
 from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.models.students import load_model
 from harnesslm.pipeline.export import onnx_encoders
-from harnesslm.pipeline.run_dir import RunDir, console
-from harnesslm.pipeline.steps import item_embeddings, judged_queries
+from harnesslm.run.catalog_embeddings import item_embeddings
+from harnesslm.run.run_dir import RunDir, console, judged_queries
 from harnesslm.serving.searcher import Searcher
 
 TEACHER = "teacher (fine-tuned)"
@@ -176,7 +177,7 @@ def _rankings(run: RunDir, queries: Sequence[str], k: int, progress: bool) -> di
         folder = run.student_dir(name, phase)
         if (folder / "modules.json").exists():
             searcher = Searcher(load_model(str(folder)), run.index)
-            out[f"{name} ({phase})"] = System("student", *_search(searcher, queries, k))
+            out[SystemId(name, phase).label] = System("student", *_search(searcher, queries, k))
             for label, encoder in onnx_encoders(run, name, phase).items():  # exported copies, when present
                 ranked, embeddings = _search(Searcher(encoder, run.index), queries, k)
                 out[label] = System("student", ranked, embeddings, exported=True)

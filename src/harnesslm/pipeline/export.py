@@ -15,22 +15,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harnesslm.index.embeddings import encode
+from harnesslm import extras
+from harnesslm.encoding.cache import encode
+from harnesslm.evaluation.systems import SystemId
 from harnesslm.models.students import read_student_meta
-from harnesslm.pipeline.run_dir import RunDir, console
-from harnesslm.pipeline.steps import latest_phase, load_student
+from harnesslm.onnx.format import ONNX_DIR, ONNX_META
+from harnesslm.run.run_dir import RunDir, console
+from harnesslm.run.students import latest_phase, load_student
 
 if TYPE_CHECKING:
-    from harnesslm.serving.onnx_encoder import OnnxQueryEncoder
-
-ONNX_DIR = "onnx"
-ONNX_META = "harness_onnx.json"  # serving.onnx_encoder.ONNX_META, named here without importing onnxruntime
-NEEDS_EXTRA = "harness export needs onnx, onnxruntime and onnxscript: pip install 'harness-lm[onnx]'"
+    from harnesslm.onnx.runtime import OnnxQueryEncoder
 
 
 def onnx_label(name: str, phase: str, quantized: bool = False) -> str:
     """How an exported encoder is named in metrics.json, bench.json and the report."""
-    return f"{name} ({phase}, {'onnx-int8' if quantized else 'onnx'})"
+    return SystemId(name, phase, "onnx-int8" if quantized else "onnx").label
 
 
 def onnx_encoders(run: RunDir, name: str, phase: str, threads: int | None = None) -> dict[str, OnnxQueryEncoder]:
@@ -39,10 +38,12 @@ def onnx_encoders(run: RunDir, name: str, phase: str, threads: int | None = None
     if not (folder / ONNX_META).exists():
         return {}
     try:
-        from harnesslm.serving.onnx_encoder import OnnxQueryEncoder
-    except ImportError:
-        console.print(f"[yellow]{folder} is not used: {NEEDS_EXTRA}")
+        extras.require("onnx", "an ONNX encoder", ("onnxruntime",))
+    except extras.MissingExtraError as error:
+        console.print(f"[yellow]{folder} is not used: {error}")
         return {}
+    from harnesslm.onnx.runtime import OnnxQueryEncoder
+
     out = {onnx_label(name, phase): OnnxQueryEncoder.load(folder, threads=threads)}
     with suppress(FileNotFoundError):  # absent when exported without quantization
         out[onnx_label(name, phase, quantized=True)] = OnnxQueryEncoder.load(folder, quantized=True, threads=threads)
@@ -51,10 +52,9 @@ def onnx_encoders(run: RunDir, name: str, phase: str, threads: int | None = None
 
 def export(run: RunDir, names: list[str] | None = None) -> dict:
     """Export each student's latest phase; record sizes (MB) and agreement with the PyTorch student."""
-    try:
-        from harnesslm.models.onnx_export import SAMPLE_TEXTS, export_onnx, row_cosines
-    except ImportError as error:
-        raise ImportError(f"{NEEDS_EXTRA} ({error})") from error
+    extras.require("onnx", "harness export")
+    from harnesslm.onnx.export import SAMPLE_TEXTS, export_onnx, row_cosines
+
     results = {}
     with run.timed("export"):
         queries = list(dict.fromkeys(run.split("test")["query"]))[: run.config.evaluation.max_queries]
@@ -63,7 +63,7 @@ def export(run: RunDir, names: list[str] | None = None) -> dict:
             phase = latest_phase(run, cfg.name)
             source = run.student_dir(cfg.name, phase)
             student = load_student(run, cfg.name, phase)
-            info = export_onnx(student, source / ONNX_DIR, meta=read_student_meta(source))
+            info = export_onnx(student, source / ONNX_DIR, meta=_meta_json(source))
             reference = encode(student, queries, batch_size=256)
             agreement = {}
             for label, encoder in onnx_encoders(run, cfg.name, phase).items():
@@ -94,3 +94,8 @@ def _folder_mb(folder: Path, skip: str) -> float:
     """Size of a model folder in MB, leaving out its ``skip`` subfolder."""
     sizes = [p.stat().st_size for p in folder.rglob("*") if p.is_file() and skip not in p.relative_to(folder).parts]
     return round(float(np.sum(sizes, dtype=np.int64)) / 2**20, 3)
+
+
+def _meta_json(folder: Path) -> dict:
+    meta = read_student_meta(folder)
+    return meta.to_json() if meta else {}

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
-from harnesslm.config import ConfigError, RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
-from harnesslm.data.demo import write_demo_shop
+import yaml
+
+from harnesslm.config import ConfigError, RunConfig, StudentConfig
+from harnesslm.demo.shop import write_demo_shop
 from harnesslm.models.bundled import resolve_model
 from harnesslm.models.students import read_student_meta, transformer_layer_count
-from harnesslm.pipeline import provenance, steps
+from harnesslm.pipeline import steps
 from harnesslm.pipeline.bench import bench
 from harnesslm.pipeline.evaluate import evaluate
 from harnesslm.pipeline.relevance import relevance
 from harnesslm.pipeline.report import write_report
-from harnesslm.pipeline.run_dir import RunDir, console
+from harnesslm.run import provenance
+from harnesslm.run.run_dir import RunDir, console
 
 
 def run_recipe(config: RunConfig, root: Path, force: bool = False, progress: bool = True) -> RunDir:
     """prepare -> teacher -> index -> align -> refine -> evaluate -> bench [-> relevance] -> report.
 
     Without ``force``, a step is skipped when its output exists and matches what it depends on: the record
-    it wrote (:mod:`~harnesslm.pipeline.provenance`) names the same settings and inputs, the index is in the
+    it wrote (:mod:`~harnesslm.run.provenance`) names the same settings and inputs, the index is in the
     current teacher's space, and each student was trained against that teacher. Otherwise it is redone, and
     so is every step after it. Outputs are written atomically, so an interrupted run resumes at its step.
     """
@@ -83,7 +87,7 @@ def _redo(
     run: RunDir, step: str, folder: Path, force: bool, present: bool, student: StudentConfig | None = None
 ) -> bool:
     label = f"{step} {student.name!r}" if student else step
-    return provenance.must_redo(label, folder, present, *steps.step_inputs(run, step, student), force)
+    return provenance.must_redo(label, folder, present, *provenance.step_inputs(run, step, student), force)
 
 
 def _index_is_current(run: RunDir) -> bool:
@@ -94,56 +98,21 @@ def _index_is_current(run: RunDir) -> bool:
 
 def _student_is_current(run: RunDir, student: StudentConfig, phase: str) -> bool:
     meta = read_student_meta(run.student_dir(student.name, phase))
-    return meta.get("teacher_space") == run.teacher_space
+    return meta is not None and meta.teacher_space == run.teacher_space
 
 
 def demo_config(data_dir: Path, rerank: bool = False) -> RunConfig:
-    """Settings sized so the demo finishes within 5 minutes on 2 CPU cores.
+    """Settings sized so the demo finishes within 5 minutes on 2 CPU cores (``harnesslm/demo/config.yaml``).
 
-    ``rerank`` adds the re-ranking stage (a cross-encoder relevance teacher distilled into a small
-    re-ranker), about two minutes more. On the demo shop its small re-rankers rank worse than the retriever
-    alone, and the report says so.
+    Writes the demo shop into ``data_dir`` and points the config's data at its files. ``rerank`` adds the
+    re-ranking stage (a cross-encoder relevance teacher distilled into a small re-ranker), about two minutes
+    more. On the demo shop its small re-rankers rank worse than the retriever alone, and the report says so.
     """
-    files = write_demo_shop(data_dir, n_products=2000, n_queries=1200, n_unlabeled=1200)
-    return RunConfig.model_validate(
-        {
-            "data": {
-                "catalog": {"path": files["catalog"], "fields": ["brand", "category"]},
-                "judgments": {"path": files["judgments"]},
-                "extra_queries": [{"path": files["unlabeled_queries"]}],
-            },
-            "teacher": TeacherConfig(
-                model="bundled:all-MiniLM-L6-v2",
-                max_steps=40,
-                batch_size=32,
-                learning_rate=5e-5,
-                max_seq_length=48,
-            ).model_dump(),
-            "students": [
-                StudentConfig(name="static", kind="static", align_steps=300, refine_steps=150).model_dump(),
-                StudentConfig(
-                    name="truncated-2l",
-                    kind="truncated",
-                    layers=2,
-                    align_steps=60,
-                    refine_steps=40,
-                    align_learning_rate=2e-3,
-                    refine_learning_rate=3e-5,
-                ).model_dump(),
-            ],
-            # The re-ranking stage, small: a MiniLM cross-encoder teacher and a 3-layer student re-ranker.
-            "relevance": RelevanceConfig(
-                enabled=rerank,
-                retriever="static",
-                candidates_k=30,
-                teacher_steps=60,
-                max_length=32,
-                distil_queries=400,
-                augment_queries=400,
-                augment_k=8,
-                student_steps=40,
-                student_batch_size=8,
-                latency_queries=50,
-            ).model_dump(),
-        }
-    )
+    raw = yaml.safe_load((resources.files("harnesslm.demo") / "config.yaml").read_text(encoding="utf-8"))
+    written = write_demo_shop(data_dir, **raw.pop("shop"))
+    data = raw["data"]
+    data["catalog"]["path"] = written["catalog"]
+    data["judgments"] = {**data.get("judgments", {}), "path": written["judgments"]}
+    data["extra_queries"] = [{"path": written["unlabeled_queries"]}]
+    raw.setdefault("relevance", {})["enabled"] = rerank
+    return RunConfig.model_validate(raw)

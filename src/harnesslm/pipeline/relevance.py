@@ -22,32 +22,23 @@ from sentence_transformers.cross_encoder import CrossEncoder
 
 from harnesslm.atomic import atomic_directory, atomic_file, write_text
 from harnesslm.evaluation.latency import measure_latency, thread_info, torch_threads
-from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, recovery
+from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, qrels_from_judgments, recovery
 from harnesslm.models import students as student_models
-from harnesslm.models.cross_encoders import load_cross_encoder, small_cross_encoder, truncate_cross_encoder
 from harnesslm.models.fingerprint import model_fingerprint
-from harnesslm.pipeline import provenance
-from harnesslm.pipeline.run_dir import RunDir, StepMissingError, console
-from harnesslm.pipeline.steps import item_embeddings, latest_phase, load_student
+from harnesslm.rerank import datasets as rerank_data
+from harnesslm.rerank import distill
+from harnesslm.rerank.labelling import augmentation_pairs, label_pairs
+from harnesslm.rerank.models import load_cross_encoder, small_cross_encoder, truncate_cross_encoder
+from harnesslm.rerank.teacher import fine_tune_relevance_teacher
+from harnesslm.run import provenance
+from harnesslm.run.catalog_embeddings import item_embeddings
+from harnesslm.run.run_dir import RunDir, StepMissingError, console
+from harnesslm.run.students import latest_phase, load_student
 from harnesslm.serving.reranker import Reranker
 from harnesslm.serving.searcher import Searcher
-from harnesslm.training import relevance as rel
 
 RETRIEVER_ONLY = "no re-ranker"
 TEACHER_RERANKER = "cross-encoder teacher"
-
-
-# paths -----------------------------------------------------------------------------------------------------
-def relevance_dir(run: RunDir) -> Path:
-    return run.root / "relevance"
-
-
-def teacher_dir(run: RunDir) -> Path:
-    return relevance_dir(run) / "teacher"
-
-
-def reranker_dir(run: RunDir, loss: str) -> Path:
-    return relevance_dir(run) / "rerankers" / loss
 
 
 def _scale(run: RunDir) -> RelevanceScale:
@@ -56,7 +47,7 @@ def _scale(run: RunDir) -> RelevanceScale:
 
 def max_gain(run: RunDir) -> float:
     """The largest NDCG gain in the training judgments (HD: grade 3 - 1 = 2)."""
-    return float(_scale(run).gains(run.split("train")["label"].to_numpy(dtype=np.float64)).max())
+    return _scale(run).max_gain(run.split("train")["label"])
 
 
 # candidates ------------------------------------------------------------------------------------------------
@@ -74,7 +65,7 @@ def retriever_encoder(run: RunDir):
 def candidates(run: RunDir, progress: bool = True) -> dict[str, list[str]]:
     """The retriever's top-K for every training, pool and test query, computed once and kept on disk."""
     cfg = run.config.relevance
-    path = relevance_dir(run) / "candidates.parquet"
+    path = run.relevance_dir / "candidates.parquet"
     meta_path = path.with_suffix(".json")
     name = retriever_name(run)
     wanted = {"retriever": name, "k": cfg.candidates_k, "space": run.index.meta.space}
@@ -103,7 +94,7 @@ def candidates(run: RunDir, progress: bool = True) -> dict[str, list[str]]:
 
 # teacher ---------------------------------------------------------------------------------------------------
 def load_relevance_teacher(run: RunDir) -> CrossEncoder:
-    folder = teacher_dir(run)
+    folder = run.relevance_teacher_dir
     if not (folder / "config.json").exists():
         raise StepMissingError(f"no relevance teacher in {folder}: run `harness relevance` first")
     return load_cross_encoder(str(folder), run.config.relevance.max_length)
@@ -115,12 +106,12 @@ def relevance_teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
     found = candidates(run, progress)
     with run.timed("relevance teacher"):
         model = load_cross_encoder(cfg.teacher_model, cfg.max_length, run.config.cache_dir)
-        dataset = rel.teacher_training_pairs(
+        dataset = rerank_data.teacher_training_pairs(
             run.split("train"), found, run.item_texts, _scale(run), cfg.teacher_negatives, cfg.seed
         )
         torch.manual_seed(cfg.seed)
-        metrics = rel.fine_tune_relevance_teacher(model, dataset, cfg, progress)
-        with atomic_directory(teacher_dir(run)) as tmp:
+        metrics = fine_tune_relevance_teacher(model, dataset, cfg, progress)
+        with atomic_directory(run.relevance_teacher_dir) as tmp:
             model.save_pretrained(str(tmp))
             provenance.write_record(tmp, *_teacher_inputs(run))
         console.print(f"relevance teacher trained on {len(dataset):,} soft-labelled pairs")
@@ -154,7 +145,7 @@ def label(run: RunDir, progress: bool = True) -> pd.DataFrame:
     """Teacher scores for every judged training pair and the augmented pairs; kept in labels.parquet
     (recomputed when the teacher or the augmentation settings change)."""
     cfg = run.config.relevance
-    path = relevance_dir(run) / "labels.parquet"
+    path = run.relevance_dir / "labels.parquet"
     teacher = load_relevance_teacher(run)
     judged_queries, queries = distillation_queries(run)
     wanted = {
@@ -172,14 +163,14 @@ def label(run: RunDir, progress: bool = True) -> pd.DataFrame:
     with run.timed("teacher labelling"):
         train = run.split("train")
         students = train.loc[train["query"].isin(set(judged_queries))]
-        pairs = rel.augmentation_pairs(students, found, queries, cfg.augment_k, never=train)
+        pairs = augmentation_pairs(students, found, queries, cfg.augment_k, never=train)
         order = {q: i for i, q in enumerate(queries)}
         pairs["augment_order"] = [
             -1 if j else order.get(q, -1) for q, j in zip(pairs["query"], pairs["judged"], strict=True)
         ]
         # the same teacher's scores from an earlier labelling stay valid: only new pairs are scored
         known = pd.read_parquet(path) if meta and meta["teacher"] == wanted["teacher"] else None
-        labelled = rel.label_pairs(teacher, pairs, run.item_texts, progress=progress, known=known)
+        labelled = label_pairs(teacher, pairs, run.item_texts, progress=progress, known=known)
         with atomic_file(path, "wb") as handle:
             labelled.to_parquet(handle, index=False)
         write_text(meta_path, json.dumps(wanted))
@@ -219,10 +210,10 @@ def distill_reranker(
     if steps is not None:
         cfg = cfg.model_copy(update={"student_steps": steps})
     labelled = label(run, progress) if labelled is None else labelled
-    folder = folder or reranker_dir(run, loss)
+    folder = folder or run.reranker_dir(loss)
     with run.timed(f"distil re-ranker ({folder.name})"):
         student = small_reranker(run)
-        metrics = rel.distill_reranker(student, labelled, run.item_texts, loss, cfg, max_gain(run), progress)
+        metrics = distill.distill_reranker(student, labelled, run.item_texts, loss, cfg, max_gain(run), progress)
         with atomic_directory(folder) as tmp:
             student.save_pretrained(str(tmp))
             provenance.write_record(tmp, *_reranker_inputs(run))
@@ -239,14 +230,10 @@ def load_reranker(run: RunDir, name: str) -> CrossEncoder:
     """``teacher`` or a distilled re-ranker's loss name (or a folder path)."""
     if name == "teacher":
         return load_relevance_teacher(run)
-    folder = Path(name) if Path(name).is_dir() else reranker_dir(run, name)
+    folder = Path(name) if Path(name).is_dir() else run.reranker_dir(name)
     if not (folder / "config.json").exists():
         raise StepMissingError(f"no re-ranker {name!r} in {folder}: run `harness relevance` first")
     return load_cross_encoder(str(folder), run.config.relevance.max_length)
-
-
-def bi_encoder_dir(run: RunDir, student: str, loss: str) -> Path:
-    return relevance_dir(run) / "bi-encoders" / f"{student}-{loss}"
 
 
 def distill_bi_encoder(
@@ -269,12 +256,19 @@ def distill_bi_encoder(
     item_rows = {item: i for i, item in enumerate(run.catalog["item_id"])}
     scale = 1.0 / run.config.student(name).refine_temperature
     with run.timed(f"distil bi-encoder {name} ({loss})"):
-        metrics = rel.distill_bi_encoder(student, labelled, item_rows, items, loss, cfg, max_gain(run), scale, progress)
-        with atomic_directory(bi_encoder_dir(run, name, loss)) as tmp:
+        metrics = distill.distill_bi_encoder(
+            student, labelled, item_rows, items, loss, cfg, max_gain(run), scale, progress
+        )
+        with atomic_directory(run.bi_encoder_dir(name, loss)) as tmp:
             student_models.save_student(
                 student,
                 tmp,
-                {"name": name, "phase": f"{phase}+{loss}", "teacher_space": run.teacher_space},
+                student_models.StudentMeta(
+                    name=name,
+                    kind=run.config.student(name).kind,
+                    phase=f"{phase}+{loss}",
+                    teacher_space=run.teacher_space,
+                ),
             )
     after = retrieval_metrics(run, student)
     result = {"student": name, "from_phase": phase, "loss": loss, "before": before, "after": after, **metrics}
@@ -292,9 +286,7 @@ def retrieval_metrics(run: RunDir, encoder) -> dict[str, float]:
 
 def _test_qrels(run: RunDir) -> dict[str, dict[str, float]]:
     test = run.split("test")
-    qrels: dict[str, dict[str, float]] = {}
-    for query, item, value in zip(test["query"], test["item_id"], test["label"], strict=True):
-        qrels.setdefault(query, {})[item] = float(value)
+    qrels = qrels_from_judgments(test["query"], test["item_id"], test["label"])
     return {q: qrels[q] for q in list(qrels)[: run.config.relevance.eval_queries]}
 
 
@@ -348,7 +340,7 @@ def _metrics(rankings: dict[str, list[str]], qrels, scale: RelevanceScale, k: in
 
 
 def available_rerankers(run: RunDir) -> list[str]:
-    root = relevance_dir(run) / "rerankers"
+    root = run.relevance_dir / "rerankers"
     return sorted(p.name for p in root.iterdir() if (p / "config.json").exists()) if root.exists() else []
 
 
@@ -360,7 +352,7 @@ def _teacher_inputs(run: RunDir) -> tuple[dict, dict]:
 
 
 def _reranker_inputs(run: RunDir) -> tuple[dict, dict]:
-    teacher = provenance.recorded_fingerprint(teacher_dir(run))
+    teacher = provenance.recorded_fingerprint(run.relevance_teacher_dir)
     return provenance.reranker_settings(run.config), {"relevance teacher": teacher}
 
 
@@ -368,13 +360,13 @@ def relevance(run: RunDir, losses: list[str] | None = None, force: bool = False,
     """Teacher, labelling, one distilled re-ranker per loss (and bi-encoder distillation if configured), then
     the re-ranking evaluation. Without ``force``, a teacher or re-ranker on disk is kept while the settings and
     inputs it was made with are unchanged."""
-    folder = teacher_dir(run)
+    folder = run.relevance_teacher_dir
     if provenance.must_redo(
         "relevance teacher", folder, (folder / "config.json").exists(), *_teacher_inputs(run), force
     ):
         relevance_teacher(run, progress)
     for loss in losses or cfg_losses(run):
-        folder = reranker_dir(run, loss)
+        folder = run.reranker_dir(loss)
         if provenance.must_redo(
             f"re-ranker {loss}", folder, (folder / "config.json").exists(), *_reranker_inputs(run), force
         ):

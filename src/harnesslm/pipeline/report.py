@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 from harnesslm.atomic import write_text
+from harnesslm.evaluation.systems import SystemId
 from harnesslm.pipeline.relevance import RETRIEVER_ONLY as NO_RERANKER
-from harnesslm.pipeline.run_dir import RunDir
+from harnesslm.run.run_dir import RunDir
 
-INT8_TAG = ", onnx-int8)"  # label suffix of an int8 ONNX export (pipeline.export.onnx_label)
-PHASES = ("aligned", "refined")  # a student's phases, in training order
 WORST_SHOWN = 10  # queries per student in "Where the students lose most"
 
 
@@ -91,10 +90,10 @@ def latest_phases(names: list[str]) -> dict[str, str]:
     """Student name -> its latest system name among ``names`` (``"static (refined)"`` over ``"static (aligned)"``)."""
     latest: dict[str, tuple[int, str]] = {}
     for system in names:
-        student, _, phase = system.rpartition(" (")
-        rank = PHASES.index(phase[:-1]) if phase[:-1] in PHASES else -1
-        if student not in latest or rank >= latest[student][0]:
-            latest[student] = (rank, system)
+        sid = SystemId.parse(system)
+        student = sid.name if sid.phase else system
+        if student not in latest or sid.phase_rank >= latest[student][0]:
+            latest[student] = (sid.phase_rank, system)
     return {student: system for student, (_, system) in latest.items()}
 
 
@@ -129,8 +128,9 @@ def int8_drift(metrics: dict) -> str | None:
     systems = metrics.get("systems", {})
     drifts = []
     for name, values in systems.items():
-        float_name = name[: -len(INT8_TAG)] + ")"  # "static (refined, onnx-int8)" -> "static (refined)"
-        if name.endswith(INT8_TAG) and float_name in systems:
+        sid = SystemId.parse(name)
+        float_name = sid.as_trained.label  # "static (refined, onnx-int8)" -> "static (refined)"
+        if sid.runtime == "onnx-int8" and float_name in systems:
             points = 100 * (values["ndcg@10"] - systems[float_name]["ndcg@10"])
             drifts.append(f"{float_name} {points:+.2f} points")
     if not drifts:
@@ -216,8 +216,8 @@ def regressions(metrics: dict, rerank: dict | None) -> list[str]:
     lines = []
     systems = metrics.get("systems", {})
     for name, v in systems.items():
-        student, _, phase = name.rpartition(" (")
-        previous = f"{student} ({PHASES[PHASES.index(phase[:-1]) - 1]})" if phase[:-1] in PHASES[1:] else None
+        earlier = SystemId.parse(name).previous_phase
+        previous = earlier.label if earlier else None
         if previous in systems and v.get("ndcg@10", 0.0) < systems[previous].get("ndcg@10", 0.0):
             lines.append(
                 f"- {name}: NDCG@10 {v['ndcg@10']:.4f} is below {previous} ({systems[previous]['ndcg@10']:.4f})."

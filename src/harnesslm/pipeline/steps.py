@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from rich.progress import track
 
 from harnesslm.alignment.pool import (
@@ -29,15 +28,19 @@ from harnesslm.atomic import atomic_directory, write_text
 from harnesslm.config import RunConfig, StudentConfig
 from harnesslm.data import limit_queries, load_catalog, load_judgments, load_queries, split_by_query
 from harnesslm.data.checks import check_labels, check_positives
+from harnesslm.encoding.cache import cache_path, cached_encode, encode
 from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index import build_item_index
-from harnesslm.index.embeddings import cache_path, cached_encode, encode
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.models import students as student_models
 from harnesslm.models.bundled import resolve_model
 from harnesslm.models.fingerprint import texts_fingerprint
-from harnesslm.pipeline import provenance
-from harnesslm.pipeline.run_dir import RunDir, StepMissingError, console
+from harnesslm.models.vocabulary import domain_vocabulary
+from harnesslm.run import provenance
+from harnesslm.run.catalog_embeddings import item_embeddings
+from harnesslm.run.provenance import step_inputs
+from harnesslm.run.run_dir import RunDir, StepMissingError, console
+from harnesslm.run.students import load_student, save_student
 from harnesslm.training.align import align_student, fit_projection
 from harnesslm.training.negatives import mine_negatives
 from harnesslm.training.refine import refine_student, refinement_dataset
@@ -157,35 +160,6 @@ def _is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def item_embeddings(run: RunDir, model, progress: bool = True) -> np.ndarray:
-    """The catalog encoded by ``model``, read from the embedding cache when this exact model did it before.
-
-    With ``index.encode_workers > 1`` a miss is encoded in resumable shards on that many processes (or Ray
-    actors); the result fills the same cache file.
-    """
-    cfg = run.config.index
-    if cfg.encode_workers > 1:
-        from harnesslm.index.sharded_encoding import sharded_cached_encode
-
-        return sharded_cached_encode(
-            model,
-            run.catalog["text"].tolist(),
-            run.cache_dir,
-            workers=cfg.encode_workers,
-            shard_size=cfg.shard_size,
-            batch_size=cfg.encode_batch_size,
-            executor=cfg.encode_executor,
-            progress=progress,
-        )
-    return cached_encode(
-        model,
-        run.catalog["text"].tolist(),
-        run.cache_dir,
-        batch_size=cfg.encode_batch_size,
-        progress=progress,
-    )
-
-
 # index -----------------------------------------------------------------------------------------------------
 def build_index(run: RunDir, progress: bool = True, refresh: bool = False) -> ItemIndex | MilvusItemIndex:
     """Encode the catalog once with the teacher (cached) and build the index in ``index/`` (FAISS, or Milvus
@@ -222,12 +196,13 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
         run.update_json("pool.json", {"size": len(pool), "sources": pool.sources})
         teacher_dim = pool.targets.shape[1]
         scorer = validation_scorer(run)
-        tables: dict[int | None, object] = {}
+        tables: dict[tuple[int | None, int], object] = {}
         for cfg in run.students(names):
             if cfg.kind == "static":
-                if cfg.pca_dims not in tables:
-                    tables[cfg.pca_dims] = distill_static_baseline(run, cfg)
-                student = student_models.static_student(_copy_table(tables[cfg.pca_dims]), teacher_dim)
+                table_key = (cfg.pca_dims, cfg.domain_vocabulary)
+                if table_key not in tables:
+                    tables[table_key] = distill_static_baseline(run, cfg)
+                student = student_models.static_student(_copy_table(tables[table_key]), teacher_dim)
             else:
                 base = (
                     student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
@@ -445,23 +420,36 @@ def _pool_cache(run: RunDir) -> Path:
 def distill_static_baseline(run: RunDir, cfg: StudentConfig):
     """model2vec-distil the teacher once; save the untrained static model as a baseline; return its table.
 
-    The table is cached on disk keyed by the teacher's weights and ``pca_dims``: distilling passes the whole
-    vocabulary through the teacher (minutes for a large one), and a rerun of alignment should not pay again.
+    The table is cached on disk keyed by the teacher's weights, ``pca_dims`` and the domain vocabulary:
+    distilling passes the whole vocabulary through the teacher (minutes for a large one), and a rerun of
+    alignment should not pay again.
     """
-    cached = run.cache_dir.parent / "static" / f"{run.teacher_space}-pca{cfg.pca_dims}"
+    vocabulary = static_vocabulary(run, cfg)
+    key = f"{run.teacher_space}-pca{cfg.pca_dims}"
+    if vocabulary:
+        key += f"-vocab{len(vocabulary)}-{texts_fingerprint(vocabulary)[:12]}"
+    cached = run.cache_dir.parent / "static" / key
     if (cached / "modules.json").exists():
         table = student_models.load_model(str(cached))[0]
     else:
-        table = student_models.distill_static(run.teacher, cfg.pca_dims)
+        table = student_models.distill_static(run.teacher, cfg.pca_dims, vocabulary)
         with atomic_directory(cached) as tmp:
             student_models.static_model(table).save(str(tmp))
     with atomic_directory(run.static_baseline_dir) as tmp:
         student_models.save_student(
             student_models.static_model(table),
             tmp,
-            {"kind": "static", "phase": "untrained", "teacher_space": None},
+            student_models.StudentMeta(kind="static", phase="untrained"),
         )
     return table
+
+
+def static_vocabulary(run: RunDir, cfg: StudentConfig) -> list[str]:
+    """The shop's own words a static student gets as whole tokens: from training queries and catalog texts."""
+    if not cfg.domain_vocabulary:
+        return []
+    texts = [*run.split("train")["query"].drop_duplicates(), *run.catalog["text"]]
+    return domain_vocabulary(run.teacher.tokenizer, texts, cfg.domain_vocabulary)
 
 
 def _copy_table(table):
@@ -469,51 +457,6 @@ def _copy_table(table):
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
     return StaticEmbedding(table.tokenizer, embedding_weights=table.embedding.weight.detach().clone())
-
-
-def save_student(run: RunDir, student, cfg: StudentConfig, phase: str, selection: dict | None = None) -> None:
-    with atomic_directory(run.student_dir(cfg.name, phase)) as tmp:
-        student_models.save_student(
-            student,
-            tmp,
-            {
-                "name": cfg.name,
-                "kind": cfg.kind,
-                "phase": phase,
-                "teacher_space": run.teacher_space,
-                "teacher_dim": student_models.embedding_dim(student),
-                **({"selection": selection} if selection else {}),
-            },
-        )
-        provenance.write_record(tmp, *step_inputs(run, _step_of(phase), cfg))
-
-
-def step_inputs(run: RunDir, step: str, student: StudentConfig | None = None) -> tuple[dict, dict]:
-    """The settings a step depends on and the fingerprints of the artifacts it reads (see ``provenance``)."""
-    config = run.config
-    teacher_fp = provenance.recorded_fingerprint(run.teacher_dir)
-    index_fp = provenance.recorded_fingerprint(run.index_dir)
-    if step == "teacher":
-        return provenance.teacher_settings(config), {}
-    if step == "index":
-        return provenance.index_settings(config), {"teacher": teacher_fp}
-    if student is None:
-        raise ValueError(f"step {step!r} needs a student")
-    if step == "align":
-        return provenance.align_settings(config, student), {"teacher": teacher_fp, "index": index_fp}
-    aligned_fp = provenance.recorded_fingerprint(run.student_dir(student.name, "aligned"))
-    return provenance.refine_settings(config, student), {"aligned": aligned_fp, "index": index_fp}
-
-
-def load_student(run: RunDir, name: str, phase: str):
-    folder = run.student_dir(name, phase)
-    if not (folder / "modules.json").exists():
-        raise StepMissingError(f"no {phase} student {name!r} in {folder}: run `harness {_step_of(phase)}` first")
-    return student_models.load_model(str(folder))
-
-
-def _step_of(phase: str) -> str:
-    return {"aligned": "align", "refined": "refine"}.get(phase, phase)
 
 
 # refine ----------------------------------------------------------------------------------------------------
@@ -583,17 +526,3 @@ def _lowest_positive_scores(
         rows = [item_rows[p] for p in positives.get(query, ()) if p in item_rows]
         floors[row] = float((items[rows] @ query_emb[row]).min()) if rows else np.inf
     return floors
-
-
-def latest_phase(run: RunDir, name: str) -> str:
-    for phase in ("refined", "aligned"):
-        if (run.student_dir(name, phase) / "modules.json").exists():
-            return phase
-    raise StepMissingError(f"student {name!r} has not been trained: run `harness align` first")
-
-
-def judged_queries(run: RunDir, path: Path | None, **columns) -> pd.DataFrame:
-    """The test split, or any judged query file the user names (read with the same column options)."""
-    if path is None:
-        return run.split("test")
-    return load_judgments(path, set(run.catalog["item_id"]), **columns)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sentence_transformers.cross_encoder import CrossEncoder
 
-from harnesslm.models.cross_encoders import score_pairs
+from harnesslm.rerank.models import score_pairs
 
 
 @dataclass

@@ -1,0 +1,8 @@
+"""Re-ranking, beside retrieval: a cross-encoder relevance teacher trained on soft labels, teacher labels for
+pairs no human judged, and what is distilled from them (a small cross-encoder re-ranker, or the bi-encoder
+student itself) with margin-MSE or listwise losses.
+
+``models`` (cross-encoders), ``losses`` (ranking losses by name), ``datasets``, ``teacher``, ``labelling``,
+``distill``. The step that runs it on a run directory is ``harnesslm.pipeline.relevance``; serving a re-ranker
+is ``harnesslm.serving.reranker``.
+"""

@@ -1,0 +1,82 @@
+"""Distillation from the relevance teacher: a small cross-encoder re-ranker, or the bi-encoder student
+itself against frozen teacher item embeddings, each with any of the ranking losses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from sentence_transformers.cross_encoder import CrossEncoder
+
+from harnesslm.config import RelevanceConfig
+from harnesslm.rerank.datasets import bi_encoder_dataset, reranker_dataset
+from harnesslm.rerank.losses import bi_encoder_ranking_loss, cross_encoder_ranking_loss, rows_per_batch, takes_pairs
+from harnesslm.training.trainer import train_cross_encoder
+
+
+def distill_reranker(
+    student: CrossEncoder,
+    labelled: pd.DataFrame,
+    item_texts: Mapping[str, str],
+    loss_name: str,
+    cfg: RelevanceConfig,
+    max_gain: float,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train the small cross-encoder on the teacher's scores with one of the ranking losses, for
+    ``student_steps`` steps of ``student_batch_size`` lists (margin-MSE: the same number of pair scores)."""
+    n_lists = cfg.student_steps * cfg.student_batch_size
+    dataset = reranker_dataset(labelled, item_texts, loss_name, cfg.list_size, n_lists, max_gain, cfg.seed)
+    batch_size = rows_per_batch(loss_name, cfg.student_batch_size, cfg.list_size)
+    loss = cross_encoder_ranking_loss(loss_name, student)
+    torch.manual_seed(cfg.seed)
+    return train_cross_encoder(
+        student,
+        dataset,
+        loss,
+        max_steps=cfg.student_steps,
+        batch_size=batch_size,
+        learning_rate=cfg.student_learning_rate,
+        seed=cfg.seed,
+        progress=progress,
+    )
+
+
+def distill_bi_encoder(
+    student,
+    labelled: pd.DataFrame,
+    item_rows: Mapping[str, int],
+    item_embeddings: np.ndarray,
+    loss_name: str,
+    cfg: RelevanceConfig,
+    max_gain: float,
+    score_scale: float,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Teach the bi-encoder student the cross-encoder's ranking of each query's candidates, so retrieval
+    itself improves; item embeddings stay the teacher's (nothing is re-indexed).
+
+    ``score_scale`` (the refinement's ``1 / temperature``) puts the student's cosines in the units of the
+    teacher's logits for margin-MSE and is the listwise losses' inverse temperature.
+    """
+    from harnesslm.training.trainer import train
+
+    n_lists = cfg.bi_encoder_steps * cfg.student_batch_size
+    dataset = bi_encoder_dataset(labelled, item_rows, loss_name, cfg.list_size, n_lists, max_gain, cfg.seed)
+    items = torch.from_numpy(np.ascontiguousarray(item_embeddings, dtype=np.float32))
+    options = {"scale": score_scale} if takes_pairs(loss_name) else {"temperature": 1.0 / score_scale}
+    loss = bi_encoder_ranking_loss(loss_name, student, items, **options)
+    batch_size = rows_per_batch(loss_name, cfg.student_batch_size, cfg.list_size)
+    return train(
+        student,
+        dataset,
+        loss,
+        max_steps=cfg.bi_encoder_steps,
+        batch_size=batch_size,
+        learning_rate=cfg.bi_encoder_learning_rate,
+        seed=cfg.seed,
+        no_duplicates=False,
+        progress=progress,
+    )

@@ -1,0 +1,195 @@
+"""What made each artifact: the settings and inputs of the step that wrote it, so a rerun redoes what changed.
+
+Like a build system or a DVC stage, every step writes a small record into its output folder (inside the same
+atomic write, so an artifact never exists without the record of what made it): the config sections it
+depends on and the fingerprints of its inputs. On a rerun, :func:`stale_reason` compares that record with the
+current settings and inputs and says, in words, why the step must run again; a changed step changes its
+fingerprint, so every step after it is redone too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harnesslm.config import RunConfig, StudentConfig
+
+if TYPE_CHECKING:
+    from harnesslm.run.run_dir import RunDir
+
+RECORD_FILE = "harness_step.json"
+REFINE_PREFIX = "refine_"
+SHARED_STUDENT_KEYS = ("name", "kind", "seed")
+KIND_ONLY_KEYS = {
+    "static": ("pca_dims", "domain_vocabulary"),
+    "truncated": ("base", "layers", "layer_schedule", "linear_head", "max_seq_length"),
+}
+"""Student settings that only one kind of student reads: the other kind's artifacts do not depend on them."""
+
+ADDED_SETTINGS: dict[str, Any] = {"student.domain_vocabulary": 0}
+"""Settings added after records existed, with the value that reproduces what earlier versions did: a record
+without one of them still matches while the setting has that value, so upgrading does not redo a run."""
+
+
+def teacher_settings(config: RunConfig) -> dict[str, Any]:
+    """The teacher depends on the data (files, columns, split, label scale) and its own section."""
+    return {"data": config.data.model_dump(mode="json"), "teacher": config.teacher.model_dump(mode="json")}
+
+
+def index_settings(config: RunConfig) -> dict[str, Any]:
+    return {"index": config.index.model_dump(mode="json", exclude={"milvus_token"})}
+
+
+def align_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]:
+    """Everything of the student but its refinement keys, plus the alignment pool and checkpoint selection."""
+    fields = student.model_dump(mode="json")
+    foreign = {k for kind, keys in KIND_ONLY_KEYS.items() if kind != student.kind for k in keys}
+    return {
+        "student": {k: v for k, v in fields.items() if not k.startswith(REFINE_PREFIX) and k not in foreign},
+        "pool": config.pool.model_dump(mode="json"),
+        "selection": config.selection.model_dump(mode="json"),
+    }
+
+
+def refine_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]:
+    fields = student.model_dump(mode="json")
+    return {
+        "student": {k: v for k, v in fields.items() if k.startswith(REFINE_PREFIX) or k in SHARED_STUDENT_KEYS},
+        "teacher.negatives": config.teacher.model_dump(include={"negatives_from_rank", "negatives_to_rank"}),
+        "selection": config.selection.model_dump(mode="json"),
+    }
+
+
+RELEVANCE_TEACHER_KEYS = ("retriever", "candidates_k", "max_length", "seed")
+RERANKER_PREFIXES = ("student_", "distil_", "augment_", "list_size", "extra_unlabeled")
+
+
+def relevance_teacher_settings(config: RunConfig) -> dict[str, Any]:
+    """The cross-encoder teacher: the data, its own ``teacher_*`` keys and how candidates are retrieved."""
+    fields = config.relevance.model_dump(mode="json")
+    return {
+        "data": config.data.model_dump(mode="json"),
+        "relevance": {k: v for k, v in fields.items() if k.startswith("teacher_") or k in RELEVANCE_TEACHER_KEYS},
+    }
+
+
+def reranker_settings(config: RunConfig) -> dict[str, Any]:
+    """A distilled re-ranker: labelling, augmentation and the student's own keys."""
+    fields = config.relevance.model_dump(mode="json")
+    return {
+        "relevance": {k: v for k, v in fields.items() if k.startswith(RERANKER_PREFIXES) or k in ("max_length", "seed")}
+    }
+
+
+def fingerprint(settings: dict[str, Any], inputs: dict[str, str | None]) -> str:
+    """A short content hash of a step's settings and its inputs' fingerprints."""
+    payload = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def write_record(folder: Path, settings: dict[str, Any], inputs: dict[str, str | None]) -> str:
+    """Write the record into ``folder`` (call it inside the step's atomic write); returns the fingerprint."""
+    value = fingerprint(settings, inputs)
+    record = {"fingerprint": value, "settings": settings, "inputs": inputs}
+    (Path(folder) / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+    return value
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    path = Path(folder) / RECORD_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def recorded_fingerprint(folder: Path) -> str | None:
+    record = read_record(folder)
+    return record.get("fingerprint") if record else None
+
+
+def stale_reason(folder: Path, settings: dict[str, Any], inputs: dict[str, str | None]) -> str | None:
+    """Why the artifact in ``folder`` no longer matches ``settings`` and ``inputs``; None when it does.
+
+    An artifact written before records existed has no record: it is kept (``--force`` redoes it).
+    """
+    record = read_record(folder)
+    if record is None or record.get("fingerprint") == fingerprint(settings, inputs):
+        return None
+    changed = _changed_keys(_upgraded(record.get("settings", {}), settings), settings)
+    changed += [
+        f"its input {name!r} was redone"
+        for name, value in inputs.items()
+        if record.get("inputs", {}).get(name) != value
+    ]
+    return "; ".join(changed) or None  # only upgrades differ: the artifact is what this version would make
+
+
+def _upgraded(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A record's settings as this version would write them for the same artifact: settings the step no
+    longer reads are dropped, and settings added since (``ADDED_SETTINGS``) take their reproducing value."""
+    out: dict[str, Any] = {}
+    for key, value in recorded.items():
+        if key not in current:
+            continue
+        if isinstance(value, dict) and isinstance(current[key], dict):
+            value = _upgraded(value, current[key], f"{prefix}{key}.")
+        out[key] = value
+    for key in current:
+        if key not in recorded and f"{prefix}{key}" in ADDED_SETTINGS:
+            out[key] = ADDED_SETTINGS[f"{prefix}{key}"]
+    return out
+
+
+def must_redo(
+    label: str, folder: Path, present: bool, settings: dict[str, Any], inputs: dict[str, str | None], force: bool
+) -> bool:
+    """Whether a step must run: forced, its output missing, or made with other settings or inputs (said why)."""
+    from harnesslm.run.run_dir import console  # the console lives with the run directory
+
+    if force or not present:
+        return True
+    reason = stale_reason(folder, settings, inputs)
+    if reason:
+        console.print(f"[yellow]{label}: redone, because {reason}", soft_wrap=True)
+        return True
+    console.print(f"[dim]{label}: current, skipped")
+    return False
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``section.key old -> new`` for every leaf that differs (at most a few, then a count)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out if len(out) <= 5 else [*out[:5], f"and {len(out) - 5} more settings"]
+    if old == new:
+        return []
+    return [f"{prefix[:-1]} {_short(old)} -> {_short(new)}"]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def step_inputs(run: RunDir, step: str, student: StudentConfig | None = None) -> tuple[dict, dict]:
+    """The settings a step depends on and the fingerprints of the artifacts it reads (see ``provenance``)."""
+    config = run.config
+    teacher_fp = recorded_fingerprint(run.teacher_dir)
+    index_fp = recorded_fingerprint(run.index_dir)
+    if step == "teacher":
+        return teacher_settings(config), {}
+    if step == "index":
+        return index_settings(config), {"teacher": teacher_fp}
+    if student is None:
+        raise ValueError(f"step {step!r} needs a student")
+    if step == "align":
+        return align_settings(config, student), {"teacher": teacher_fp, "index": index_fp}
+    aligned_fp = recorded_fingerprint(run.student_dir(student.name, "aligned"))
+    return refine_settings(config, student), {"aligned": aligned_fp, "index": index_fp}

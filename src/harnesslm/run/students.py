@@ -1,0 +1,51 @@
+"""Students in a run directory: each one's phases (``students/NAME/{aligned,refined}``), saved with their
+metadata and the record of what made them, and loaded back."""
+
+from __future__ import annotations
+
+from sentence_transformers import SentenceTransformer
+
+from harnesslm.atomic import atomic_directory
+from harnesslm.config import StudentConfig
+from harnesslm.models import students as student_models
+from harnesslm.run import provenance
+from harnesslm.run.run_dir import RunDir, StepMissingError
+
+PHASES = ("aligned", "refined")
+
+
+def save_student(
+    run: RunDir, student: SentenceTransformer, cfg: StudentConfig, phase: str, selection: dict | None = None
+) -> None:
+    with atomic_directory(run.student_dir(cfg.name, phase)) as tmp:
+        student_models.save_student(
+            student,
+            tmp,
+            student_models.StudentMeta(
+                name=cfg.name,
+                kind=cfg.kind,
+                phase=phase,
+                teacher_space=run.teacher_space,
+                teacher_dim=student_models.embedding_dim(student),
+                selection=selection or None,
+            ),
+        )
+        provenance.write_record(tmp, *provenance.step_inputs(run, _step_of(phase), cfg))
+
+
+def load_student(run: RunDir, name: str, phase: str) -> SentenceTransformer:
+    folder = run.student_dir(name, phase)
+    if not (folder / "modules.json").exists():
+        raise StepMissingError(f"no {phase} student {name!r} in {folder}: run `harness {_step_of(phase)}` first")
+    return student_models.load_model(str(folder))
+
+
+def _step_of(phase: str) -> str:
+    return {"aligned": "align", "refined": "refine"}.get(phase, phase)
+
+
+def latest_phase(run: RunDir, name: str) -> str:
+    for phase in ("refined", "aligned"):
+        if (run.student_dir(name, phase) / "modules.json").exists():
+            return phase
+    raise StepMissingError(f"student {name!r} has not been trained: run `harness align` first")

@@ -1,0 +1,243 @@
+"""The HTTP search service: a query encoder plus the teacher's item index behind FastAPI.
+
+``create_app`` builds the app from any :class:`Searcher` (a student, the teacher or an exported ONNX encoder)
+and the catalog; ``harnesslm.pipeline.serve.app_from_run`` does it for a run directory (``harness serve``).
+
+Endpoints: ``GET /search?q=...&k=10``, ``POST /search`` (with equality ``filters`` on item fields),
+``POST /search/batch``, ``GET /health``; the OpenAPI schema is at ``/openapi.json`` (docs at ``/docs``).
+Requests that arrive together are encoded in one encoder call by a :class:`MicroBatcher`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from harnesslm.data.text import normalize_query
+from harnesslm.serving.batcher import MicroBatcher
+from harnesslm.serving.item_table import ItemTable
+from harnesslm.serving.schemas import (
+    BatcherStats,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    FilterValues,
+    HealthResponse,
+    Hit,
+    IndexInfo,
+    ModelInfo,
+    SearchRequest,
+    SearchResponse,
+    ServiceSettings,
+)
+from harnesslm.serving.searcher import Searcher
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    searcher: Searcher,
+    items: pd.DataFrame,
+    model: ModelInfo,
+    settings: ServiceSettings | None = None,
+    fields: Sequence[str] | None = None,
+) -> FastAPI:
+    """The search app for ``searcher`` over ``items`` (columns ``item_id``, ``text`` and any field columns).
+
+    ``fields`` picks the filterable/displayed columns (default: every column but ``item_id`` and ``text``).
+    Refuses (IndexMismatchError) an encoder trained for another teacher space than the index's.
+    """
+    settings = settings or ServiceSettings()
+    index = searcher.index
+    index.check_space(model.space)
+    table = ItemTable(list(index.item_ids), items, fields)
+    row_of = {item_id: row for row, item_id in enumerate(index.item_ids)}
+    batcher = MicroBatcher(searcher, settings.batch_window_ms, settings.max_encode_batch, settings.batching)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await batcher.aclose()
+
+    app = FastAPI(
+        title="harness-lm search",
+        version="1",
+        summary="Product search with a distilled query encoder over the teacher's item index.",
+        description=(
+            f"Serving **{model.name}** ({model.kind}{', ' + model.phase if model.phase else ''}, {model.encoder}) "
+            f"over {index.meta.size:,} items. Limits: k <= {settings.max_k}, queries <= "
+            f"{settings.max_query_chars} characters, batches <= {settings.max_batch} queries. Invalid requests "
+            "get 422 with a `detail` message naming what was wrong."
+        ),
+        lifespan=lifespan,
+        docs_url=None,  # served below from local assets: the default page loads Swagger UI from a CDN
+        redoc_url=None,
+    )
+    _add_offline_docs(app)
+    app.add_exception_handler(RequestValidationError, _compact_validation_error)
+    app.state.batcher = batcher
+    app.state.items = table
+    app.state.settings = settings
+
+    def check_k(k: int | None) -> int:
+        k = settings.default_k if k is None else k
+        if not 1 <= k <= settings.max_k:
+            raise HTTPException(422, f"k must be between 1 and {settings.max_k}, got {k}")
+        return k
+
+    def check_query(query: str, where: str = "query") -> str:
+        try:
+            query.encode("utf-8")
+        except UnicodeEncodeError as error:  # a lone surrogate such as "\ud800" is not text
+            raise HTTPException(
+                422, f"{where} is not valid Unicode text (lone surrogate at character {error.start})"
+            ) from None
+        if len(query) > settings.max_query_chars:
+            raise HTTPException(422, f"{where} has {len(query)} characters; the limit is {settings.max_query_chars}")
+        normalised = normalize_query(query)
+        if not normalised:
+            raise HTTPException(422, f"{where} is empty")
+        return normalised
+
+    def check_filters(filters: Mapping[str, FilterValues] | None) -> tuple[np.ndarray | None, Hashable]:
+        count = sum(1 if isinstance(v, str) else len(v) for v in (filters or {}).values())
+        if count > settings.max_filter_values:
+            raise HTTPException(422, f"filters hold {count:,} values; the limit is {settings.max_filter_values}")
+        try:
+            return table.allowed_rows(filters)
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+
+    async def run_search(
+        queries: list[str], shown: list[str], k: int, filters: Mapping[str, FilterValues] | None, start: float
+    ) -> list[SearchResponse]:
+        allowed, key = check_filters(filters)
+        if allowed is not None and len(allowed) == 0:
+            ids: list[list[str]] = [[] for _ in queries]
+            scores = np.zeros((len(queries), 0), dtype=np.float32)
+        else:
+            ids, scores = await batcher.search(queries, k, allowed, key)
+        took = (time.perf_counter() - start) * 1000
+        results = []
+        for query, found, row_scores in zip(shown, ids, scores, strict=True):
+            hits = []
+            for item_id, score in zip(found, row_scores, strict=False):
+                title, values = table.record(row_of[item_id])
+                hits.append(Hit(item_id=item_id, score=float(score), title=title, fields=values))
+            results.append(SearchResponse(query=query, k=k, hits=hits, took_ms=took))
+        return results
+
+    @app.get("/search", response_model=SearchResponse, summary="Search with one query")
+    async def search_get(
+        q: Annotated[str, Query(description="the search text")],
+        k: Annotated[int | None, Query(description="number of hits (default: the default_k in /health)")] = None,
+        filter_: Annotated[
+            list[str] | None,
+            Query(
+                alias="filter",
+                description="field:value equality filter, repeatable (a field repeated: any of its values)",
+            ),
+        ] = None,
+    ) -> SearchResponse:
+        start = time.perf_counter()
+        filters: dict[str, list[str]] = {}
+        for item in filter_ or []:
+            name, sep, value = item.partition(":")
+            if not sep:
+                raise HTTPException(422, f"filter {item!r} is not of the form field:value")
+            filters.setdefault(name, []).append(value)
+        k = check_k(k)
+        return (await run_search([check_query(q)], [q], k, filters, start))[0]
+
+    @app.post("/search", response_model=SearchResponse, summary="Search with one query and optional filters")
+    async def search_post(request: SearchRequest) -> SearchResponse:
+        start = time.perf_counter()
+        k = check_k(request.k)
+        return (await run_search([check_query(request.query)], [request.query], k, request.filters, start))[0]
+
+    @app.post("/search/batch", response_model=BatchSearchResponse, summary="Search with several queries")
+    async def search_batch(request: BatchSearchRequest) -> BatchSearchResponse:
+        start = time.perf_counter()
+        if not request.queries:
+            raise HTTPException(422, "queries is empty")
+        if len(request.queries) > settings.max_batch:
+            raise HTTPException(422, f"{len(request.queries)} queries; a batch holds at most {settings.max_batch}")
+        k = check_k(request.k)
+        queries = [check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
+        results = await run_search(queries, list(request.queries), k, request.filters, start)
+        return BatchSearchResponse(results=results, took_ms=(time.perf_counter() - start) * 1000)
+
+    @app.get("/health", response_model=HealthResponse, summary="Model, index and batching status")
+    async def health() -> HealthResponse:
+        meta = index.meta
+        return HealthResponse(
+            status="ok",
+            model=model,
+            index=IndexInfo(kind=meta.kind, size=meta.size, dim=meta.dim, space=meta.space),
+            teacher_space=meta.space,
+            filter_fields=list(table.fields),
+            limits=settings,
+            batcher=BatcherStats(**batcher.stats()),
+        )
+
+    return app
+
+
+MAX_ERRORS_SHOWN = 10
+MAX_MESSAGE_CHARS = 200
+
+
+async def _compact_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    """422 naming each wrong field, without echoing the request back (FastAPI's default includes ``input``)."""
+    errors = error.errors()
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))[:MAX_MESSAGE_CHARS], "type": e.get("type")}
+        for e in errors[:MAX_ERRORS_SHOWN]
+    ]
+    if len(errors) > MAX_ERRORS_SHOWN:
+        detail.append({"loc": [], "msg": f"and {len(errors) - MAX_ERRORS_SHOWN} more errors", "type": "truncated"})
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` from the Swagger UI files of the ``swagger-ui-bundle`` package, so it works offline.
+
+    Without that package, ``/docs`` says so and points at ``/openapi.json`` rather than showing a blank page.
+    """
+    try:
+        from starlette.staticfiles import StaticFiles
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+    if swagger_ui_path is not None:
+        app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        if swagger_ui_path is None:
+            return HTMLResponse(
+                "<p>Interactive docs need the <code>swagger-ui-bundle</code> package (pip install "
+                "'harness-lm[serve]'). The API schema is at <a href='/openapi.json'>/openapi.json</a>.</p>"
+            )
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
+# from a run directory ----------------------------------------------------------------------------------

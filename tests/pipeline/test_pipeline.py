@@ -1,0 +1,418 @@
+"""The recipe end to end on a small demo shop with a tiny random teacher: outputs, resumption, safety checks."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from harnesslm.config import RunConfig, StudentConfig, updated
+from harnesslm.index.item_index import IndexMismatchError, ItemIndex
+from harnesslm.models.fingerprint import model_fingerprint
+from harnesslm.models.students import read_student_meta, transformer_layers
+from harnesslm.pipeline import steps
+from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE, evaluate
+from harnesslm.pipeline.recipe import run_recipe
+from harnesslm.pipeline.steps import load_student
+from harnesslm.run import provenance
+from harnesslm.run.run_dir import RunDir, StepMissingError
+
+
+def small_config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfig:
+    return RunConfig.model_validate(
+        {
+            "data": {
+                "catalog": {"path": demo_files["catalog"]},
+                "judgments": {"path": demo_files["judgments"]},
+                "extra_queries": [{"path": demo_files["unlabeled_queries"]}],
+                "split": [0.6, 0.2, 0.2],
+            },
+            "teacher": {"model": str(teacher), "max_steps": 4, "batch_size": 8, "learning_rate": 1e-3},
+            "students": [
+                {
+                    "name": "static",
+                    "kind": "static",
+                    "pca_dims": 16,
+                    "align_steps": 20,
+                    "refine_steps": 10,
+                    "align_batch_size": 32,
+                    "refine_batch_size": 16,
+                },
+                {
+                    "name": "trunc",
+                    "kind": "truncated",
+                    "layers": 1,
+                    "layer_schedule": [2],  # progressive layer dropping: align at 2 layers, then drop to 1
+                    "align_steps": 4,
+                    "refine_steps": 4,
+                    "align_batch_size": 16,
+                    "refine_batch_size": 8,
+                },
+            ],
+            "bench": {"latency_queries": 10, "warmup": 2, "throughput_batch_size": 16},
+            "cache_dir": str(cache),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(demo_files, tiny_teacher, tmp_path_factory) -> RunDir:
+    root = tmp_path_factory.mktemp("run")
+    return run_recipe(small_config(demo_files, tiny_teacher, root / "cache"), root / "run", progress=False)
+
+
+def test_recipe_writes_every_artifact(finished_run: RunDir) -> None:
+    root = finished_run.root
+    for relative in (
+        "config.yaml",
+        "data/train.parquet",
+        "data/test.parquet",
+        "teacher/modules.json",
+        "index/index.faiss",
+        "baselines/static-untrained/modules.json",
+        "students/static/aligned/modules.json",
+        "students/static/refined/modules.json",
+        "students/trunc/refined/modules.json",
+        "metrics.json",
+        "bench.json",
+        "timings.json",
+        "report.md",
+    ):
+        assert (root / relative).exists(), relative
+    assert not [p for p in root.rglob(".*") if p.name.startswith(".") and p.name != ".gitignore"]
+
+
+def test_splits_are_disjoint_by_query(finished_run: RunDir) -> None:
+    queries = {name: set(finished_run.split(name)["query"]) for name in ("train", "validation", "test")}
+    assert not queries["train"] & queries["test"]
+    assert not queries["train"] & queries["validation"]
+    assert not queries["validation"] & queries["test"]
+    pool = set(finished_run.query_pool())
+    assert not pool & queries["test"], "held-out queries must never be used for alignment"
+
+
+def test_metrics_cover_teacher_students_and_baselines(finished_run: RunDir) -> None:
+    metrics = json.loads((finished_run.root / "metrics.json").read_text())
+    systems = metrics["systems"]
+    expected = {
+        "BM25",
+        TEACHER_BASE,
+        TEACHER,
+        "static, untrained (own index)",
+        "static (aligned)",
+        "static (refined)",
+        "trunc (aligned)",
+        "trunc (refined)",
+    }
+    assert expected <= set(systems)
+    assert systems[TEACHER]["ndcg_recovery_%"] == pytest.approx(100.0)
+    for values in systems.values():
+        assert 0.0 <= values["ndcg@10"] <= 1.0
+        assert 0.0 <= values["recall@100"] <= 1.0
+    report = (finished_run.root / "report.md").read_text()
+    assert "NDCG@10" in report and "p50 ms" in report and "static (refined)" in report
+
+
+def _within(interval: list[float], value: float) -> bool:
+    return interval[0] - 1e-9 <= value <= interval[1] + 1e-9
+
+
+def test_metrics_carry_confidence_intervals_and_agreement(finished_run: RunDir) -> None:
+    metrics = json.loads((finished_run.root / "metrics.json").read_text())
+    systems = metrics["systems"]
+    assert metrics["bootstrap"] == {"resamples": 1000, "confidence": 0.95, "seed": 0}
+    for name, values in systems.items():
+        assert _within(values["ndcg@10_ci"], values["ndcg@10"]), name
+        assert _within(values["recall@100_ci"], values["recall@100"]), name
+        for key in ("ndcg_recovery", "recall_recovery"):
+            if not math.isnan(values[f"{key}_%"]):
+                assert _within(values[f"{key}_ci_%"], values[f"{key}_%"]), name
+        assert 0.0 <= values["top10_overlap"] <= 1.0
+        has_cosine = values["role"] == "student"
+        assert ("cosine_mean" in values) == has_cosine, name
+        if has_cosine:
+            assert -1.0 - 1e-6 <= values["cosine_worst_decile"] <= values["cosine_p10"] + 1e-9
+            assert values["cosine_worst_decile"] <= values["cosine_mean"] <= 1.0 + 1e-6
+    assert systems[TEACHER]["top10_overlap"] == 1.0
+    assert systems[TEACHER]["ndcg_recovery_ci_%"] == pytest.approx([100.0, 100.0])
+
+    worst = metrics["worst_queries"]
+    students = {name for name, values in systems.items() if values["role"] == "student" and "onnx" not in name}
+    assert set(worst) == students
+    test_queries = set(finished_run.split("test")["query"])
+    for rows in worst.values():
+        assert len(rows) == min(20, metrics["queries"])
+        assert {row["query"] for row in rows} <= test_queries
+        gaps = [row["teacher_ndcg@10"] - row["student_ndcg@10"] for row in rows]
+        assert gaps == sorted(gaps, reverse=True)
+
+    report = (finished_run.root / "report.md").read_text()
+    ndcg, (lo, hi) = systems[TEACHER]["ndcg@10"], systems[TEACHER]["ndcg@10_ci"]
+    assert f"{ndcg:.4f} [{lo:.4f}, {hi:.4f}]" in report
+    assert "## Where the students lose most" in report
+    assert "### static (refined)" in report and "### static (aligned)" not in report
+
+
+def test_bench_reports_latency_and_ratios(finished_run: RunDir) -> None:
+    bench = json.loads((finished_run.root / "bench.json").read_text())
+    assert bench["threads"]["torch_num_threads"] == 2
+    teacher = bench["encoders"]["teacher"]
+    assert teacher["latency_speedup_p50"] == pytest.approx(1.0)
+    for values in bench["encoders"].values():
+        lat = values["latency"]
+        assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
+        assert values["queries_per_s"] > 0
+
+
+def test_saved_student_loads_alone_and_searches_teacher_index(finished_run: RunDir) -> None:
+    folder = finished_run.student_dir("static", "refined")
+    student = SentenceTransformer(str(folder), device="cpu")
+    index = ItemIndex.load(finished_run.index_dir)
+    meta = read_student_meta(folder)
+    index.check_space(meta.teacher_space)
+    query = finished_run.split("test")["query"].iloc[0]
+    embedding = student.encode([query], normalize_embeddings=True)
+    assert embedding.shape[1] == index.meta.dim
+    ids, scores = index.search(embedding, 5)
+    assert len(ids[0]) == 5 and set(ids[0]) <= set(finished_run.catalog["item_id"])
+    assert np.all(np.diff(scores[0]) <= 1e-6)
+
+
+def test_pool_holds_every_enabled_source(finished_run: RunDir) -> None:
+    pool = finished_run.read_json("pool.json")
+    sources = pool["sources"]
+    assert set(sources) == {"train_queries", "extra_queries", "catalog_texts", "pseudo_queries"}
+    assert sources["catalog_texts"]["kept"] > 0 and sources["pseudo_queries"]["kept"] > 0
+    assert sources["catalog_texts"]["targets"] == "index"  # the tiny teacher has no prompts: targets are free
+    assert pool["size"] == sum(s["kept"] for s in sources.values())
+    held_out = set(finished_run.split("validation")["query"]) | set(finished_run.split("test")["query"])
+    assert sources["train_queries"]["kept"] == finished_run.split("train")["query"].nunique()
+    assert held_out  # and none of them is aligned on: checked on the pool itself
+    run_pool = steps.alignment_pool(finished_run, finished_run.teacher, progress=False)
+    assert not held_out & set(run_pool.texts)
+    assert run_pool.targets.shape == (len(run_pool), finished_run.index.meta.dim)
+
+
+def test_synthetic_source_writes_once_per_item_and_caches(finished_run: RunDir, monkeypatch, tmp_path: Path) -> None:
+    from harnesslm.alignment import synthetic_queries
+
+    written: list[str] = []
+
+    class FakeWriter:
+        def __init__(self, examples, **kwargs) -> None:
+            assert examples and all(isinstance(q, str) and isinstance(t, str) for q, t in examples)
+
+        def write(self, title: str, per_item: int) -> list[str]:
+            written.append(title)
+            return [f"synthetic {len(written)}", "synthetic shared"][:per_item]
+
+    model_file = tmp_path / "fake.gguf"
+    model_file.write_bytes(b"gguf")
+    monkeypatch.setattr(synthetic_queries, "QueryWriter", FakeWriter)
+    monkeypatch.setattr(synthetic_queries, "locate_smollm2", lambda: model_file)
+    config = updated(finished_run.config, {"pool": {"synthetic_items": 5}})
+    run = RunDir(finished_run.root, config)
+    pool = steps.alignment_pool(run, finished_run.teacher, progress=False)
+    assert len(written) == 5
+    assert pool.sources["synthetic_queries"]["offered"] == 6  # 5 own queries + one shared by all, deduplicated
+    assert "synthetic shared" in pool.texts and "synthetic 3" in pool.texts
+    config = updated(config, {"pool": {"synthetic_items": 8}})  # a larger amount writes only the 3 new items
+    steps.alignment_pool(RunDir(finished_run.root, config), finished_run.teacher, progress=False)
+    assert len(written) == 8
+
+
+def test_each_phase_keeps_its_best_validation_checkpoint(finished_run: RunDir) -> None:
+    selection = finished_run.read_json("selection.json")
+    for name in ("static", "trunc"):
+        aligned = selection["students"][name]["aligned"]
+        refined = selection["students"][name]["refined"]
+        assert aligned["validation_ndcg@10"] >= aligned["validation_ndcg@10_start"]
+        assert aligned["validation_ndcg@10"] == max(score for _, score in aligned["history"])
+        # refinement starts from the kept aligned student and never ends below it
+        assert refined["validation_ndcg@10_start"] == pytest.approx(aligned["validation_ndcg@10"], abs=1e-6)
+        assert refined["validation_ndcg@10"] >= refined["validation_ndcg@10_start"]
+        meta = read_student_meta(finished_run.student_dir(name, "refined"))
+        assert meta.selection["kept"] == refined["kept"]
+    # progressive layer dropping: two alignment stages, 2 then 1 layers, and the saved student has 1
+    stages = selection["students"]["trunc"]["aligned"]["stages"]
+    assert [s["layers"] for s in stages] == [2, 1]
+    student = SentenceTransformer(str(finished_run.student_dir("trunc", "aligned")), device="cpu")
+    assert len(student[0].auto_model.encoder.layer) == 1
+    assert "static_untrained_own_index_validation_ndcg@10" in selection
+    # the distilled static table is cached by teacher weights and PCA size, so re-aligning does not re-distil
+    (cached,) = (finished_run.cache_dir.parent / "static").iterdir()
+    assert cached.name == f"{finished_run.teacher_space}-pca16"
+    # the kept students really score what selection.json says on validation
+    scorer = steps.validation_scorer(finished_run)
+    assert scorer(student) == pytest.approx(selection["students"]["trunc"]["aligned"]["validation_ndcg@10"], abs=1e-4)
+
+
+def test_second_run_skips_finished_steps(finished_run: RunDir, demo_files, tiny_teacher) -> None:
+    config = finished_run.config
+    teacher_before = model_fingerprint(SentenceTransformer(str(finished_run.teacher_dir), device="cpu"))
+    student_file = finished_run.student_dir("static", "refined") / "model.safetensors"
+    mtime = student_file.stat().st_mtime_ns
+    run_recipe(config, finished_run.root, progress=False)
+    assert model_fingerprint(SentenceTransformer(str(finished_run.teacher_dir), device="cpu")) == teacher_before
+    assert student_file.stat().st_mtime_ns == mtime, "a finished student must not be retrained"
+
+
+def test_stale_student_is_refused_by_a_new_index(finished_run: RunDir, tmp_path: Path) -> None:
+    meta = read_student_meta(finished_run.student_dir("static", "refined"))
+    index = ItemIndex.load(finished_run.index_dir)
+    with pytest.raises(IndexMismatchError, match="rebuild the index"):
+        index.check_space(meta.teacher_space[::-1])
+
+
+def test_evaluate_any_judged_file_with_custom_columns(finished_run: RunDir, tmp_path: Path) -> None:
+    test = finished_run.split("test")
+    custom = pd.DataFrame({"q": test["query"], "sku": test["item_id"], "grade": test["label"]})
+    path = tmp_path / "my_judgments.jsonl"
+    custom.to_json(path, orient="records", lines=True)
+    result = evaluate(
+        finished_run,
+        path,
+        {"query_column": "q", "item_column": "sku", "label_column": "grade"},
+        progress=False,
+    )
+    assert result["judgments"] == str(path)
+    assert result["queries"] == test["query"].nunique()
+
+
+def test_steps_need_their_inputs(tmp_path: Path, demo_files, tiny_teacher) -> None:
+    run = steps.prepare(small_config(demo_files, tiny_teacher, tmp_path / "cache"), tmp_path / "run")
+    with pytest.raises(StepMissingError, match="harness teacher"):
+        steps.build_index(run, progress=False)
+    with pytest.raises(StepMissingError, match="not a run directory"):
+        RunDir(tmp_path / "nowhere")
+
+
+def test_rerun_redoes_exactly_the_steps_whose_settings_changed(finished_run: RunDir, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(finished_run.root, root)
+    run = RunDir(root)
+
+    def stamp(folder: Path) -> int:
+        return (folder / "model.safetensors").stat().st_mtime_ns
+
+    teacher = stamp(run.teacher_dir)
+    static = {p: stamp(run.student_dir("static", p)) for p in ("aligned", "refined")}
+    trunc = {p: stamp(run.student_dir("trunc", p)) for p in ("aligned", "refined")}
+    two_layers = run.config.students[1].model_copy(update={"layers": 2, "layer_schedule": []})
+    config = run.config.model_copy(update={"students": [run.config.students[0], two_layers]})
+    capsys.readouterr()
+    run_recipe(config, root, progress=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert stamp(run.teacher_dir) == teacher, "the teacher's settings did not change"
+    assert {p: stamp(run.student_dir("static", p)) for p in static} == static
+    assert all(stamp(run.student_dir("trunc", p)) != trunc[p] for p in trunc), "both phases follow the change"
+    assert "align 'trunc': redone" in said and "student.layers 1 -> 2" in said
+    assert transformer_layers(load_student(RunDir(root), "trunc", "refined")) == 2
+
+    config = updated(config, {"teacher": {"max_steps": 3}})  # a changed teacher invalidates everything after it
+    run_recipe(config, root, progress=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "teacher: redone" in said and "teacher.max_steps 4 -> 3" in said
+    assert stamp(run.teacher_dir) != teacher
+    assert all(stamp(run.student_dir("static", p)) != static[p] for p in static)
+    record = provenance.read_record(run.teacher_dir)
+    assert record["settings"]["teacher"]["max_steps"] == 3
+
+
+def test_stale_reason_names_each_changed_setting(tmp_path: Path) -> None:
+    provenance.write_record(tmp_path, {"teacher": {"max_steps": 30, "lr": 1e-5}}, {"data": "a"})
+    assert provenance.stale_reason(tmp_path, {"teacher": {"max_steps": 30, "lr": 1e-5}}, {"data": "a"}) is None
+    reason = provenance.stale_reason(tmp_path, {"teacher": {"max_steps": 5, "lr": 1e-5}}, {"data": "b"})
+    assert reason == "teacher.max_steps 30 -> 5; its input 'data' was redone"
+    assert provenance.stale_reason(tmp_path / "unrecorded", {}, {}) is None  # legacy artifacts are kept
+
+
+def test_records_of_earlier_versions_still_match(tmp_path: Path) -> None:
+    """A setting added since (at the value that reproduces the old behaviour) or no longer read redoes nothing."""
+    old = {"student": {"kind": "truncated", "layers": 2, "pca_dims": 256}}
+    provenance.write_record(tmp_path, old, {"teacher": "t"})
+    truncated = {"student": {"kind": "truncated", "layers": 2}}
+    assert provenance.stale_reason(tmp_path, truncated, {"teacher": "t"}) is None
+    assert provenance.stale_reason(tmp_path, {"student": {"kind": "truncated", "layers": 3}}, {"teacher": "t"}) == (
+        "student.layers 2 -> 3"
+    )
+    provenance.write_record(tmp_path, {"student": {"kind": "static", "pca_dims": 256}}, {})
+    static = {"student": {"kind": "static", "pca_dims": 256, "domain_vocabulary": 0}}
+    assert provenance.stale_reason(tmp_path, static, {}) is None
+    static["student"]["domain_vocabulary"] = 5000
+    assert provenance.stale_reason(tmp_path, static, {}) == "student.domain_vocabulary 0 -> 5000"
+
+
+def test_align_settings_leave_out_the_other_kinds_keys() -> None:
+    truncated = StudentConfig(name="t", kind="truncated", layers=2)
+    static = StudentConfig(name="s", kind="static")
+    config = RunConfig.model_validate(
+        {"data": {"catalog": {"path": "c.csv"}, "judgments": {"path": "j.csv"}}, "students": [truncated, static]}
+    )
+    assert "pca_dims" not in provenance.align_settings(config, truncated)["student"]
+    assert "layers" not in provenance.align_settings(config, static)["student"]
+    assert provenance.align_settings(config, static)["student"]["domain_vocabulary"] == static.domain_vocabulary
+
+
+def test_training_metrics_go_to_the_run_log_not_the_terminal(finished_run: RunDir) -> None:
+    log = (finished_run.root / "logs" / "run.log").read_text()
+    assert "'loss'" in log and " align INFO harnesslm.training.trainer: step " in log
+
+
+def test_terminal_summary_fits_80_columns_and_names_regressions(finished_run: RunDir, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harnesslm.cli.app import app
+    from harnesslm.pipeline.report import regressions
+
+    result = CliRunner().invoke(app, ["report", str(finished_run.root)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "Quality on" in result.output and "Batch-1 query encoding" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    systems = {
+        "static (aligned)": {"ndcg@10": 0.50},
+        "static (refined)": {"ndcg@10": 0.48},
+        "trunc (aligned)": {"ndcg@10": 0.40},
+        "trunc (refined)": {"ndcg@10": 0.41},
+    }
+    rerank = {"systems": {"no re-ranker": {"ndcg@10": 0.5}, "cross-encoder teacher": {"ndcg@10": 0.38}}}
+    lines = regressions({"systems": systems}, rerank)
+    assert lines[0].startswith("## Stages that made results worse")
+    assert any("static (refined): NDCG@10 0.4800 is below static (aligned)" in line for line in lines)
+    assert not any("trunc (refined)" in line for line in lines)
+    assert any("cross-encoder teacher" in line and "makes results worse" in line for line in lines)
+    assert regressions({"systems": {k: v for k, v in systems.items() if "trunc" in k}}, None) == []
+
+
+def test_an_empty_test_split_skips_evaluation_with_one_line(tmp_path: Path, demo_files, tiny_teacher, capsys) -> None:
+    config = small_config(demo_files, tiny_teacher, tmp_path / "cache")
+    config = updated(config, {"data": {"split": (0.8, 0.2, 0.0)}})  # the user evaluates on another file
+    run = steps.prepare(config, tmp_path / "run")
+    assert run.split("test").empty
+    assert evaluate(run, progress=False) == {}
+    assert "test split is empty" in " ".join(capsys.readouterr().err.split())
+    assert not (run.root / "metrics.json").exists()
+
+
+def test_index_force_re_encodes_the_catalog(finished_run: RunDir, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harnesslm.cli.app import app
+    from harnesslm.encoding.cache import cache_path
+
+    root = tmp_path / "copy"
+    shutil.copytree(finished_run.root, root)
+    run = RunDir(root)
+    cached = cache_path(run.teacher, run.catalog["text"].tolist(), run.cache_dir)
+    before = cached.stat().st_mtime_ns
+    assert CliRunner().invoke(app, ["index", str(root)]).exit_code == 0
+    assert cached.stat().st_mtime_ns == before, "without --force the cached embeddings are reused"
+    result = CliRunner().invoke(app, ["index", str(root), "--force"])
+    assert result.exit_code == 0, result.output
+    assert cached.stat().st_mtime_ns != before

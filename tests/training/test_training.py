@@ -1,0 +1,408 @@
+"""The three training phases on tiny models: negative mining, datasets, alignment, refinement, fine-tuning."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+from transformers import TrainerCallback
+
+from harnesslm.config import StudentConfig, TeacherConfig
+from harnesslm.encoding.cache import encode
+from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
+from harnesslm.index.item_index import ItemIndex
+from harnesslm.losses import FrozenItemContrastiveLoss
+from harnesslm.models.fingerprint import model_fingerprint
+from harnesslm.models.students import load_model, projection_of, static_model, static_student
+from harnesslm.training.align import align_student, fit_projection
+from harnesslm.training.negatives import mine_negatives
+from harnesslm.training.refine import refine_student, refinement_dataset
+from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
+from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
+
+
+# mine_negatives --------------------------------------------------------------------------------------------
+def _circle_index(n: int = 40) -> tuple[ItemIndex, list[str], np.ndarray]:
+    """Items on the unit circle at angles 0, 0.05, 0.1, ...: a query at angle 0 ranks them i00, i01, i02, ..."""
+    ids = [f"i{i:02d}" for i in range(n)]
+    angles = 0.05 * np.arange(n)
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    # q0 at the first item's angle (ranks i00, i01, ...), q1 at the last one's (ranks i39, i38, ...)
+    queries = np.stack([vectors[0], vectors[-1]])
+    return ItemIndex.build(vectors, ids, space="fp"), ids, queries
+
+
+def test_mine_negatives_respects_ranks_and_exclusions() -> None:
+    index, _, queries = _circle_index()
+    exclude = {"q0": {"i04", "i05", "i06"}, "q1": {"i38"}}
+    negatives = mine_negatives(["q0", "q1"], queries, index, exclude, n=3, from_rank=3, to_rank=10)
+    assert len(negatives) == 2
+    for query, negs, allowed in [
+        ("q0", negatives[0], {"i03", "i07", "i08", "i09"}),  # ranks 3..9 of q0 minus its positives
+        ("q1", negatives[1], {"i36", "i35", "i34", "i33", "i32", "i31", "i30"}),
+    ]:
+        assert len(negs) == 3 and len(set(negs)) == 3
+        assert set(negs) <= allowed, (query, negs)
+        assert not set(negs) & exclude[query]
+
+
+def test_mine_negatives_falls_back_to_top_ranks_but_never_to_positives() -> None:
+    index, _, queries = _circle_index()
+    exclude = {"q0": {"i00", "i03"}}
+    # ranks [3, 5) hold i03 (excluded) and i04: too few, so the top ranks i01, i02 (not i00) are added
+    (negs,) = mine_negatives(["q0"], queries[:1], index, exclude, n=3, from_rank=3, to_rank=5)
+    assert sorted(negs) == ["i01", "i02", "i04"]
+    # every candidate excluded: fewer than n (here none) rather than a positive
+    everything = {"q0": {f"i{i:02d}" for i in range(10)}}
+    (negs,) = mine_negatives(["q0"], queries[:1], index, everything, n=2, from_rank=3, to_rank=10)
+    assert negs == []
+
+
+def test_mine_negatives_is_seeded() -> None:
+    index, _, queries = _circle_index()
+    names = [f"q{i}" for i in range(20)]
+    many = np.repeat(queries[:1], 20, axis=0)
+    first = mine_negatives(names, many, index, {}, n=2, from_rank=2, to_rank=20, seed=7)
+    again = mine_negatives(names, many, index, {}, n=2, from_rank=2, to_rank=20, seed=7)
+    other = mine_negatives(names, many, index, {}, n=2, from_rank=2, to_rank=20, seed=8)
+    assert first == again
+    assert first != other
+    assert len({tuple(negs) for negs in first}) > 1  # the 20 identical queries do not all get the same draw
+
+
+def test_mine_negatives_zero_gives_empty_lists() -> None:
+    index, _, queries = _circle_index()
+    assert mine_negatives(["q0", "q1"], queries, index, {}, n=0) == [[], []]
+
+
+# datasets --------------------------------------------------------------------------------------------------
+def test_positive_pairs_keeps_labels_at_or_above_threshold() -> None:
+    judgments = pd.DataFrame(
+        {
+            "query": ["a", "a", "a", "b", "b", "c"],
+            "item_id": ["1", "2", "3", "1", "4", "5"],
+            "label": [3.0, 2.33, 2.0, 2.67, 1.0, 1.67],
+        }
+    )
+    pairs = positive_pairs(judgments, relevant_at=2.33)
+    assert list(zip(pairs.queries, pairs.positives, strict=True)) == [("a", "1"), ("a", "2"), ("b", "1")]
+    assert pairs.positives_by_query == {"a": {"1", "2"}, "b": {"1"}}
+    assert positive_pairs(judgments, relevant_at=3.5).queries == []
+
+
+def test_contrastive_dataset_columns_and_dropped_rows() -> None:
+    texts = {"p1": "wire", "p2": "pipe", "n1": "paint", "n2": "drill", "n3": "lamp"}
+    dataset = contrastive_dataset(
+        ["q1", "q2", "q3"],
+        ["p1", "p2", "p1"],
+        [["n1", "n2", "n3"], ["n3"], ["n2", "n1"]],  # q2 has one negative: dropped
+        texts,
+        n_negatives=2,
+    )
+    assert dataset.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    assert dataset.to_dict() == {
+        "anchor": ["q1", "q3"],
+        "positive": ["wire", "wire"],
+        "negative_1": ["paint", "drill"],
+        "negative_2": ["drill", "paint"],
+    }
+
+
+def test_refinement_dataset_rows_point_into_matrices() -> None:
+    dataset = refinement_dataset(
+        ["q1", "q2", "q1"],
+        ["p1", "p2", "p2"],
+        [["n1", "n2"], ["n1"], ["n2", "n1", "p1"]],
+        query_rows={"q1": 0, "q2": 1},
+        item_rows={"p1": 10, "p2": 11, "n1": 12, "n2": 13},
+        n_negatives=2,
+    )
+    assert dataset.column_names == ["query", "label"]
+    assert dataset["query"] == ["q1", "q1"]
+    assert dataset["label"] == [[0, 10, 12, 13], [0, 11, 13, 12]]
+
+
+# shared tiny setup -----------------------------------------------------------------------------------------
+@dataclass
+class Shop:
+    teacher_path: Path
+    tokenizer: object
+    item_ids: list[str]
+    item_texts: dict[str, str]
+    items: np.ndarray  # teacher item embeddings
+    pairs: object
+    queries: list[str]  # distinct judged queries
+    targets: np.ndarray  # teacher query embeddings
+    pool: list[str]  # judged + unlabeled queries
+    pool_targets: np.ndarray
+    index: ItemIndex
+
+
+@pytest.fixture(scope="module")
+def shop(tiny_teacher: Path) -> Shop:
+    from harnesslm.demo.shop import make_demo_shop
+
+    demo = make_demo_shop(n_products=300, n_queries=150, n_unlabeled=100)
+    teacher = load_model(str(tiny_teacher))
+    item_ids = demo.catalog["product_uid"].astype(str).tolist()
+    titles = demo.catalog["product_title"].tolist()
+    judgments = demo.judgments.rename(columns={"search_term": "query", "product_uid": "item_id", "relevance": "label"})
+    judgments["item_id"] = judgments["item_id"].astype(str)
+    pairs = positive_pairs(judgments, relevant_at=2.33)
+    queries = list(dict.fromkeys(pairs.queries))
+    pool = [*queries, *demo.unlabeled_queries["search_term"]]
+    pool_targets = encode(teacher, pool)
+    items = encode(teacher, titles)
+    return Shop(
+        teacher_path=tiny_teacher,
+        tokenizer=teacher.tokenizer,
+        item_ids=item_ids,
+        item_texts=dict(zip(item_ids, titles, strict=True)),
+        items=items,
+        pairs=pairs,
+        queries=queries,
+        targets=pool_targets[: len(queries)],
+        pool=pool,
+        pool_targets=pool_targets,
+        index=ItemIndex.build(items, item_ids, space="tiny"),
+    )
+
+
+def _random_static(tokenizer, dim: int, seed: int = 0) -> StaticEmbedding:
+    weights = torch.randn(len(tokenizer), dim, generator=torch.Generator().manual_seed(seed))
+    return StaticEmbedding(tokenizer, embedding_weights=weights)
+
+
+def _mse(student: SentenceTransformer, texts: list[str], targets: np.ndarray) -> float:
+    return float(np.mean((encode(student, texts) - targets) ** 2))
+
+
+# alignment -------------------------------------------------------------------------------------------------
+def test_fit_projection_recovers_an_exact_linear_map(shop: Shop) -> None:
+    table = _random_static(shop.tokenizer, dim=8)
+    student = static_student(table, teacher_dim=32)
+    # the static features, computed by hand: the mean of each query's token rows (no special tokens)
+    weights = table.embedding.weight.detach().numpy()
+    features = np.stack(
+        [weights[table.tokenizer.encode(q, add_special_tokens=False).ids].mean(axis=0) for q in shop.pool]
+    )
+    rng = np.random.default_rng(0)
+    true_map, true_bias = rng.normal(size=(32, 8)), rng.normal(size=32)
+    targets = features @ true_map.T + true_bias
+
+    mse = fit_projection(student, shop.pool, targets, ridge=1e-8)
+    assert mse < 1e-8
+    projection = projection_of(student)
+    np.testing.assert_allclose(projection.linear.weight.detach().numpy(), true_map, atol=1e-3)
+    np.testing.assert_allclose(projection.linear.bias.detach().numpy(), true_bias, atol=1e-3)
+    # the student now outputs the (normalised) targets
+    expected = targets / np.linalg.norm(targets, axis=1, keepdims=True)
+    np.testing.assert_allclose(encode(student, shop.pool), expected, atol=1e-4)
+
+    # the default ridge still fits almost exactly, and a model without a projection is left alone
+    assert fit_projection(static_student(_random_static(shop.tokenizer, 8), 32), shop.pool, targets) < 1e-3
+    assert math.isnan(fit_projection(static_model(_random_static(shop.tokenizer, 8)), shop.pool, targets))
+
+
+def test_fit_projection_lowers_mse_to_teacher(shop: Shop) -> None:
+    student = static_student(_random_static(shop.tokenizer, dim=16), teacher_dim=32)
+    before = _mse(student, shop.pool, shop.pool_targets)
+    fit_projection(student, shop.pool, shop.pool_targets)
+    assert _mse(student, shop.pool, shop.pool_targets) < 0.5 * before
+
+
+def test_align_student_lowers_mse(shop: Shop, capsys, caplog) -> None:
+    student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
+    before = _mse(student, shop.pool, shop.pool_targets)
+    config = StudentConfig(name="s", kind="static", align_steps=20, align_batch_size=32, align_learning_rate=1e-2)
+    with caplog.at_level(logging.INFO, logger="harnesslm.training.trainer"):
+        metrics = align_student(student, shop.pool, shop.pool_targets, config, progress=False)
+    # the trainer's {'loss': ...} lines are logged (a run writes them to logs/run.log), never printed
+    assert "'loss'" not in capsys.readouterr().out
+    assert any("'loss'" in r.getMessage() for r in caplog.records)
+    assert math.isfinite(metrics["train_loss"])
+    after = _mse(student, shop.pool, shop.pool_targets)
+    assert after < 0.8 * before
+    assert not student.training
+
+
+def test_align_student_zero_steps_is_a_no_op(shop: Shop) -> None:
+    student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
+    before = model_fingerprint(student)
+    config = StudentConfig(name="s", kind="static", align_steps=0)
+    assert align_student(student, shop.pool, shop.pool_targets, config, progress=False) == {}
+    assert model_fingerprint(student) == before
+
+
+# refinement ------------------------------------------------------------------------------------------------
+def _refinement_data(shop: Shop, n_negatives: int = 2):
+    negatives = mine_negatives(shop.queries, shop.targets, shop.index, shop.pairs.positives_by_query, n_negatives)
+    by_query = dict(zip(shop.queries, negatives, strict=True))
+    query_rows = {q: i for i, q in enumerate(shop.queries)}
+    item_rows = {item: i for i, item in enumerate(shop.item_ids)}
+    return refinement_dataset(
+        shop.pairs.queries,
+        shop.pairs.positives,
+        [by_query[q] for q in shop.pairs.queries],
+        query_rows,
+        item_rows,
+        n_negatives,
+    )
+
+
+def _positive_stats(student: SentenceTransformer, dataset, shop: Shop) -> tuple[float, float]:
+    """(FrozenItemContrastiveLoss over the whole dataset as one batch, mean rank of the positive item)."""
+    labels = torch.tensor(dataset["label"])
+    loss = FrozenItemContrastiveLoss(student, torch.from_numpy(shop.items), temperature=0.05)
+    with torch.no_grad():
+        value = loss([student.preprocess(dataset["query"])], labels).item()
+    scores = encode(student, dataset["query"]) @ shop.items.T
+    positive = scores[np.arange(len(labels)), labels[:, 1].numpy()]
+    return value, float((scores > positive[:, None]).sum(axis=1).mean())
+
+
+def test_refine_student_improves_positives(shop: Shop) -> None:
+    dataset = _refinement_data(shop)
+    assert len(dataset) > 100
+    for row in dataset["label"]:  # no negative is one of the query's positives
+        query = shop.queries[row[0]]
+        assert not {shop.item_ids[r] for r in row[2:]} & shop.pairs.positives_by_query[query]
+    student = static_student(_random_static(shop.tokenizer, dim=16), teacher_dim=32)
+    fit_projection(student, shop.queries, shop.targets)
+    loss_before, rank_before = _positive_stats(student, dataset, shop)
+
+    config = StudentConfig(
+        name="s",
+        kind="static",
+        refine_steps=10,
+        refine_batch_size=16,
+        refine_learning_rate=1e-2,
+        refine_align_weight=0.5,
+    )
+    metrics = refine_student(student, dataset, shop.items, shop.targets, config, progress=False)
+    assert math.isfinite(metrics["train_loss"])
+    loss_after, rank_after = _positive_stats(student, dataset, shop)
+    assert loss_after < loss_before
+    assert rank_after < rank_before
+
+
+def test_refine_student_skips_empty_work(shop: Shop) -> None:
+    student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
+    before = model_fingerprint(student)
+    dataset = _refinement_data(shop)
+    no_steps = StudentConfig(name="s", kind="static", refine_steps=0)
+    assert refine_student(student, dataset, shop.items, shop.targets, no_steps, progress=False) == {}
+    empty = dataset.select([])
+    config = StudentConfig(name="s", kind="static", refine_steps=5)
+    assert refine_student(student, empty, shop.items, shop.targets, config, progress=False) == {}
+    assert model_fingerprint(student) == before
+
+
+# teacher fine-tuning ---------------------------------------------------------------------------------------
+def test_fine_tune_teacher_changes_weights(shop: Shop) -> None:
+    pairs = shop.pairs
+    negatives = mine_negatives(shop.queries, shop.targets, shop.index, pairs.positives_by_query, 1)
+    by_query = dict(zip(shop.queries, negatives, strict=True))
+    dataset = contrastive_dataset(
+        pairs.queries, pairs.positives, [by_query[q] for q in pairs.queries], shop.item_texts, 1
+    )
+    assert dataset.column_names == ["anchor", "positive", "negative_1"]
+    dataset = dataset.select(range(24))
+
+    teacher = load_model(str(shop.teacher_path), max_seq_length=16)
+    assert teacher.max_seq_length == 16
+    before = model_fingerprint(teacher)
+    config = TeacherConfig(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_ratio=0.0)
+    metrics = fine_tune_teacher(teacher, dataset, config, progress=False)
+    assert math.isfinite(metrics["train_loss"])
+    assert model_fingerprint(teacher) != before
+    assert not teacher.training
+    # the fixture's folder on disk is untouched
+    assert model_fingerprint(load_model(str(shop.teacher_path))) == before
+
+
+def test_mine_negatives_stays_below_the_ceiling() -> None:
+    index, _, queries = _circle_index()
+    # q0 ranks i00 (score 1), i01 (cos 0.05), ...; a ceiling at cos(0.3) bans i00..i06 whatever their rank
+    ceiling = float(np.cos(0.3))
+    (negs,) = mine_negatives(["q0"], queries[:1], index, {}, n=5, from_rank=2, to_rank=15, ceilings=[ceiling])
+    assert len(negs) == 5
+    assert all(int(item[1:]) > 6 for item in negs), negs
+    # an impossible ceiling leaves none rather than a likely positive
+    (negs,) = mine_negatives(["q0"], queries[:1], index, {}, n=2, from_rank=2, to_rank=15, ceilings=[-2.0])
+    assert negs == []
+
+
+# validation checkpoint selection ---------------------------------------------------------------------------
+class _ScriptedScorer:
+    """Returns scores from a list, one per call: the start first, then one per scoring."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = list(scores)
+        self.calls = 0
+
+    def __call__(self, model) -> float:
+        self.calls += 1
+        return self.scores.pop(0)
+
+
+class _Fingerprints(TrainerCallback):
+    """Records the model's fingerprint at every step end (after KeepBest scored it)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.by_step: dict[int, str] = {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.by_step[state.global_step] = model_fingerprint(self.model)
+        return control
+
+
+def _align_with(shop: Shop, scores: list[float], steps: int = 6, every: int = 2):
+    student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
+    start = model_fingerprint(student)
+    scorer = _ScriptedScorer(scores)
+    keeper = KeepBest(student, scorer, every=every, start_score=scorer(student))
+    recorder = _Fingerprints(student)
+    config = StudentConfig(name="s", kind="static", align_steps=steps, align_batch_size=32, align_learning_rate=1e-2)
+    align_student(student, shop.pool, shop.pool_targets, config, progress=False, callbacks=[keeper, recorder])
+    return student, start, keeper, recorder
+
+
+def test_keep_best_restores_the_best_scoring_step(shop: Shop) -> None:
+    student, start, keeper, recorder = _align_with(shop, [0.5, 0.4, 0.7, 0.6])  # start, steps 2, 4, 6
+    selection = keeper.selection
+    assert selection.history == [(0, 0.5), (2, 0.4), (4, 0.7), (6, 0.6)]
+    assert (selection.best_step, selection.best_score) == (4, 0.7)
+    assert model_fingerprint(student) == recorder.by_step[4] != recorder.by_step[6]
+    assert model_fingerprint(student) != start
+    assert selection.as_dict("start")["kept"] == "step 4"
+
+
+def test_keep_best_keeps_the_start_when_training_only_hurts(shop: Shop) -> None:
+    student, start, keeper, _ = _align_with(shop, [0.5, 0.4, 0.5, 0.3])  # a tie with the start is not better
+    assert keeper.selection.best_step == 0
+    assert model_fingerprint(student) == start
+    assert keeper.selection.as_dict("untrained start")["kept"] == "untrained start"
+
+
+def test_validation_scorer_matches_evaluate_rankings(shop: Shop) -> None:
+    teacher = load_model(str(shop.teacher_path))
+    labels = {q: {next(iter(shop.pairs.positives_by_query[q])): 3.0} for q in shop.queries[:40]}
+    scorer = ValidationScorer(list(labels), labels, shop.index, RelevanceScale())
+    ranked, _ = shop.index.search(encode(teacher, list(labels)), 10)
+    expected = evaluate_rankings(dict(zip(labels, ranked, strict=True)), labels).means["ndcg@10"]
+    assert scorer(teacher) == pytest.approx(expected)
+    assert 0 < expected <= 1
+    teacher.train()
+    scorer(teacher)
+    assert teacher.training  # scoring leaves the training mode as it found it
+    assert evaluation_interval(100, 10) == 10 and evaluation_interval(5, 10) == 1
