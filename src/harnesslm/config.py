@@ -100,6 +100,16 @@ class TeacherConfig(_Section):
     negatives_to_rank: int = Field(30, ge=1)
     max_seq_length: int = Field(64, ge=1)
     seed: int = 0
+    query_prompt: str | None = Field(
+        None,
+        description="text put before every query the teacher encodes (e5: 'query: '), or the name of one of the "
+        "model's prompts; None keeps the model's own `query` prompt, if it has one. Students read raw queries",
+    )
+    document_prompt: str | None = Field(
+        None,
+        description="text put before every catalog text the teacher encodes (e5: 'passage: '), or the name of one "
+        "of the model's prompts; None keeps its own `document` (or `passage`, `corpus`) prompt, if it has one",
+    )
 
 
 class IndexConfig(_Section):

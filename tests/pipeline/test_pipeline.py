@@ -416,3 +416,30 @@ def test_index_force_re_encodes_the_catalog(finished_run: RunDir, tmp_path: Path
     result = CliRunner().invoke(app, ["index", str(root), "--force"])
     assert result.exit_code == 0, result.output
     assert cached.stat().st_mtime_ns != before
+
+
+def test_a_prompted_teacher_is_used_with_its_prompts_everywhere(tmp_path: Path, demo_files, tiny_teacher) -> None:
+    """Items are indexed with the document prompt, queries (alignment targets, evaluation) use the query
+    prompt, catalog texts used for alignment are encoded as queries, and students read raw queries."""
+    config = updated(
+        small_config(demo_files, tiny_teacher, tmp_path / "cache"),
+        {"teacher": {"query_prompt": "Q: ", "document_prompt": "D: "}},
+    )
+    config = config.model_copy(update={"students": config.students[:1]})
+    run = steps.prepare(config, tmp_path / "run")
+    steps.teacher(run, progress=False)
+    saved = SentenceTransformer(str(run.teacher_dir), device="cpu")
+    assert saved.prompts["query"] == "Q: " and saved.prompts["document"] == "D: "  # saved with the teacher
+    steps.build_index(run, progress=False)
+    texts = run.catalog["text"].tolist()[:3]
+    raw = run.teacher.encode([f"D: {t}" for t in texts], normalize_embeddings=True, convert_to_numpy=True)
+    ids, _ = run.index.search(raw, 1)
+    assert [found[0] for found in ids] == run.catalog["item_id"].tolist()[:3]
+    pool = steps.alignment_pool(run, run.teacher, progress=False)
+    assert pool.sources["catalog_texts"].get("targets") != "index"  # not the document embeddings
+    row = pool.texts.index(texts[0])
+    expected = run.teacher.encode([f"Q: {texts[0]}"], normalize_embeddings=True, convert_to_numpy=True)[0]
+    np.testing.assert_allclose(pool.targets[row], expected, atol=1e-5)
+    steps.align(run, progress=False)
+    student = load_student(run, "static", "aligned")
+    assert not any(student.prompts.values())  # students take the raw query

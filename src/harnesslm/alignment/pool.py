@@ -21,6 +21,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from harnesslm.atomic import write_text
+from harnesslm.models.prompts import prompt_of
 
 
 @dataclass
@@ -79,11 +80,7 @@ def encodes_alike(model: SentenceTransformer) -> bool:
     Then the catalog's item embeddings, already computed for the index, are also the teacher's *query*
     embeddings of the catalog texts, and alignment gets them at no cost.
     """
-    prompts = getattr(model, "prompts", None) or {}
-    query = prompts.get("query", "")
-    document = prompts.get("document", prompts.get("passage", ""))
-    default = getattr(model, "default_prompt_name", None)
-    return query == document and not default
+    return prompt_of(model, "query") == prompt_of(model, "document")
 
 
 def take(items: Sequence, amount: int | None, seed: int) -> list:

@@ -15,16 +15,24 @@ from sentence_transformers import SentenceTransformer
 
 from harnesslm.atomic import save_array
 from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
+from harnesslm.models.prompts import Role, encode_as, prompt_of
 
 logger = logging.getLogger(__name__)
 
 
 def encode(
-    model: SentenceTransformer, texts: Sequence[str], batch_size: int = 64, progress: bool = False
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    progress: bool = False,
+    role: Role = "query",
 ) -> np.ndarray:
-    """float32 embeddings, L2-normalised so that inner product is cosine similarity."""
-    embeddings = model.encode(
+    """float32 embeddings, L2-normalised so that inner product is cosine similarity. ``role`` picks the model's
+    query or document prompt (``encode_query`` / ``encode_document``); a model without prompts ignores it."""
+    embeddings = encode_as(
+        model,
         list(texts),
+        role,
         batch_size=batch_size,
         convert_to_numpy=True,
         normalize_embeddings=True,
@@ -40,27 +48,36 @@ def cached_encode(
     batch_size: int = 64,
     progress: bool = True,
     fingerprint: str | None = None,
+    role: Role = "query",
 ) -> np.ndarray:
     """Like :func:`encode`, but reads ``cache_dir/<model fp>-<texts fp>.npy`` when it exists.
 
     The file is written to a temporary name and renamed, so an interrupted run never leaves a truncated cache
     that a later run would trust.
     """
-    path = cache_path(model, texts, cache_dir, fingerprint)
+    path = cache_path(model, texts, cache_dir, fingerprint, role)
     cached = read_cache(path, len(texts))
     if cached is not None:
         return cached
-    embeddings = encode(model, texts, batch_size=batch_size, progress=progress)
+    embeddings = encode(model, texts, batch_size=batch_size, progress=progress, role=role)
     save_array(path, embeddings)
     return embeddings
 
 
 def cache_path(
-    model: SentenceTransformer, texts: Sequence[str], cache_dir: Path, fingerprint: str | None = None
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    cache_dir: Path,
+    fingerprint: str | None = None,
+    role: Role = "query",
 ) -> Path:
-    """Where :func:`cached_encode` keeps these texts encoded by this model (the sharded encoder uses it too)."""
+    """Where :func:`cached_encode` keeps these texts encoded by this model in this role (the sharded encoder
+    uses it too). The role's prompt is part of the name when there is one, so queries and documents encoded
+    with different prompts never share a file; a model without prompts keeps the name it always had."""
     fingerprint = fingerprint or model_fingerprint(model)
-    return Path(cache_dir) / f"{fingerprint}-{texts_fingerprint(texts)}-{model.max_seq_length}.npy"
+    prompt = prompt_of(model, role)
+    tag = f"-{role[0]}{texts_fingerprint([prompt])[:8]}" if prompt else ""
+    return Path(cache_dir) / f"{fingerprint}-{texts_fingerprint(texts)}-{model.max_seq_length}{tag}.npy"
 
 
 def read_cache(path: Path, count: int) -> np.ndarray | None:

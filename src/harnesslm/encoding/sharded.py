@@ -143,14 +143,15 @@ def sharded_cached_encode(
     progress: bool = True,
     fingerprint: str | None = None,
 ) -> np.ndarray:
-    """:func:`~harnesslm.encoding.cache.cached_encode` with the encoding done by :func:`encode_sharded`.
+    """:func:`~harnesslm.encoding.cache.cached_encode` with the encoding done by :func:`encode_sharded`. The
+    texts are a catalog: they are encoded as documents (the model's document prompt, when it has one).
 
     Reads and fills the same cache file, so either path reuses what the other computed. Shards live in a
     hidden folder next to it while encoding (a crash resumes from them) and are deleted once the file exists.
     """
     texts = list(texts)
     fingerprint = fingerprint or model_fingerprint(model)
-    path = cache_path(model, texts, cache_dir, fingerprint)
+    path = cache_path(model, texts, cache_dir, fingerprint, role="document")
     cached = read_cache(path, len(texts))
     if cached is not None:
         return cached
@@ -226,7 +227,7 @@ class _ShardEncoder:
         self.batch_size = batch_size
 
     def encode(self, index: int, texts: list[str]) -> tuple[int, np.ndarray]:
-        return index, encode(self.model, texts, batch_size=self.batch_size)
+        return index, encode(self.model, texts, batch_size=self.batch_size, role="document")
 
 
 _WORKER: _ShardEncoder | None = None

@@ -11,14 +11,17 @@ from sentence_transformers import SentenceTransformer
 
 
 def model_fingerprint(model: SentenceTransformer) -> str:
-    """sha256 over the model's modules (class and settings, such as the pooling mode) and every weight, in a
-    fixed order (16 hex chars).
+    """sha256 over the model's modules (class and settings, such as the pooling mode), its prompts and every
+    weight, in a fixed order (16 hex chars).
 
     Two models that embed differently cannot share a fingerprint; loading the same folder twice gives the same
     one. Hashing 110M parameters takes about a second, small next to encoding anything with such a model.
     """
     digest = hashlib.sha256()
     layout = [[type(module).__name__, _config_of(module)] for module in model]
+    prompts = {name: text for name, text in (getattr(model, "prompts", None) or {}).items() if text}
+    if prompts:  # the same weights with other prompts embed differently (a model without keeps its fingerprint)
+        layout.append(["prompts", prompts, getattr(model, "default_prompt_name", None)])
     digest.update(json.dumps(layout, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())

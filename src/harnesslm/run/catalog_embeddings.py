@@ -35,4 +35,5 @@ def item_embeddings(run: RunDir, model, progress: bool = True) -> np.ndarray:
         run.cache_dir,
         batch_size=cfg.encode_batch_size,
         progress=progress,
+        role="document",
     )

@@ -28,7 +28,11 @@ KIND_ONLY_KEYS = {
 }
 """Student settings that only one kind of student reads: the other kind's artifacts do not depend on them."""
 
-ADDED_SETTINGS: dict[str, Any] = {"student.domain_vocabulary": 0}
+ADDED_SETTINGS: dict[str, Any] = {
+    "student.domain_vocabulary": 0,
+    "teacher.query_prompt": None,
+    "teacher.document_prompt": None,
+}
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""
 

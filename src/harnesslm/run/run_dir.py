@@ -134,7 +134,7 @@ class RunDir:
         from harnesslm.models.students import load_model
 
         cfg = self.config.teacher
-        return load_model(resolve_model(cfg.model, self.config.cache_dir), cfg.max_seq_length)
+        return self._prompted(load_model(resolve_model(cfg.model, self.config.cache_dir), cfg.max_seq_length))
 
     @cached_property
     def teacher(self) -> SentenceTransformer:
@@ -142,7 +142,14 @@ class RunDir:
             raise StepMissingError(f"no teacher in {self.teacher_dir}: run `harness teacher` first")
         from harnesslm.models.students import load_model
 
-        return load_model(str(self.teacher_dir), self.config.teacher.max_seq_length)
+        return self._prompted(load_model(str(self.teacher_dir), self.config.teacher.max_seq_length))
+
+    def _prompted(self, model: SentenceTransformer) -> SentenceTransformer:
+        """The teacher with the configured query and document prompts (its own ones where none is set)."""
+        from harnesslm.models.prompts import set_prompts
+
+        set_prompts(model, self.config.teacher.query_prompt, self.config.teacher.document_prompt)
+        return model
 
     @cached_property
     def teacher_space(self) -> str:

@@ -27,7 +27,7 @@ class Searcher:
     def encode(self, queries: Sequence[str], batch_size: int = 256) -> np.ndarray:
         if not isinstance(self.encoder, SentenceTransformer):
             return np.asarray(self.encoder.encode(list(queries), batch_size=batch_size), dtype=np.float32)
-        embeddings = self.encoder.encode(
+        embeddings = self.encoder.encode_query(  # with the model's query prompt, when it has one
             list(queries),
             batch_size=batch_size,
             convert_to_numpy=True,

@@ -52,7 +52,7 @@ class ValidationScorer:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            embeddings = model.encode(
+            embeddings = model.encode_query(  # the query prompt of a prompted teacher; students have none
                 self.queries,
                 batch_size=self.batch_size,
                 convert_to_numpy=True,

@@ -11,6 +11,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
 from harnesslm.config import TeacherConfig
+from harnesslm.models.prompts import training_prompts
 from harnesslm.training.trainer import train
 
 
@@ -64,6 +65,7 @@ def fine_tune_teacher(
         model,
         dataset.shuffle(seed=config.seed),
         loss,
+        prompts=training_prompts(model, dataset.column_names),
         max_steps=config.max_steps,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,

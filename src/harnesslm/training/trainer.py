@@ -65,8 +65,12 @@ def train(
     no_duplicates: bool = True,
     progress: bool = True,
     callbacks: list | None = None,
+    prompts: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Train ``model`` in place for ``max_steps`` optimizer steps; returns the trainer's final metrics.
+
+    ``prompts`` maps a dataset column to the text put before each of its texts (sentence-transformers'
+    training ``prompts``): a prompted teacher trains on queries and items the way it will encode them.
 
     ``no_duplicates`` keeps a text from appearing twice in one batch, so in-batch negatives are never a
     row's own positive written again. ``callbacks`` are ``transformers`` trainer callbacks (for example
@@ -79,6 +83,7 @@ def train(
         args = SentenceTransformerTrainingArguments(
             output_dir=output_dir,
             batch_sampler=BatchSamplers.NO_DUPLICATES if no_duplicates else BatchSamplers.BATCH_SAMPLER,
+            prompts=prompts,
             **_schedule(len(dataset), max_steps, batch_size, learning_rate, warmup_ratio, seed, progress),
         )
         trainer = SentenceTransformerTrainer(
