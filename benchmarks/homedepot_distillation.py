@@ -33,7 +33,15 @@ from rich.console import Console
 from rich.table import Table
 
 from harnesslm.atomic import write_text
-from harnesslm.config import RunConfig, StudentConfig, TeacherConfig, load_config, updated
+from harnesslm.config import (
+    RunConfig,
+    StudentConfig,
+    TeacherConfig,
+    load_config,
+    student_config,
+    updated,
+    updated_student,
+)
 from harnesslm.evaluation.systems import SystemId
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import TEACHER
@@ -49,11 +57,10 @@ console = Console()
 def students(config: RunConfig, layers: list[int]) -> list[dict]:
     """The default static student plus one truncated student per layer count (the teacher's first k layers)."""
     base = {s.name: s for s in RunConfig.model_validate({"data": config.data.model_dump()}).students}
-    truncated = base["truncated-2l"].model_dump()
-    out = [base["static"].model_dump()]
+    out = [base["static"]]
     for k in layers:
-        out.append({**truncated, "name": f"truncated-{k}l", "layers": k})
-    return [StudentConfig.model_validate(s).model_dump() for s in out]
+        out.append(updated_student(base["truncated-2l"], {"name": f"truncated-{k}l", "layers": k}))
+    return [s.model_dump() for s in out]
 
 
 def pool_variants(synthetic: list[int]) -> dict[str, dict]:
@@ -84,23 +91,23 @@ def linked_run(main: RunDir, root: Path, config: RunConfig) -> RunDir:
 
 # The grids searched by the `tune` stage (on validation): the winners are the static student's defaults.
 ALIGN_GRID = {
-    "300 steps": {"align_steps": 300},
-    "1500 steps": {"align_steps": 1500},
+    "300 steps": {"align": {"steps": 300}},
+    "1500 steps": {"align": {"steps": 1500}},
 }
 REFINE_GRID = {
-    "lr 1e-4, anchor 1": {"refine_steps": 300, "refine_learning_rate": 1e-4, "refine_align_weight": 1.0},
-    "lr 5e-4, anchor 1": {"refine_steps": 300, "refine_learning_rate": 5e-4, "refine_align_weight": 1.0},
-    "lr 5e-4, anchor 0.3": {"refine_steps": 300, "refine_learning_rate": 5e-4, "refine_align_weight": 0.3},
+    "lr 1e-4, anchor 1": {"refine": {"steps": 300, "learning_rate": 1e-4, "align_weight": 1.0}},
+    "lr 5e-4, anchor 1": {"refine": {"steps": 300, "learning_rate": 5e-4, "align_weight": 1.0}},
+    "lr 5e-4, anchor 0.3": {"refine": {"steps": 300, "learning_rate": 5e-4, "align_weight": 0.3}},
 }
 
 # The `tune-truncated` stage: the 2-layer student's start (with or without a fitted linear head), learning rate
 # and loss, 300 alignment steps each, on validation. The winner's settings are the truncated default.
 TRUNCATED_GRID = {
-    "no head, lr 5e-4": {"linear_head": False, "align_learning_rate": 5e-4},
-    "head, lr 5e-4": {"linear_head": True, "align_learning_rate": 5e-4},
-    "head, lr 1e-3": {"linear_head": True, "align_learning_rate": 1e-3},
-    "head, lr 2e-3": {"linear_head": True, "align_learning_rate": 2e-3},
-    "head, lr 1e-3, cosine": {"linear_head": True, "align_learning_rate": 1e-3, "align_loss": "cosine"},
+    "no head, lr 5e-4": {"linear_head": False, "align": {"learning_rate": 5e-4}},
+    "head, lr 5e-4": {"linear_head": True, "align": {"learning_rate": 5e-4}},
+    "head, lr 1e-3": {"linear_head": True, "align": {"learning_rate": 1e-3}},
+    "head, lr 2e-3": {"linear_head": True, "align": {"learning_rate": 2e-3}},
+    "head, lr 1e-3, cosine": {"linear_head": True, "align": {"learning_rate": 1e-3, "loss": "cosine"}},
 }
 TRUNCATED_TUNE_STEPS = 300
 
@@ -124,7 +131,7 @@ def stage_pool(config: RunConfig, out: Path, synthetic: list[int], align_steps: 
     for label, settings in pool_variants(synthetic).items():
         root = out / "pool" / f"{align_steps}-steps" / _slug(label)
         variant = updated(config, {"pool": settings})
-        run = _variant(main, variant, root, static, {"align_steps": align_steps})
+        run = _variant(main, variant, root, static, {"align": {"steps": align_steps}})
         rows[label] = _phase_row(run, "aligned", lambda r: steps.align(r, progress=False), teacher_val)
         pool = run.read_json("pool.json")
         rows[label] |= {"pool_size": pool["size"], "sources": pool["sources"]}
@@ -162,18 +169,18 @@ def stage_tune_student(
     student = next(s for s in config.students if s.name == name)
     rows = {}
     for label, overrides in grid.items():
-        run = _variant(main, config, out / folder / _slug(label), student, {"align_steps": align_steps, **overrides})
+        run = _variant(main, config, out / folder / _slug(label), student, {"align": {"steps": align_steps}}, overrides)
         rows[label] = _phase_row(
             run, "aligned", lambda r: steps.align(r, progress=False), teacher_val, name=student.name
         )
     return {"teacher_validation_ndcg@10": teacher_val, "align_steps": align_steps, "variants": rows}
 
 
-def _variant(main: RunDir, config: RunConfig, root: Path, student: StudentConfig, overrides: dict) -> RunDir:
-    variant = config.model_copy(
-        update={"students": [StudentConfig.model_validate({**student.model_dump(), **overrides})]}
-    )
-    return linked_run(main, root, variant)
+def _variant(main: RunDir, config: RunConfig, root: Path, student: StudentConfig, *patches: dict) -> RunDir:
+    """A run of ``student`` alone with ``patches`` (nested settings, applied in order) on the main run's data."""
+    for patch in patches:
+        student = updated_student(student, patch)
+    return linked_run(main, root, config.model_copy(update={"students": [student]}))
 
 
 def _phase_row(run: RunDir, phase: str, step, teacher_val: float, name: str = "static") -> dict:
@@ -374,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data not found: {config.data.catalog.path} (the benchmark needs ../shared/data/homedepot)")
         return 2
     layers = [int(k) for k in args.layers.split(",")]
-    config = config.model_copy(update={"students": [StudentConfig.model_validate(s) for s in students(config, layers)]})
+    config = config.model_copy(update={"students": [student_config(s) for s in students(config, layers)]})
     result = json.loads(args.json.read_text()) if args.json.exists() else {}
     for stage in args.stage.split(","):
         if stage == "pool":

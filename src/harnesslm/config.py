@@ -7,10 +7,10 @@ Every setting has a default that works on the built-in demo data and reads the H
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 RankingLoss = Literal["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]
 """The ranking losses a re-ranker or the bi-encoder student can be distilled with: the one list of their names
@@ -24,6 +24,37 @@ class _Section(BaseModel):
     ``section.model_copy(update=...)``), so a step can hold on to the config it was given."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(_Section):
+    """How one training step runs: ``steps`` optimizer steps of ``batch_size`` examples at ``learning_rate``,
+    linear warm-up over ``warmup_ratio`` of the steps, seeded. Every step that trains takes one (the teacher,
+    each student's alignment and refinement); a partial one in a config file keeps its owner's defaults."""
+
+    steps: int = Field(ge=0, description="optimizer steps; 0 skips the training")
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    seed: int = 0
+
+
+def _fill_schedules(data: Any, defaults: dict[str, dict[str, Any]], legacy: dict[str, tuple[str, ...]]) -> Any:
+    """Before validation: move the flat keys of earlier versions (``align_steps``, ``max_steps``) into their
+    nested schedules, then complete each schedule given in part from its owner's ``defaults``."""
+    if not isinstance(data, dict):
+        return data
+    out = {k: v for k, v in data.items() if k not in legacy}
+    nested = {k: dict(v) if isinstance(v, dict) else v for k, v in out.items() if k in defaults}
+    for old, targets in legacy.items():
+        if old in data:
+            for target in targets:
+                section, _, key = target.partition(".")
+                if isinstance(nested.setdefault(section, {}), dict):
+                    nested[section].setdefault(key, data[old])
+    for section, base in defaults.items():
+        given = nested.get(section)
+        out[section] = given if isinstance(given, BaseModel) else {**base, **(given or {})}
+    return out
 
 
 class CatalogSource(_Section):
@@ -90,16 +121,12 @@ class TeacherConfig(_Section):
 
     model: str = Field("bundled:all-MiniLM-L6-v2", description="path, hub name or bundled:NAME")
     enabled: bool = True
-    max_steps: int = Field(60, ge=0, description="optimizer steps; 0 keeps the base model as it is")
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(3e-5, gt=0)
+    schedule: Schedule = Field(description="fine-tuning steps (0 keeps the base model as it is), batch, rate, seed")
     temperature: float = Field(0.05, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
     hard_negatives: int = Field(1, ge=0)
     negatives_from_rank: int = Field(3, ge=0)
     negatives_to_rank: int = Field(30, ge=1)
     max_seq_length: int = Field(64, ge=1)
-    seed: int = 0
     query_prompt: str | None = Field(
         None,
         description="text put before every query the teacher encodes (e5: 'query: '), or the name of one of the "
@@ -110,6 +137,20 @@ class TeacherConfig(_Section):
         description="text put before every catalog text the teacher encodes (e5: 'passage: '), or the name of one "
         "of the model's prompts; None keeps its own `document` (or `passage`, `corpus`) prompt, if it has one",
     )
+
+    SCHEDULE: ClassVar[dict[str, Any]] = {"steps": 60, "batch_size": 32, "learning_rate": 3e-5}
+    LEGACY: ClassVar[dict[str, tuple[str, ...]]] = {
+        "max_steps": ("schedule.steps",),
+        "batch_size": ("schedule.batch_size",),
+        "learning_rate": ("schedule.learning_rate",),
+        "warmup_ratio": ("schedule.warmup_ratio",),
+        "seed": ("schedule.seed",),
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule(cls, data: Any) -> Any:
+        return _fill_schedules(data, {"schedule": cls.SCHEDULE}, cls.LEGACY)
 
 
 class IndexConfig(_Section):
@@ -177,26 +218,93 @@ class SelectionConfig(_Section):
     max_queries: int | None = Field(2000, ge=1, description="validation queries scored (None: all)")
 
 
-class StudentConfig(_Section):
-    """One student query encoder: its architecture and both training phases."""
+class AlignConfig(Schedule):
+    """Phase 2: alignment to the teacher's query embeddings over the alignment pool."""
+
+    loss: Literal["mse", "cosine"] = "mse"
+
+
+class RefineConfig(Schedule):
+    """Phase 3: contrastive refinement against the frozen teacher item embeddings."""
+
+    temperature: float = Field(0.05, gt=0)
+    hard_negatives: int = Field(2, ge=0)
+    negative_margin: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="a mined negative's teacher score must stay below (1 - margin) x the query's lowest positive "
+        "score, so unjudged true positives are not pushed away (sentence-transformers' relative_margin)",
+    )
+    align_weight: float = Field(1.0, ge=0, description="weight of the alignment (MSE) anchor in the refinement loss")
+
+
+_STUDENT_LEGACY: dict[str, tuple[str, ...]] = {
+    **{f"align_{key}": (f"align.{key}",) for key in ("steps", "batch_size", "learning_rate", "loss")},
+    **{
+        f"refine_{key}": (f"refine.{key}",)
+        for key in (
+            "steps",
+            "batch_size",
+            "learning_rate",
+            "temperature",
+            "hard_negatives",
+            "negative_margin",
+            "align_weight",
+        )
+    },
+    "seed": ("align.seed", "refine.seed"),
+}
+"""The flat student keys of earlier versions (``align_steps: 300``), still read from config files."""
+
+
+class _Student(_Section):
+    """What every student has: a name and its two training phases."""
 
     name: str
-    kind: Literal["static", "truncated"]
-    # static: distilled from the (fine-tuned) teacher's vocabulary with model2vec. On Home Depot validation
-    # (1,500 alignment steps): subwords at 256-d kept 98.4% of the teacher's NDCG@10; adding the shop's words
-    # 99.7%; and at the teacher's own width (no PCA) 100.5% (benchmarks/homedepot_distillation.py --stage
-    # tune-static).
-    pca_dims: int | None = Field(
-        None, ge=1, description="static students: the table's width after PCA; None keeps the teacher's width"
-    )
+    align: AlignConfig
+    refine: RefineConfig
+
+    ALIGN: ClassVar[dict[str, Any]] = {}
+    REFINE: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedules(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(key in data for key in _STUDENT_LEGACY):
+            # A config.yaml saved by an earlier version lists every student key, the other kind's too.
+            others = {name for kind in _Student.__subclasses__() for name in kind.model_fields} - set(cls.model_fields)
+            data = {key: value for key, value in data.items() if key not in others}
+        return _fill_schedules(data, {"align": cls.ALIGN, "refine": cls.REFINE}, _STUDENT_LEGACY)
+
+
+class StaticStudentConfig(_Student):
+    """A token-embedding table distilled from the (fine-tuned) teacher with model2vec, mean-pooled."""
+
+    kind: Literal["static"] = "static"
+    # On Home Depot validation (1,500 alignment steps): subwords at 256-d kept 98.4% of the teacher's NDCG@10;
+    # adding the shop's words 99.7%; and at the teacher's own width (no PCA) 100.7%
+    # (benchmarks/homedepot_distillation.py --stage tune-static).
+    pca_dims: int | None = Field(None, ge=1, description="the table's width after PCA; None keeps the teacher's width")
     domain_vocabulary: int = Field(
         20_000,
         ge=0,
-        description="static students: up to this many words of the training queries and catalog texts (seen at "
-        "least twice, missing from the teacher's tokenizer) become whole tokens of the table, so `dewalt` has a "
-        "row of its own instead of `dew ##al ##t`; 0 keeps the teacher's subword vocabulary",
+        description="up to this many words of the training queries and catalog texts (seen at least twice, "
+        "missing from the teacher's tokenizer) become whole tokens of the table, so `dewalt` has a row of its own "
+        "instead of `dew ##al ##t`; 0 keeps the teacher's subword vocabulary",
     )
-    # truncated: the first ``layers`` transformer layers of ``base`` (default: the teacher itself).
+
+    # Alignment: 1,500 steps of 128 won on Home Depot validation (98.4% of the teacher vs 95.6% for 300; the
+    # best state is kept, so a long budget is safe: --stage tune). Refinement: lr 1e-4 rose steadily to +0.9
+    # points and stayed there; 5e-4 peaked at step 30 and fell back.
+    ALIGN: ClassVar[dict[str, Any]] = {"steps": 1500, "batch_size": 128, "learning_rate": 2e-3}
+    REFINE: ClassVar[dict[str, Any]] = {"steps": 300, "batch_size": 64, "learning_rate": 1e-4}
+
+
+class TruncatedStudentConfig(_Student):
+    """The first ``layers`` transformer layers of ``base`` (default: the fine-tuned teacher itself)."""
+
+    kind: Literal["truncated"] = "truncated"
     base: str | None = None
     layers: int = Field(2, ge=1)
     layer_schedule: list[int] = Field(
@@ -206,63 +314,40 @@ class StudentConfig(_Section):
     )
     linear_head: bool = Field(
         True,
-        description="truncated students: a linear map on the pooled output, fitted in closed form to the teacher's "
-        "embeddings before training (Home Depot validation, 2 layers: NDCG@10 0.262 at the start vs 0.083 "
-        "without, and higher after alignment). A student whose width differs from the teacher's always has one",
+        description="a linear map on the pooled output, fitted in closed form to the teacher's embeddings before "
+        "training (Home Depot validation, 2 layers: NDCG@10 0.262 at the start vs 0.083 without, and higher "
+        "after alignment). A student whose width differs from the teacher's always has one",
     )
     max_seq_length: int = Field(32, ge=1)
-    # Phase 2, alignment to the teacher's query embeddings.
-    align_loss: Literal["mse", "cosine"] = "mse"
-    # 1500 steps of 128 won on Home Depot validation (98.4% of the teacher vs 95.6% for 300; the best state is
-    # kept, so a long budget is safe: benchmarks/homedepot_distillation.py --stage tune).
-    align_steps: int = Field(1500, ge=0)
-    align_batch_size: int = Field(128, ge=1)
-    align_learning_rate: float = Field(2e-3, gt=0)
-    # Phase 3, contrastive refinement against the frozen teacher item embeddings. On Home Depot validation,
-    # lr 1e-4 rose steadily to +0.9 points and stayed there; 5e-4 peaked at step 30 and fell back, so 1e-4.
-    refine_steps: int = Field(300, ge=0)
-    refine_batch_size: int = Field(64, ge=1)
-    refine_learning_rate: float = Field(1e-4, gt=0)
-    refine_temperature: float = Field(0.05, gt=0)
-    refine_hard_negatives: int = Field(2, ge=0)
-    refine_negative_margin: float = Field(
-        0.05,
-        ge=0,
-        lt=1,
-        description="a mined negative's teacher score must stay below (1 - margin) x the query's lowest positive "
-        "score, so unjudged true positives are not pushed away (sentence-transformers' relative_margin)",
-    )
-    refine_align_weight: float = Field(1.0, ge=0)
-    seed: int = 0
+
+    # HD validation (2 layers, 300 steps, fitted linear head): lr 2e-3 reached 92.7% of the teacher, 1e-3 89.5%;
+    # without the head, 5e-4 reached 86.4% after 500 steps and 1e-4 63.3%. Still rising at 300 steps, hence
+    # 1,000 (the best validation state is kept).
+    ALIGN: ClassVar[dict[str, Any]] = {"steps": 1000, "batch_size": 128, "learning_rate": 2e-3}
+    REFINE: ClassVar[dict[str, Any]] = {"steps": 100, "batch_size": 64, "learning_rate": 3e-5}
 
     @model_validator(mode="after")
-    def _check(self) -> StudentConfig:
-        if self.kind == "truncated" and self.layers < 1:
-            raise ValueError("a truncated student needs layers >= 1")
+    def _check(self) -> TruncatedStudentConfig:
         schedule = self.layer_schedule
-        if schedule and (self.kind != "truncated" or sorted(set(schedule), reverse=True) != schedule):
-            raise ValueError("layer_schedule is for truncated students and must be strictly descending")
+        if schedule and sorted(set(schedule), reverse=True) != schedule:
+            raise ValueError("layer_schedule must be strictly descending")
         if schedule and schedule[-1] <= self.layers:
             raise ValueError(f"layer_schedule {schedule} must stay above layers={self.layers}")
         return self
 
 
-def _default_students() -> list[StudentConfig]:
-    return [
-        StudentConfig(name="static", kind="static"),
-        StudentConfig(
-            name="truncated-2l",
-            kind="truncated",
-            layers=2,
-            # HD validation (2 layers, 300 steps, fitted linear head): lr 2e-3 reached 92.7% of the teacher,
-            # 1e-3 89.5%; without the head, 5e-4 reached 86.4% after 500 steps and 1e-4 63.3%. Still rising at
-            # 300 steps, hence 1,000 (the best validation state is kept).
-            align_learning_rate=2e-3,
-            refine_learning_rate=3e-5,
-            align_steps=1000,
-            refine_steps=100,
-        ),
-    ]
+StudentConfig = Annotated[StaticStudentConfig | TruncatedStudentConfig, Field(discriminator="kind")]
+"""One student query encoder, by ``kind``: :class:`StaticStudentConfig` or :class:`TruncatedStudentConfig`."""
+_STUDENT = TypeAdapter(StudentConfig)
+
+
+def student_config(values: dict[str, Any]) -> StaticStudentConfig | TruncatedStudentConfig:
+    """A student's settings from a mapping (its ``kind`` picks the class)."""
+    return _STUDENT.validate_python(values)
+
+
+def _default_students() -> list[StaticStudentConfig | TruncatedStudentConfig]:
+    return [StaticStudentConfig(name="static"), TruncatedStudentConfig(name="truncated-2l", layers=2)]
 
 
 class EvalConfig(_Section):
@@ -404,13 +489,21 @@ def updated(config: RunConfig, patch: dict[str, Any]) -> RunConfig:
     """A new, validated config: ``patch`` (nested sections, e.g. ``{"pool": {"synthetic_items": 5}}``) merged
     into ``config``, which stays as it was. How the CLI and benchmarks override a setting."""
 
-    def merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-        out = dict(base)
-        for key, value in change.items():
-            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        return out
+    return RunConfig.model_validate(_merged(config.model_dump(), patch))
 
-    return RunConfig.model_validate(merge(config.model_dump(), patch))
+
+def updated_student(
+    student: StaticStudentConfig | TruncatedStudentConfig, patch: dict[str, Any]
+) -> StaticStudentConfig | TruncatedStudentConfig:
+    """A new, validated student: ``patch`` (e.g. ``{"align": {"steps": 300}}``) merged into ``student``."""
+    return student_config(_merged(student.model_dump(), patch))
+
+
+def _merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in patch.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def dump_config(config: RunConfig) -> str:

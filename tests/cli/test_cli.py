@@ -199,10 +199,12 @@ def test_a_huge_header_is_not_echoed_whole(tmp_path: Path) -> None:
     ("yaml_text", "fragment"),
     [
         ("data: [unclosed\n", "not valid YAML"),
-        ("teacher: {batch_size: 0}\n", "teacher.batch_size"),
+        ("teacher: {schedule: {batch_size: 0}}\n", "teacher.schedule.batch_size"),
         ("teacher: {temperature: 0}\n", "teacher.temperature"),
-        ("teacher: {max_steps: -3}\n", "teacher.max_steps"),
-        ("students: [{name: s, kind: static, align_learning_rate: -1}]\n", "align_learning_rate"),
+        ("teacher: {schedule: {steps: -3}}\n", "teacher.schedule.steps"),
+        ("teacher: {max_steps: -3}\n", "teacher.schedule.steps"),  # the flat key of earlier versions
+        ("students: [{name: s, kind: static, align: {learning_rate: -1}}]\n", "align.learning_rate"),
+        ("students: [{name: s, kind: static, layers: 2}]\n", "layers"),  # a truncated student's key
         ("data: {split: [0.5, 0.2, 0.2]}\n", "sum to 1"),
     ],
 )

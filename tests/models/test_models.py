@@ -316,20 +316,25 @@ def test_read_student_meta_missing_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"kind": "static", "layer_schedule": [4]}, "for truncated students"),
+        ({"kind": "static", "layer_schedule": [4]}, "Extra inputs"),  # only truncated students have layers
         ({"kind": "truncated", "layers": 2, "layer_schedule": [3, 4]}, "strictly descending"),
         ({"kind": "truncated", "layers": 2, "layer_schedule": [4, 2]}, "must stay above"),
-        ({"kind": "static", "refine_negative_margin": 1.0}, "less than 1"),
+        ({"kind": "static", "refine": {"negative_margin": 1.0}}, "less than 1"),
+        ({"kind": "static", "refine_negative_margin": 1.0}, "less than 1"),  # the flat keys of earlier versions
+        ({"kind": "static", "layers": 2}, "Extra inputs"),  # a truncated student's key on a static one
     ],
 )
 def test_student_config_rejects_bad_schedules_and_margins(settings: dict, message: str) -> None:
     from pydantic import ValidationError
 
-    from harnesslm.config import StudentConfig
+    from harnesslm.config import student_config
 
     with pytest.raises(ValidationError, match=message):
-        StudentConfig(name="s", **settings)
-    assert StudentConfig(name="s", kind="truncated", layers=2, layer_schedule=[6, 4]).layer_schedule == [6, 4]
+        student_config({"name": "s", **settings})
+    assert student_config({"name": "s", "kind": "truncated", "layers": 2, "layer_schedule": [6, 4]}).layer_schedule == [
+        6,
+        4,
+    ]
 
 
 # domain vocabulary ----------------------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def tiny_run(demo_files, tiny_teacher: Path, tmp_path_factory: pytest.TempPathFa
     config = RunConfig.model_validate(
         {
             "data": {"catalog": {"path": demo_files["catalog"]}, "judgments": {"path": demo_files["judgments"]}},
-            "teacher": {"model": str(tiny_teacher), "max_steps": 0},
+            "teacher": {"model": str(tiny_teacher), "schedule": {"steps": 0}},
             "students": [
                 {"name": "static", "kind": "static", "pca_dims": 16},
                 {"name": "trunc", "kind": "truncated", "layers": 1, "max_seq_length": 16},

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from harnesslm.config import RunConfig, StudentConfig, updated
+from harnesslm.config import RunConfig, StaticStudentConfig, TruncatedStudentConfig, updated
 from harnesslm.index.item_index import IndexMismatchError, ItemIndex
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.models.students import read_student_meta, transformer_layers
@@ -33,26 +33,22 @@ def small_config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> Run
                 "extra_queries": [{"path": demo_files["unlabeled_queries"]}],
                 "split": [0.6, 0.2, 0.2],
             },
-            "teacher": {"model": str(teacher), "max_steps": 4, "batch_size": 8, "learning_rate": 1e-3},
+            "teacher": {"model": str(teacher), "schedule": {"steps": 4, "batch_size": 8, "learning_rate": 1e-3}},
             "students": [
                 {
                     "name": "static",
                     "kind": "static",
                     "pca_dims": 16,
-                    "align_steps": 20,
-                    "refine_steps": 10,
-                    "align_batch_size": 32,
-                    "refine_batch_size": 16,
+                    "align": {"steps": 20, "batch_size": 32},
+                    "refine": {"steps": 10, "batch_size": 16},
                 },
                 {
                     "name": "trunc",
                     "kind": "truncated",
                     "layers": 1,
                     "layer_schedule": [2],  # progressive layer dropping: align at 2 layers, then drop to 1
-                    "align_steps": 4,
-                    "refine_steps": 4,
-                    "align_batch_size": 16,
-                    "refine_batch_size": 8,
+                    "align": {"steps": 4, "batch_size": 16},
+                    "refine": {"steps": 4, "batch_size": 8},
                 },
             ],
             "bench": {"latency_queries": 10, "warmup": 2, "throughput_batch_size": 16},
@@ -315,21 +311,22 @@ def test_rerun_redoes_exactly_the_steps_whose_settings_changed(finished_run: Run
     assert "align 'trunc': redone" in said and "student.layers 1 -> 2" in said
     assert transformer_layers(load_student(RunDir(root), "trunc", "refined")) == 2
 
-    config = updated(config, {"teacher": {"max_steps": 3}})  # a changed teacher invalidates everything after it
+    config = updated(config, {"teacher": {"schedule": {"steps": 3}}})  # a changed teacher redoes all after it
     run_recipe(config, root, progress=False)
     said = " ".join(capsys.readouterr().err.split())
-    assert "teacher: redone" in said and "teacher.max_steps 4 -> 3" in said
+    assert "teacher: redone" in said and "teacher.schedule.steps 4 -> 3" in said
     assert stamp(run.teacher_dir) != teacher
     assert all(stamp(run.student_dir("static", p)) != static[p] for p in static)
     record = provenance.read_record(run.teacher_dir)
-    assert record["settings"]["teacher"]["max_steps"] == 3
+    assert record["settings"]["teacher"]["schedule"]["steps"] == 3
 
 
 def test_stale_reason_names_each_changed_setting(tmp_path: Path) -> None:
-    provenance.write_record(tmp_path, {"teacher": {"max_steps": 30, "lr": 1e-5}}, {"data": "a"})
-    assert provenance.stale_reason(tmp_path, {"teacher": {"max_steps": 30, "lr": 1e-5}}, {"data": "a"}) is None
-    reason = provenance.stale_reason(tmp_path, {"teacher": {"max_steps": 5, "lr": 1e-5}}, {"data": "b"})
-    assert reason == "teacher.max_steps 30 -> 5; its input 'data' was redone"
+    provenance.write_record(tmp_path, {"teacher": {"schedule": {"steps": 30}, "lr": 1e-5}}, {"data": "a"})
+    same = {"teacher": {"schedule": {"steps": 30}, "lr": 1e-5}}
+    assert provenance.stale_reason(tmp_path, same, {"data": "a"}) is None
+    reason = provenance.stale_reason(tmp_path, {"teacher": {"schedule": {"steps": 5}, "lr": 1e-5}}, {"data": "b"})
+    assert reason == "teacher.schedule.steps 30 -> 5; its input 'data' was redone"
     assert provenance.stale_reason(tmp_path / "unrecorded", {}, {}) is None  # legacy artifacts are kept
 
 
@@ -348,10 +345,20 @@ def test_records_of_earlier_versions_still_match(tmp_path: Path) -> None:
     static["student"]["domain_vocabulary"] = 5000
     assert provenance.stale_reason(tmp_path, static, {}) == "student.domain_vocabulary 0 -> 5000"
 
+    # written before steps had one Schedule: flat keys, one student seed, no warm-up recorded
+    flat = {"student": {"kind": "static", "align_steps": 300, "align_learning_rate": 2e-3, "seed": 0}}
+    provenance.write_record(tmp_path, flat, {})
+    nested = {
+        "student": {"kind": "static", "align": {"steps": 300, "learning_rate": 2e-3, "seed": 0, "warmup_ratio": 0.1}}
+    }
+    assert provenance.stale_reason(tmp_path, nested, {}) is None
+    nested["student"]["align"]["steps"] = 500
+    assert provenance.stale_reason(tmp_path, nested, {}) == "student.align.steps 300 -> 500"
+
 
 def test_align_settings_leave_out_the_other_kinds_keys() -> None:
-    truncated = StudentConfig(name="t", kind="truncated", layers=2)
-    static = StudentConfig(name="s", kind="static")
+    truncated = TruncatedStudentConfig(name="t", layers=2)
+    static = StaticStudentConfig(name="s")
     config = RunConfig.model_validate(
         {"data": {"catalog": {"path": "c.csv"}, "judgments": {"path": "j.csv"}}, "students": [truncated, static]}
     )

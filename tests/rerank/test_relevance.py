@@ -29,9 +29,9 @@ def _config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfi
                 "extra_queries": [{"path": demo_files["unlabeled_queries"]}],
                 "split": [0.6, 0.2, 0.2],
             },
-            "teacher": {"model": str(teacher), "max_steps": 2, "batch_size": 8},
+            "teacher": {"model": str(teacher), "schedule": {"steps": 2, "batch_size": 8}},
             "students": [
-                {"name": "static", "kind": "static", "pca_dims": 16, "align_steps": 5, "refine_steps": 2},
+                {"name": "static", "kind": "static", "pca_dims": 16, "align": {"steps": 5}, "refine": {"steps": 2}},
             ],
             "evaluation": {"baselines": []},
             "bench": {"latency_queries": 5, "warmup": 1, "throughput_batch_size": 8},

@@ -43,7 +43,7 @@ def run(demo_files, tiny_teacher, tmp_path_factory) -> RunDir:
                 "split": [0.6, 0.2, 0.2],
             },
             "teacher": {"model": str(tiny_teacher), "enabled": False},
-            "students": [{"name": "static", "kind": "static", "pca_dims": 16, "align_steps": 3}],
+            "students": [{"name": "static", "kind": "static", "pca_dims": 16, "align": {"steps": 3}}],
             "cache_dir": str(root / "cache"),
         }
     )

@@ -15,7 +15,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 from transformers import TrainerCallback
 
-from harnesslm.config import StudentConfig, TeacherConfig
+from harnesslm.config import StaticStudentConfig, TeacherConfig
 from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
 from harnesslm.index.item_index import ItemIndex
@@ -222,7 +222,7 @@ def test_fit_projection_lowers_mse_to_teacher(shop: Shop) -> None:
 def test_align_student_lowers_mse(shop: Shop, capsys, caplog) -> None:
     student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
     before = _mse(student, shop.pool, shop.pool_targets)
-    config = StudentConfig(name="s", kind="static", align_steps=20, align_batch_size=32, align_learning_rate=1e-2)
+    config = StaticStudentConfig(name="s", align={"steps": 20, "batch_size": 32, "learning_rate": 1e-2})
     with caplog.at_level(logging.INFO, logger="harnesslm.training.trainer"):
         metrics = align_student(student, shop.pool, shop.pool_targets, config, progress=False)
     # the trainer's {'loss': ...} lines are logged (a run writes them to logs/run.log), never printed
@@ -237,7 +237,7 @@ def test_align_student_lowers_mse(shop: Shop, capsys, caplog) -> None:
 def test_align_student_zero_steps_is_a_no_op(shop: Shop) -> None:
     student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
     before = model_fingerprint(student)
-    config = StudentConfig(name="s", kind="static", align_steps=0)
+    config = StaticStudentConfig(name="s", align={"steps": 0})
     assert align_student(student, shop.pool, shop.pool_targets, config, progress=False) == {}
     assert model_fingerprint(student) == before
 
@@ -279,13 +279,8 @@ def test_refine_student_improves_positives(shop: Shop) -> None:
     fit_projection(student, shop.queries, shop.targets)
     loss_before, rank_before = _positive_stats(student, dataset, shop)
 
-    config = StudentConfig(
-        name="s",
-        kind="static",
-        refine_steps=10,
-        refine_batch_size=16,
-        refine_learning_rate=1e-2,
-        refine_align_weight=0.5,
+    config = StaticStudentConfig(
+        name="s", refine={"steps": 10, "batch_size": 16, "learning_rate": 1e-2, "align_weight": 0.5}
     )
     metrics = refine_student(student, dataset, shop.items, shop.targets, config, progress=False)
     assert math.isfinite(metrics["train_loss"])
@@ -298,10 +293,10 @@ def test_refine_student_skips_empty_work(shop: Shop) -> None:
     student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
     before = model_fingerprint(student)
     dataset = _refinement_data(shop)
-    no_steps = StudentConfig(name="s", kind="static", refine_steps=0)
+    no_steps = StaticStudentConfig(name="s", refine={"steps": 0})
     assert refine_student(student, dataset, shop.items, shop.targets, no_steps, progress=False) == {}
     empty = dataset.select([])
-    config = StudentConfig(name="s", kind="static", refine_steps=5)
+    config = StaticStudentConfig(name="s", refine={"steps": 5})
     assert refine_student(student, empty, shop.items, shop.targets, config, progress=False) == {}
     assert model_fingerprint(student) == before
 
@@ -320,7 +315,7 @@ def test_fine_tune_teacher_changes_weights(shop: Shop) -> None:
     teacher = load_model(str(shop.teacher_path), max_seq_length=16)
     assert teacher.max_seq_length == 16
     before = model_fingerprint(teacher)
-    config = TeacherConfig(max_steps=2, batch_size=4, learning_rate=1e-3, warmup_ratio=0.0)
+    config = TeacherConfig(schedule={"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "warmup_ratio": 0.0})
     metrics = fine_tune_teacher(teacher, dataset, config, progress=False)
     assert math.isfinite(metrics["train_loss"])
     assert model_fingerprint(teacher) != before
@@ -372,7 +367,7 @@ def _align_with(shop: Shop, scores: list[float], steps: int = 6, every: int = 2)
     scorer = _ScriptedScorer(scores)
     keeper = KeepBest(student, scorer, every=every, start_score=scorer(student))
     recorder = _Fingerprints(student)
-    config = StudentConfig(name="s", kind="static", align_steps=steps, align_batch_size=32, align_learning_rate=1e-2)
+    config = StaticStudentConfig(name="s", align={"steps": steps, "batch_size": 32, "learning_rate": 1e-2})
     align_student(student, shop.pool, shop.pool_targets, config, progress=False, callbacks=[keeper, recorder])
     return student, start, keeper, recorder
 

@@ -254,7 +254,7 @@ def distill_bi_encoder(
     before = retrieval_metrics(run, student)
     items = item_embeddings(run, run.teacher, progress)
     item_rows = {item: i for i, item in enumerate(run.catalog["item_id"])}
-    scale = 1.0 / run.config.student(name).refine_temperature
+    scale = 1.0 / run.config.student(name).refine.temperature
     with run.timed(f"distil bi-encoder {name} ({loss})"):
         metrics = distill.distill_bi_encoder(
             student, labelled, item_rows, items, loss, cfg, max_gain(run), scale, progress

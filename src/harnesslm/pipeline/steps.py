@@ -112,7 +112,7 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
     with run.timed("teacher"):
         model = run.base_teacher
         metrics: dict[str, float] = {}
-        if cfg.enabled and cfg.max_steps > 0:
+        if cfg.enabled and cfg.schedule.steps > 0:
             pairs = positive_pairs(run.split("train"), run.config.data.relevant_at)
             base_items = item_embeddings(run, model, progress)
             base_index = ItemIndex.build(base_items, run.catalog["item_id"].tolist(), space="base")
@@ -129,7 +129,7 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
                         cfg.hard_negatives,
                         cfg.negatives_from_rank,
                         cfg.negatives_to_rank,
-                        cfg.seed,
+                        cfg.schedule.seed,
                     ),
                     strict=True,
                 )
@@ -143,7 +143,7 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
             )
             console.print(
                 f"fine-tuning on {len(dataset):,} (query, positive, {cfg.hard_negatives} negatives) "
-                f"rows for {cfg.max_steps} steps"
+                f"rows for {cfg.schedule.steps} steps"
             )
             metrics = fine_tune_teacher(model, dataset, cfg, progress)
         if _is_main_process():  # under torchrun/accelerate every rank trains; one writes
@@ -218,7 +218,7 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
                 pool.texts,
                 pool.targets,
                 max_texts=None if cfg.kind == "static" else HEAD_FIT_TEXTS,
-                seed=cfg.seed,
+                seed=cfg.align.seed,
             )
             stages = []
             start_label = "untrained start (projection fit)"
@@ -230,7 +230,7 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
                 metrics, selection = _train_selected(
                     student,
                     scorer,
-                    cfg.align_steps,
+                    cfg.align.steps,
                     run.config.selection.evaluations,
                     start_label,
                     lambda callbacks, s=student, c=cfg: align_student(
@@ -484,11 +484,11 @@ def refine(run: RunDir, names: list[str] | None = None, progress: bool = True) -
                 targets,
                 index_,
                 pairs.positives_by_query,
-                cfg.refine_hard_negatives,
+                cfg.refine.hard_negatives,
                 run.config.teacher.negatives_from_rank,
                 run.config.teacher.negatives_to_rank,
-                cfg.seed,
-                ceilings=(1.0 - cfg.refine_negative_margin) * positive_floor,
+                cfg.refine.seed,
+                ceilings=(1.0 - cfg.refine.negative_margin) * positive_floor,
             )
             by_query = dict(zip(queries, negatives, strict=True))
             dataset = refinement_dataset(
@@ -497,13 +497,13 @@ def refine(run: RunDir, names: list[str] | None = None, progress: bool = True) -
                 [by_query[q] for q in pairs.queries],
                 query_rows,
                 item_rows,
-                cfg.refine_hard_negatives,
+                cfg.refine.hard_negatives,
             )
             student = load_student(run, cfg.name, "aligned")
             metrics, selection = _train_selected(
                 student,
                 scorer,
-                cfg.refine_steps,
+                cfg.refine.steps,
                 run.config.selection.evaluations,
                 "aligned (refinement did not help)",
                 lambda callbacks, s=student, d=dataset, c=cfg: refine_student(

@@ -20,21 +20,30 @@ if TYPE_CHECKING:
     from harnesslm.run.run_dir import RunDir
 
 RECORD_FILE = "harness_step.json"
-REFINE_PREFIX = "refine_"
-SHARED_STUDENT_KEYS = ("name", "kind", "seed")
-KIND_ONLY_KEYS = {
-    "static": ("pca_dims", "domain_vocabulary"),
-    "truncated": ("base", "layers", "layer_schedule", "linear_head", "max_seq_length"),
-}
-"""Student settings that only one kind of student reads: the other kind's artifacts do not depend on them."""
-
 ADDED_SETTINGS: dict[str, Any] = {
     "student.domain_vocabulary": 0,
     "teacher.query_prompt": None,
     "teacher.document_prompt": None,
+    "student.align.warmup_ratio": 0.1,
+    "student.refine.warmup_ratio": 0.1,
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""
+
+RENAMED_SETTINGS: dict[str, tuple[str, ...]] = {
+    **{f"teacher.{key}": (f"teacher.schedule.{key}",) for key in ("batch_size", "learning_rate", "warmup_ratio")},
+    "teacher.max_steps": ("teacher.schedule.steps",),
+    "teacher.seed": ("teacher.schedule.seed",),
+    **{f"student.align_{key}": (f"student.align.{key}",) for key in ("steps", "batch_size", "learning_rate", "loss")},
+    **{
+        f"student.refine_{key}": (f"student.refine.{key}",)
+        for key in ("steps", "batch_size", "learning_rate", "temperature", "hard_negatives", "negative_margin")
+    },
+    "student.refine_align_weight": ("student.refine.align_weight",),
+    "student.seed": ("student.align.seed", "student.refine.seed"),
+}
+"""Settings that moved (the flat ``align_steps`` became ``align.steps`` when steps got one ``Schedule``): a
+record written before the move is read as if written after it."""
 
 
 def teacher_settings(config: RunConfig) -> dict[str, Any]:
@@ -47,20 +56,18 @@ def index_settings(config: RunConfig) -> dict[str, Any]:
 
 
 def align_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]:
-    """Everything of the student but its refinement keys, plus the alignment pool and checkpoint selection."""
-    fields = student.model_dump(mode="json")
-    foreign = {k for kind, keys in KIND_ONLY_KEYS.items() if kind != student.kind for k in keys}
+    """Everything of the student but its refinement, plus the alignment pool and checkpoint selection."""
     return {
-        "student": {k: v for k, v in fields.items() if not k.startswith(REFINE_PREFIX) and k not in foreign},
+        "student": student.model_dump(mode="json", exclude={"refine"}),
         "pool": config.pool.model_dump(mode="json"),
         "selection": config.selection.model_dump(mode="json"),
     }
 
 
 def refine_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]:
-    fields = student.model_dump(mode="json")
+    """The student's refinement (what it starts from is the aligned student's own record)."""
     return {
-        "student": {k: v for k, v in fields.items() if k.startswith(REFINE_PREFIX) or k in SHARED_STUDENT_KEYS},
+        "student": student.model_dump(mode="json", include={"name", "kind", "refine"}),
         "teacher.negatives": config.teacher.model_dump(include={"negatives_from_rank", "negatives_to_rank"}),
         "selection": config.selection.model_dump(mode="json"),
     }
@@ -124,13 +131,33 @@ def stale_reason(folder: Path, settings: dict[str, Any], inputs: dict[str, str |
     record = read_record(folder)
     if record is None or record.get("fingerprint") == fingerprint(settings, inputs):
         return None
-    changed = _changed_keys(_upgraded(record.get("settings", {}), settings), settings)
+    changed = _changed_keys(_upgraded(_renamed(record.get("settings", {})), settings), settings)
     changed += [
         f"its input {name!r} was redone"
         for name, value in inputs.items()
         if record.get("inputs", {}).get(name) != value
     ]
     return "; ".join(changed) or None  # only upgrades differ: the artifact is what this version would make
+
+
+def _renamed(recorded: dict[str, Any]) -> dict[str, Any]:
+    """``recorded`` with every setting of ``RENAMED_SETTINGS`` moved to its new place(s)."""
+    out = json.loads(json.dumps(recorded))  # a deep copy
+    for old, targets in RENAMED_SETTINGS.items():
+        *parents, leaf = old.split(".")
+        holder = out
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or leaf not in holder:
+            continue
+        value = holder.pop(leaf)
+        for target in targets:
+            *path, key = target.split(".")
+            node = out
+            for part in path:
+                node = node.setdefault(part, {})
+            node.setdefault(key, value)
+    return out
 
 
 def _upgraded(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> dict[str, Any]:

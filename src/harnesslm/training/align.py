@@ -12,7 +12,7 @@ from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss
 
 from harnesslm.config import StudentConfig
 from harnesslm.models.students import projection_of
-from harnesslm.training.trainer import train
+from harnesslm.training.trainer import schedule_args, train
 
 
 def fit_projection(
@@ -62,18 +62,16 @@ def align_student(
     ``queries`` is the pool: training queries plus any unlabeled or synthetic ones; no labels are needed.
     Uses sentence-transformers' ``EmbedDistillLoss`` (MSELoss is its ``mse`` case).
     """
-    if config.align_steps <= 0 or not len(queries):
+    schedule = config.align
+    if schedule.steps <= 0 or not len(queries):
         return {}
     dataset = Dataset.from_dict({"query": list(queries), "label": teacher_embeddings.astype(np.float32).tolist()})
-    loss = EmbedDistillLoss(student, distance_metric=config.align_loss)
+    loss = EmbedDistillLoss(student, distance_metric=schedule.loss)
     return train(
         student,
-        dataset.shuffle(seed=config.seed),
+        dataset.shuffle(seed=schedule.seed),
         loss,
-        max_steps=config.align_steps,
-        batch_size=config.align_batch_size,
-        learning_rate=config.align_learning_rate,
-        seed=config.seed,
+        **schedule_args(schedule),
         progress=progress,
         callbacks=callbacks,
     )

@@ -11,7 +11,7 @@ from sentence_transformers import SentenceTransformer
 
 from harnesslm.config import StudentConfig
 from harnesslm.losses import FrozenItemContrastiveLoss
-from harnesslm.training.trainer import train
+from harnesslm.training.trainer import schedule_args, train
 
 
 def refinement_dataset(
@@ -46,23 +46,21 @@ def refine_student(
     callbacks: list | None = None,
 ) -> dict[str, float]:
     """Train the student query tower with :class:`FrozenItemContrastiveLoss`; items never move."""
-    if config.refine_steps <= 0 or not len(dataset):
+    schedule = config.refine
+    if schedule.steps <= 0 or not len(dataset):
         return {}
     loss = FrozenItemContrastiveLoss(
         student,
         torch.from_numpy(item_embeddings),
         torch.from_numpy(query_targets),
-        temperature=config.refine_temperature,
-        align_weight=config.refine_align_weight,
+        temperature=schedule.temperature,
+        align_weight=schedule.align_weight,
     )
     return train(
         student,
-        dataset.shuffle(seed=config.seed),
+        dataset.shuffle(seed=schedule.seed),
         loss,
-        max_steps=config.refine_steps,
-        batch_size=config.refine_batch_size,
-        learning_rate=config.refine_learning_rate,
-        seed=config.seed,
+        **schedule_args(schedule),
         progress=progress,
         callbacks=callbacks,
     )

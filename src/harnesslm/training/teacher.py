@@ -12,7 +12,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 
 from harnesslm.config import TeacherConfig
 from harnesslm.models.prompts import training_prompts
-from harnesslm.training.trainer import train
+from harnesslm.training.trainer import schedule_args, train
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,9 @@ def fine_tune_teacher(
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
     return train(
         model,
-        dataset.shuffle(seed=config.seed),
+        dataset.shuffle(seed=config.schedule.seed),
         loss,
         prompts=training_prompts(model, dataset.column_names),
-        max_steps=config.max_steps,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_ratio=config.warmup_ratio,
-        seed=config.seed,
+        **schedule_args(config.schedule),
         progress=progress,
     )

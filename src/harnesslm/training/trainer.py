@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 from sentence_transformers import (
@@ -19,6 +20,9 @@ from sentence_transformers.base.sampler import BatchSamplers
 from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 from torch import nn
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+if TYPE_CHECKING:
+    from harnesslm.config import Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,17 @@ def _quiet(trainer, progress: bool):
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_ProgressBar() if progress else _MetricsLog())
     return trainer
+
+
+def schedule_args(schedule: Schedule) -> dict[str, Any]:
+    """A config :class:`~harnesslm.config.Schedule` as the keyword arguments of :func:`train`."""
+    return {
+        "max_steps": schedule.steps,
+        "batch_size": schedule.batch_size,
+        "learning_rate": schedule.learning_rate,
+        "warmup_ratio": schedule.warmup_ratio,
+        "seed": schedule.seed,
+    }
 
 
 def train(
