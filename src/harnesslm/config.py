@@ -49,7 +49,9 @@ def _fill_schedules(data: Any, defaults: dict[str, dict[str, Any]], legacy: dict
         if old in data:
             for target in targets:
                 section, _, key = target.partition(".")
-                if isinstance(nested.setdefault(section, {}), dict):
+                if not key:  # still a key of its own (a section seed that also seeds its schedules)
+                    out.setdefault(section, data[old])
+                elif isinstance(nested.setdefault(section, {}), dict):
                     nested[section].setdefault(key, data[old])
     for section, base in defaults.items():
         given = nested.get(section)
@@ -375,9 +377,7 @@ class RelevanceConfig(_Section):
     retriever: str | None = Field(None, description="student whose latest phase retrieves candidates; None: teacher")
     candidates_k: int = Field(50, ge=1, description="candidates retrieved per query and re-ranked")
     teacher_model: str = "bundled:all-MiniLM-L6-v2"
-    teacher_steps: int = Field(600, ge=1)
-    teacher_batch_size: int = Field(32, ge=1)
-    teacher_learning_rate: float = Field(5e-5, gt=0)
+    teacher: Schedule = Field(description="fine-tuning the cross-encoder relevance teacher")
     teacher_negatives: int = Field(
         4, ge=0, description="unjudged retrieved items per training query, target 0 (the retriever's confusions)"
     )
@@ -402,18 +402,37 @@ class RelevanceConfig(_Section):
         3, ge=1, description="first transformer layers kept in the small cross-encoder (2 did not learn on HD)"
     )
     student_losses: list[RankingLoss] = Field(default_factory=lambda: ["margin_mse"])
-    student_steps: int = Field(400, ge=1)
-    student_batch_size: int = Field(16, ge=1, description="queries per batch (each with list_size items)")
+    student: Schedule = Field(
+        description="distilling the small cross-encoder; batch_size counts queries, each with list_size items"
+    )
     list_size: int = Field(8, ge=2, description="items per query in a listwise example (margin-MSE: pairs of them)")
-    student_learning_rate: float = Field(2e-4, gt=0)
     bi_encoder_losses: list[RankingLoss] = Field(
         default_factory=list, description="also distil the teacher into the bi-encoder student with these"
     )
-    bi_encoder_steps: int = Field(300, ge=0)
-    bi_encoder_learning_rate: float = Field(2e-4, gt=0)
+    bi_encoder: Schedule = Field(description="distilling the relevance teacher into the bi-encoder student")
     latency_queries: int = Field(100, ge=1, description="queries timed when re-ranking K candidates")
     eval_queries: int | None = Field(None, ge=1, description="test queries re-ranked in evaluation (None: all)")
     seed: int = 0
+
+    SCHEDULES: ClassVar[dict[str, dict[str, Any]]] = {
+        "teacher": {"steps": 600, "batch_size": 32, "learning_rate": 5e-5},
+        "student": {"steps": 400, "batch_size": 16, "learning_rate": 2e-4},
+        "bi_encoder": {"steps": 300, "batch_size": 16, "learning_rate": 2e-4},
+    }
+    LEGACY: ClassVar[dict[str, tuple[str, ...]]] = {
+        **{f"teacher_{key}": (f"teacher.{key}",) for key in ("steps", "batch_size", "learning_rate")},
+        "student_steps": ("student.steps",),
+        "student_batch_size": ("student.batch_size", "bi_encoder.batch_size"),
+        "student_learning_rate": ("student.learning_rate",),
+        "bi_encoder_steps": ("bi_encoder.steps",),
+        "bi_encoder_learning_rate": ("bi_encoder.learning_rate",),
+        "seed": ("seed", "teacher.seed", "student.seed", "bi_encoder.seed"),
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedules(cls, data: Any) -> Any:
+        return _fill_schedules(data, cls.SCHEDULES, cls.LEGACY)
 
 
 class RunConfig(_Section):

@@ -39,14 +39,13 @@ def _config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfi
                 "retriever": "static",
                 "candidates_k": 10,
                 "teacher_model": str(teacher),
-                "teacher_steps": 4,
-                "teacher_batch_size": 8,
+                "teacher": {"steps": 4, "batch_size": 8},
                 "augment_k": 3,
                 "augment_queries": 40,
                 "student_model": "teacher",
                 "student_layers": 1,
-                "student_steps": 3,
-                "student_batch_size": 2,
+                "student": {"steps": 3, "batch_size": 2},
+                "bi_encoder": {"batch_size": 2},
                 "list_size": 4,
                 "latency_queries": 3,
             },
@@ -183,13 +182,13 @@ def test_stage_redoes_only_what_changed_settings_touch(run: RunDir, capsys) -> N
     stage.relevance(run, losses=["margin_mse"], progress=False)
     assert (teacher_file.stat().st_mtime_ns, reranker_file.stat().st_mtime_ns) == (teacher_mtime, reranker_mtime)
 
-    steps = run.config.relevance.student_steps + 1  # only the re-ranker depends on it
-    changed = RunDir(run.root, updated(run.config, {"relevance": {"student_steps": steps}}))
+    steps = run.config.relevance.student.steps + 1  # only the re-ranker depends on it
+    changed = RunDir(run.root, updated(run.config, {"relevance": {"student": {"steps": steps}}}))
     stage.relevance(changed, losses=["margin_mse"], progress=False)
     said = " ".join(capsys.readouterr().err.split())
     assert teacher_file.stat().st_mtime_ns == teacher_mtime
     assert reranker_file.stat().st_mtime_ns != reranker_mtime
-    assert "re-ranker margin_mse: redone, because relevance.student_steps" in said
+    assert "re-ranker margin_mse: redone, because relevance.student.steps" in said
 
 
 def test_distill_reranker_steps_override_the_config_for_that_run_only(
@@ -198,14 +197,14 @@ def test_distill_reranker_steps_override_the_config_for_that_run_only(
     seen = []
 
     def record(student, labelled, texts, loss, cfg, max_gain, progress):
-        seen.append(cfg.student_steps)
+        seen.append(cfg.student.steps)
         return {}
 
     monkeypatch.setattr(stage.distill, "distill_reranker", record)
     labelled = stage.label(run, progress=False)
     stage.distill_reranker(run, "margin_mse", labelled, tmp_path / "a", progress=False, steps=7)
     stage.distill_reranker(run, "margin_mse", labelled, tmp_path / "b", progress=False)
-    assert seen == [7, run.config.relevance.student_steps] and seen[1] != 7
+    assert seen == [7, run.config.relevance.student.steps] and seen[1] != 7
     assert "distillation/a" in run.read_json("relevance.json")
 
 

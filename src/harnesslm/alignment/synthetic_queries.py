@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harnesslm import extras
 from harnesslm.data.text import normalize_text
 
 Backend = Literal["llama_cpp", "transformers"]
@@ -229,6 +230,7 @@ class _LlamaCpp:
     """llama-cpp-python: streams tokens; the context keeps the longest common prefix of consecutive prompts."""
 
     def __init__(self, model_path: Path, n_ctx: int, n_threads: int) -> None:
+        extras.require("llm", "synthetic queries with the llama_cpp backend (`make install-llm`)")
         from llama_cpp import Llama
 
         # n_threads_batch defaults to every core: on a busy 2-core machine its spinning threads made each prompt

@@ -42,9 +42,18 @@ StudentOpt = Annotated[
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """The mistakes a user can make, reported in one line; FAISS loads only when a command runs."""
+    from harnesslm.extras import MissingExtraError
     from harnesslm.index.item_index import IndexMismatchError
 
-    return (ConfigError, DataError, StepMissingError, BundledModelError, IndexMismatchError, FileNotFoundError)
+    return (
+        ConfigError,
+        DataError,
+        StepMissingError,
+        BundledModelError,
+        IndexMismatchError,
+        MissingExtraError,
+        FileNotFoundError,
+    )
 
 
 def _guard(action: Callable[[], Any]) -> Any:

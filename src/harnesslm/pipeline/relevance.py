@@ -205,10 +205,10 @@ def distill_reranker(
     steps: int | None = None,
 ) -> dict[str, float]:
     """Train the small cross-encoder with ``loss`` on teacher scores; saved to ``rerankers/LOSS``.
-    ``steps`` overrides ``student_steps`` (e.g. a budget that grows with the labelled data)."""
+    ``steps`` overrides ``student.steps`` (e.g. a budget that grows with the labelled data)."""
     cfg = run.config.relevance
     if steps is not None:
-        cfg = cfg.model_copy(update={"student_steps": steps})
+        cfg = cfg.model_copy(update={"student": cfg.student.model_copy(update={"steps": steps})})
     labelled = label(run, progress) if labelled is None else labelled
     folder = folder or run.reranker_dir(loss)
     with run.timed(f"distil re-ranker ({folder.name})"):

@@ -13,7 +13,7 @@ from sentence_transformers.cross_encoder import CrossEncoder
 from harnesslm.config import RelevanceConfig
 from harnesslm.rerank.datasets import bi_encoder_dataset, reranker_dataset
 from harnesslm.rerank.losses import bi_encoder_ranking_loss, cross_encoder_ranking_loss, rows_per_batch, takes_pairs
-from harnesslm.training.trainer import train_cross_encoder
+from harnesslm.training.trainer import schedule_args, train_cross_encoder
 
 
 def distill_reranker(
@@ -26,20 +26,17 @@ def distill_reranker(
     progress: bool = True,
 ) -> dict[str, float]:
     """Train the small cross-encoder on the teacher's scores with one of the ranking losses, for
-    ``student_steps`` steps of ``student_batch_size`` lists (margin-MSE: the same number of pair scores)."""
-    n_lists = cfg.student_steps * cfg.student_batch_size
+    ``student.steps`` steps of ``student.batch_size`` lists (margin-MSE: the same number of pair scores)."""
+    schedule = cfg.student
+    n_lists = schedule.steps * schedule.batch_size
     dataset = reranker_dataset(labelled, item_texts, loss_name, cfg.list_size, n_lists, max_gain, cfg.seed)
-    batch_size = rows_per_batch(loss_name, cfg.student_batch_size, cfg.list_size)
     loss = cross_encoder_ranking_loss(loss_name, student)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(schedule.seed)
     return train_cross_encoder(
         student,
         dataset,
         loss,
-        max_steps=cfg.student_steps,
-        batch_size=batch_size,
-        learning_rate=cfg.student_learning_rate,
-        seed=cfg.seed,
+        **(schedule_args(schedule) | {"batch_size": rows_per_batch(loss_name, schedule.batch_size, cfg.list_size)}),
         progress=progress,
     )
 
@@ -63,20 +60,17 @@ def distill_bi_encoder(
     """
     from harnesslm.training.trainer import train
 
-    n_lists = cfg.bi_encoder_steps * cfg.student_batch_size
+    schedule = cfg.bi_encoder
+    n_lists = schedule.steps * schedule.batch_size
     dataset = bi_encoder_dataset(labelled, item_rows, loss_name, cfg.list_size, n_lists, max_gain, cfg.seed)
     items = torch.from_numpy(np.ascontiguousarray(item_embeddings, dtype=np.float32))
     options = {"scale": score_scale} if takes_pairs(loss_name) else {"temperature": 1.0 / score_scale}
     loss = bi_encoder_ranking_loss(loss_name, student, items, **options)
-    batch_size = rows_per_batch(loss_name, cfg.student_batch_size, cfg.list_size)
     return train(
         student,
         dataset,
         loss,
-        max_steps=cfg.bi_encoder_steps,
-        batch_size=batch_size,
-        learning_rate=cfg.bi_encoder_learning_rate,
-        seed=cfg.seed,
+        **(schedule_args(schedule) | {"batch_size": rows_per_batch(loss_name, schedule.batch_size, cfg.list_size)}),
         no_duplicates=False,
         progress=progress,
     )

@@ -7,7 +7,7 @@ from sentence_transformers.cross_encoder import CrossEncoder
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
 from harnesslm.config import RelevanceConfig
-from harnesslm.training.trainer import train_cross_encoder
+from harnesslm.training.trainer import schedule_args, train_cross_encoder
 
 
 def fine_tune_relevance_teacher(
@@ -19,9 +19,6 @@ def fine_tune_relevance_teacher(
         model,
         dataset.shuffle(seed=cfg.seed),
         loss,
-        max_steps=cfg.teacher_steps,
-        batch_size=cfg.teacher_batch_size,
-        learning_rate=cfg.teacher_learning_rate,
-        seed=cfg.seed,
+        **schedule_args(cfg.teacher),
         progress=progress,
     )

@@ -26,6 +26,8 @@ ADDED_SETTINGS: dict[str, Any] = {
     "teacher.document_prompt": None,
     "student.align.warmup_ratio": 0.1,
     "student.refine.warmup_ratio": 0.1,
+    "relevance.teacher.warmup_ratio": 0.1,
+    "relevance.student.warmup_ratio": 0.1,
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""
@@ -41,6 +43,9 @@ RENAMED_SETTINGS: dict[str, tuple[str, ...]] = {
     },
     "student.refine_align_weight": ("student.refine.align_weight",),
     "student.seed": ("student.align.seed", "student.refine.seed"),
+    **{f"relevance.teacher_{key}": (f"relevance.teacher.{key}",) for key in ("steps", "batch_size", "learning_rate")},
+    **{f"relevance.student_{key}": (f"relevance.student.{key}",) for key in ("steps", "batch_size", "learning_rate")},
+    "relevance.seed": ("relevance.seed", "relevance.teacher.seed", "relevance.student.seed"),
 }
 """Settings that moved (the flat ``align_steps`` became ``align.steps`` when steps got one ``Schedule``): a
 record written before the move is read as if written after it."""
@@ -74,15 +79,15 @@ def refine_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]
 
 
 RELEVANCE_TEACHER_KEYS = ("retriever", "candidates_k", "max_length", "seed")
-RERANKER_PREFIXES = ("student_", "distil_", "augment_", "list_size", "extra_unlabeled")
+RERANKER_PREFIXES = ("student", "distil_", "augment_", "list_size", "extra_unlabeled")
 
 
 def relevance_teacher_settings(config: RunConfig) -> dict[str, Any]:
-    """The cross-encoder teacher: the data, its own ``teacher_*`` keys and how candidates are retrieved."""
+    """The cross-encoder teacher: the data, its own ``teacher*`` keys and how candidates are retrieved."""
     fields = config.relevance.model_dump(mode="json")
     return {
         "data": config.data.model_dump(mode="json"),
-        "relevance": {k: v for k, v in fields.items() if k.startswith("teacher_") or k in RELEVANCE_TEACHER_KEYS},
+        "relevance": {k: v for k, v in fields.items() if k.startswith("teacher") or k in RELEVANCE_TEACHER_KEYS},
     }
 
 

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from harnesslm import extras
 from harnesslm.data.text import normalize_query
 from harnesslm.serving.batcher import MicroBatcher
 from harnesslm.serving.item_table import ItemTable
@@ -216,12 +217,11 @@ def _add_offline_docs(app: FastAPI) -> None:
 
     Without that package, ``/docs`` says so and points at ``/openapi.json`` rather than showing a blank page.
     """
-    try:
+    swagger_ui_path = None
+    if extras.available("serve", ("swagger_ui_bundle",)):
         from starlette.staticfiles import StaticFiles
         from swagger_ui_bundle import swagger_ui_path
-    except ImportError:
-        swagger_ui_path = None
-    if swagger_ui_path is not None:
+
         app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)

@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
+from harnesslm.encoding.cache import encode
 from harnesslm.index.item_index import ItemIndex
 
 
@@ -27,14 +28,7 @@ class Searcher:
     def encode(self, queries: Sequence[str], batch_size: int = 256) -> np.ndarray:
         if not isinstance(self.encoder, SentenceTransformer):
             return np.asarray(self.encoder.encode(list(queries), batch_size=batch_size), dtype=np.float32)
-        embeddings = self.encoder.encode_query(  # with the model's query prompt, when it has one
-            list(queries),
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(embeddings, dtype=np.float32)
+        return encode(self.encoder, queries, batch_size=batch_size, role="query")  # with its query prompt, if any
 
     def search(
         self, queries: Sequence[str], k: int = 10, allowed_rows: np.ndarray | None = None

@@ -1,0 +1,57 @@
+"""The config's shape: one Schedule per training step, students by kind, and the keys of earlier versions."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from harnesslm.config import (
+    RelevanceConfig,
+    RunConfig,
+    StaticStudentConfig,
+    TeacherConfig,
+    TruncatedStudentConfig,
+    student_config,
+    updated,
+)
+
+DATA = {"catalog": {"path": "c.csv"}, "judgments": {"path": "j.csv"}}
+
+
+def test_a_partial_schedule_keeps_its_owners_defaults() -> None:
+    static = student_config({"name": "s", "kind": "static", "align": {"steps": 500}})
+    truncated = student_config({"name": "t", "kind": "truncated", "refine": {"learning_rate": 1e-5}})
+    assert isinstance(static, StaticStudentConfig) and isinstance(truncated, TruncatedStudentConfig)
+    assert (static.align.steps, static.align.batch_size, static.align.learning_rate) == (500, 128, 2e-3)
+    assert (static.refine.steps, static.refine.learning_rate) == (300, 1e-4)  # the static student's tuned values
+    assert (truncated.align.steps, truncated.refine.steps, truncated.refine.learning_rate) == (1000, 100, 1e-5)
+    assert TeacherConfig(schedule={"steps": 5}).schedule.learning_rate == 3e-5
+
+
+def test_flat_keys_of_earlier_versions_still_load() -> None:
+    teacher = TeacherConfig.model_validate({"max_steps": 7, "learning_rate": 1e-4, "seed": 3})
+    assert (teacher.schedule.steps, teacher.schedule.learning_rate, teacher.schedule.seed) == (7, 1e-4, 3)
+    student = student_config({"name": "s", "kind": "static", "align_steps": 9, "refine_align_weight": 0.5, "seed": 2})
+    assert (student.align.steps, student.refine.align_weight, student.align.seed, student.refine.seed) == (9, 0.5, 2, 2)
+    relevance = RelevanceConfig.model_validate({"student_steps": 5, "student_batch_size": 4, "seed": 1})
+    assert (relevance.student.steps, relevance.student.batch_size, relevance.bi_encoder.batch_size) == (5, 4, 4)
+    assert relevance.seed == relevance.teacher.seed == relevance.student.seed == 1
+
+
+def test_a_saved_config_of_an_earlier_version_loads_with_both_kinds_keys() -> None:
+    """Earlier versions saved every student key (the other kind's too) in config.yaml."""
+    saved = {"name": "s", "kind": "static", "layers": 2, "linear_head": True, "align_steps": 300, "pca_dims": 256}
+    student = student_config(saved)
+    assert isinstance(student, StaticStudentConfig) and student.pca_dims == 256 and student.align.steps == 300
+    with pytest.raises(ValidationError, match="Extra inputs"):  # in the new shape, a wrong-kind key is a mistake
+        student_config({"name": "s", "kind": "static", "layers": 2})
+
+
+def test_sections_are_frozen_and_updated_makes_a_new_config() -> None:
+    config = RunConfig.model_validate({"data": DATA})
+    with pytest.raises(ValidationError):
+        config.teacher.model = "other"  # type: ignore[misc]
+    changed = updated(config, {"teacher": {"schedule": {"steps": 3}}, "relevance": {"student": {"steps": 9}}})
+    assert changed.teacher.schedule.steps == 3 and changed.relevance.student.steps == 9
+    assert config.teacher.schedule.steps == 60 and config.relevance.student.steps == 400
+    assert changed.teacher.schedule.learning_rate == config.teacher.schedule.learning_rate
