@@ -450,3 +450,21 @@ def test_a_prompted_teacher_is_used_with_its_prompts_everywhere(tmp_path: Path, 
     steps.align(run, progress=False)
     student = load_student(run, "static", "aligned")
     assert not any(student.prompts.values())  # students take the raw query
+
+
+def test_hybrid_rows_fuse_bm25_with_a_weight_chosen_on_validation(finished_run: RunDir) -> None:
+    from harnesslm.evaluation.fusion import WEIGHTS
+
+    metrics = json.loads((finished_run.root / "metrics.json").read_text())
+    hybrid = metrics["hybrid"]
+    assert set(hybrid["weights"]) == {
+        "teacher + BM25 (fine-tuned)",
+        "static + BM25 (refined)",
+        "trunc + BM25 (refined)",
+    }
+    assert hybrid["validation_queries"] > 0
+    for name, chosen in hybrid["weights"].items():
+        assert metrics["systems"][name]["role"] == "hybrid" and "ndcg@10_ci" in metrics["systems"][name]
+        by_weight = {float(w): v for w, v in chosen["validation_ndcg@10"].items()}
+        assert set(by_weight) == set(WEIGHTS)
+        assert by_weight[chosen["weight"]] == max(by_weight.values())  # the best weight on validation

@@ -19,6 +19,7 @@ from rich.progress import track
 from harnesslm.evaluation.agreement import cosine_agreement, top_k_overlap
 from harnesslm.evaluation.bm25 import BM25Retriever
 from harnesslm.evaluation.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, PairedBootstrap
+from harnesslm.evaluation.fusion import RRF_K, choose_weight, fuse_all
 from harnesslm.evaluation.metrics import (
     MetricReport,
     RelevanceScale,
@@ -31,7 +32,8 @@ from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.models.students import load_model
 from harnesslm.pipeline.export import onnx_encoders
 from harnesslm.run.catalog_embeddings import item_embeddings
-from harnesslm.run.run_dir import RunDir, console, judged_queries
+from harnesslm.run.run_dir import RunDir, StepMissingError, console, judged_queries
+from harnesslm.run.students import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
 
 TEACHER = "teacher (fine-tuned)"
@@ -40,6 +42,7 @@ BOOTSTRAP_SEED = 0
 OVERLAP_K = 10
 WORST_QUERIES = 20
 NDCG, RECALL = "ndcg@10", "recall@100"
+BM25 = "BM25"
 
 
 @dataclass
@@ -78,7 +81,12 @@ def evaluate(
         qrels = {q: qrels[q] for q in queries}
         scale = RelevanceScale(cfg.data.label_offset, cfg.data.relevant_at)
         k = cfg.evaluation.k
-        found = _rankings(run, queries, k, progress)
+        bm25 = None
+        if "bm25" in cfg.evaluation.baselines:
+            bm25 = BM25Retriever.fit(run.catalog["item_id"].tolist(), run.catalog["text"].tolist())
+        found = _rankings(run, queries, k, progress, bm25)
+        hybrid = _hybrids(run, found, queries, k, scale, bm25) if bm25 is not None else {}
+        found.update(hybrid.pop("systems", {}))
         systems, per_query = {}, {}
         for name, system in found.items():
             report = evaluate_rankings(dict(zip(queries, system.ranked, strict=True)), qrels, scale)
@@ -93,6 +101,7 @@ def evaluate(
             "queries": len(queries),
             "judgments": str(judgments_path) if judgments_path else "test split",
             "systems": systems,
+            **({"hybrid": hybrid} if hybrid else {}),
         }
         if queries:
             bootstrap = PairedBootstrap.draw(len(queries), DEFAULT_RESAMPLES, DEFAULT_CONFIDENCE, BOOTSTRAP_SEED)
@@ -156,14 +165,15 @@ def _search(searcher: Searcher, queries: Sequence[str], k: int) -> tuple[list[li
     return searcher.index.search(embeddings, k)[0], embeddings
 
 
-def _rankings(run: RunDir, queries: Sequence[str], k: int, progress: bool) -> dict[str, System]:
+def _rankings(
+    run: RunDir, queries: Sequence[str], k: int, progress: bool, bm25: BM25Retriever | None
+) -> dict[str, System]:
     """Top-k item ids per query for each system that exists in the run."""
     catalog_ids = run.catalog["item_id"].tolist()
     out: dict[str, System] = {}
     baselines = run.config.evaluation.baselines
-    if "bm25" in baselines:
-        bm25 = BM25Retriever.fit(catalog_ids, run.catalog["text"].tolist())
-        out["BM25"] = System("baseline", bm25.search_ids(queries, k))
+    if bm25 is not None:
+        out[BM25] = System("baseline", bm25.search_ids(queries, k))
     base = run.base_teacher
     base_index = ItemIndex.build(item_embeddings(run, base, progress), catalog_ids, space="base")
     out[TEACHER_BASE] = System("teacher", Searcher(base, base_index).search(queries, k)[0])
@@ -182,6 +192,43 @@ def _rankings(run: RunDir, queries: Sequence[str], k: int, progress: bool) -> di
                 ranked, embeddings = _search(Searcher(encoder, run.index), queries, k)
                 out[label] = System("student", ranked, embeddings, exported=True)
     return out
+
+
+def _hybrids(
+    run: RunDir, found: dict[str, System], queries: Sequence[str], k: int, scale: RelevanceScale, bm25: BM25Retriever
+) -> dict:
+    """Each dense system (the fine-tuned teacher, each student's latest phase) fused with BM25 by weighted
+    reciprocal-rank fusion, its weight chosen on the validation queries (never on the test queries)."""
+    frame = run.split("validation")
+    if frame.empty:
+        return {}
+    val_qrels = qrels_of(frame)
+    val_queries = list(val_qrels)[: run.config.selection.max_queries]
+    lexical_val = bm25.search_ids(val_queries, k)
+    dense = {TEACHER: run.teacher} if TEACHER in found else {}
+    for student in run.students():
+        try:
+            phase = latest_phase(run, student.name)
+        except StepMissingError:
+            continue
+        label = SystemId(student.name, phase).label
+        if label in found:
+            dense[label] = load_student(run, student.name, phase)
+    systems, weights = {}, {}
+    for label, model in dense.items():
+        ranked_val = Searcher(model, run.index).search(val_queries, k)[0]
+        weight, by_weight = choose_weight(val_queries, ranked_val, lexical_val, val_qrels, scale, depth=k)
+        sid = SystemId.parse(label)
+        name = SystemId(f"{sid.name} + BM25", sid.phase).label
+        systems[name] = System("hybrid", fuse_all(found[label].ranked, found[BM25].ranked, weight, depth=k))
+        weights[name] = {"dense": label, "weight": weight, "validation_ndcg@10": by_weight}
+        console.print(f"{name}: dense weight {weight} (validation NDCG@10 {by_weight[weight]:.4f})")
+    return {
+        "method": f"weighted reciprocal-rank fusion (k={RRF_K})",
+        "validation_queries": len(val_queries),
+        "weights": weights,
+        "systems": systems,
+    }
 
 
 def _ann_recall(run: RunDir, queries: Sequence[str], k: int, query_emb: np.ndarray | None = None) -> dict:
