@@ -241,7 +241,7 @@ class RefineConfig(Schedule):
     align_weight: float = Field(1.0, ge=0, description="weight of the alignment (MSE) anchor in the refinement loss")
 
 
-_STUDENT_LEGACY: dict[str, tuple[str, ...]] = {
+STUDENT_LEGACY: dict[str, tuple[str, ...]] = {
     **{f"align_{key}": (f"align.{key}",) for key in ("steps", "batch_size", "learning_rate", "loss")},
     **{
         f"refine_{key}": (f"refine.{key}",)
@@ -257,7 +257,8 @@ _STUDENT_LEGACY: dict[str, tuple[str, ...]] = {
     },
     "seed": ("align.seed", "refine.seed"),
 }
-"""The flat student keys of earlier versions (``align_steps: 300``), still read from config files."""
+"""The flat student keys of earlier versions (``align_steps: 300``), still read from config files (and from the
+records of what made each artifact: ``run.provenance`` migrates them with the same tables)."""
 
 
 class _Student(_Section):
@@ -273,11 +274,11 @@ class _Student(_Section):
     @model_validator(mode="before")
     @classmethod
     def _schedules(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any(key in data for key in _STUDENT_LEGACY):
+        if isinstance(data, dict) and any(key in data for key in STUDENT_LEGACY):
             # A config.yaml saved by an earlier version lists every student key, the other kind's too.
             others = {name for kind in _Student.__subclasses__() for name in kind.model_fields} - set(cls.model_fields)
             data = {key: value for key, value in data.items() if key not in others}
-        return _fill_schedules(data, {"align": cls.ALIGN, "refine": cls.REFINE}, _STUDENT_LEGACY)
+        return _fill_schedules(data, {"align": cls.ALIGN, "refine": cls.REFINE}, STUDENT_LEGACY)
 
 
 class StaticStudentConfig(_Student):

@@ -9,7 +9,7 @@ teacher's. ``worst_queries`` lists, per student, the test queries where it loses
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from harnesslm.models.students import load_model
 from harnesslm.pipeline.export import onnx_encoders
 from harnesslm.run.catalog_embeddings import item_embeddings
 from harnesslm.run.run_dir import RunDir, StepMissingError, console, judged_queries
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.students import latest_phase
 from harnesslm.serving.searcher import Searcher
 
 TEACHER = "teacher (fine-tuned)"
@@ -54,6 +54,7 @@ class System:
     ranked: list[list[str]]
     query_embeddings: np.ndarray | None = None
     exported: bool = False  # an ONNX copy of a student
+    searcher: Searcher | None = field(default=None, repr=False)  # to rank other queries the same way
 
 
 def qrels_of(judgments: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -177,7 +178,8 @@ def _rankings(
     base = run.base_teacher
     base_index = ItemIndex.build(item_embeddings(run, base, progress), catalog_ids, space="base")
     out[TEACHER_BASE] = System("teacher", Searcher(base, base_index).search(queries, k)[0])
-    out[TEACHER] = System("teacher", *_search(Searcher(run.teacher, run.index), queries, k))
+    teacher = Searcher(run.teacher, run.index)
+    out[TEACHER] = System("teacher", *_search(teacher, queries, k), searcher=teacher)
     if "static-untrained" in baselines and (run.static_baseline_dir / "modules.json").exists():
         static = load_model(str(run.static_baseline_dir))
         own = ItemIndex.build(item_embeddings(run, static, progress), catalog_ids, space="static")
@@ -187,7 +189,7 @@ def _rankings(
         folder = run.student_dir(name, phase)
         if (folder / "modules.json").exists():
             searcher = Searcher(load_model(str(folder)), run.index)
-            out[SystemId(name, phase).label] = System("student", *_search(searcher, queries, k))
+            out[SystemId(name, phase).label] = System("student", *_search(searcher, queries, k), searcher=searcher)
             for label, encoder in onnx_encoders(run, name, phase).items():  # exported copies, when present
                 ranked, embeddings = _search(Searcher(encoder, run.index), queries, k)
                 out[label] = System("student", ranked, embeddings, exported=True)
@@ -205,18 +207,15 @@ def _hybrids(
     val_qrels = qrels_of(frame)
     val_queries = list(val_qrels)[: run.config.selection.max_queries]
     lexical_val = bm25.search_ids(val_queries, k)
-    dense = {TEACHER: run.teacher} if TEACHER in found else {}
+    dense = [TEACHER]
     for student in run.students():
         try:
-            phase = latest_phase(run, student.name)
+            dense.append(SystemId(student.name, latest_phase(run, student.name)).label)
         except StepMissingError:
             continue
-        label = SystemId(student.name, phase).label
-        if label in found:
-            dense[label] = load_student(run, student.name, phase)
     systems, weights = {}, {}
-    for label, model in dense.items():
-        ranked_val = Searcher(model, run.index).search(val_queries, k)[0]
+    for label in (d for d in dense if d in found and found[d].searcher is not None):
+        ranked_val = found[label].searcher.search(val_queries, k)[0]
         weight, by_weight = choose_weight(val_queries, ranked_val, lexical_val, val_qrels, scale, depth=k)
         sid = SystemId.parse(label)
         name = SystemId(f"{sid.name} + BM25", sid.phase).label

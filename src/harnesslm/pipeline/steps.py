@@ -25,7 +25,7 @@ from harnesslm.alignment.pool import (
 )
 from harnesslm.alignment.pseudo_queries import pseudo_queries
 from harnesslm.atomic import atomic_directory, write_text
-from harnesslm.config import RunConfig, StudentConfig
+from harnesslm.config import RunConfig, StaticStudentConfig
 from harnesslm.data import limit_queries, load_catalog, load_judgments, load_queries, split_by_query
 from harnesslm.data.checks import check_labels, check_positives
 from harnesslm.encoding.cache import cache_path, cached_encode, encode
@@ -417,7 +417,7 @@ def _pool_cache(run: RunDir) -> Path:
     return run.cache_dir.parent / "pool"
 
 
-def distill_static_baseline(run: RunDir, cfg: StudentConfig):
+def distill_static_baseline(run: RunDir, cfg: StaticStudentConfig):
     """model2vec-distil the teacher once; save the untrained static model as a baseline; return its table.
 
     The table is cached on disk keyed by the teacher's weights, ``pca_dims`` and the domain vocabulary:
@@ -444,7 +444,7 @@ def distill_static_baseline(run: RunDir, cfg: StudentConfig):
     return table
 
 
-def static_vocabulary(run: RunDir, cfg: StudentConfig) -> list[str]:
+def static_vocabulary(run: RunDir, cfg: StaticStudentConfig) -> list[str]:
     """The shop's own words a static student gets as whole tokens: from training queries and catalog texts."""
     if not cfg.domain_vocabulary:
         return []

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harnesslm.config import RunConfig, StudentConfig
+from harnesslm.config import STUDENT_LEGACY, RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
 
 if TYPE_CHECKING:
     from harnesslm.run.run_dir import RunDir
@@ -32,23 +32,18 @@ ADDED_SETTINGS: dict[str, Any] = {
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""
 
+
+def _moved(section: str, legacy: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    return {f"{section}.{old}": tuple(f"{section}.{new}" for new in targets) for old, targets in legacy.items()}
+
+
 RENAMED_SETTINGS: dict[str, tuple[str, ...]] = {
-    **{f"teacher.{key}": (f"teacher.schedule.{key}",) for key in ("batch_size", "learning_rate", "warmup_ratio")},
-    "teacher.max_steps": ("teacher.schedule.steps",),
-    "teacher.seed": ("teacher.schedule.seed",),
-    **{f"student.align_{key}": (f"student.align.{key}",) for key in ("steps", "batch_size", "learning_rate", "loss")},
-    **{
-        f"student.refine_{key}": (f"student.refine.{key}",)
-        for key in ("steps", "batch_size", "learning_rate", "temperature", "hard_negatives", "negative_margin")
-    },
-    "student.refine_align_weight": ("student.refine.align_weight",),
-    "student.seed": ("student.align.seed", "student.refine.seed"),
-    **{f"relevance.teacher_{key}": (f"relevance.teacher.{key}",) for key in ("steps", "batch_size", "learning_rate")},
-    **{f"relevance.student_{key}": (f"relevance.student.{key}",) for key in ("steps", "batch_size", "learning_rate")},
-    "relevance.seed": ("relevance.seed", "relevance.teacher.seed", "relevance.student.seed"),
+    **_moved("teacher", TeacherConfig.LEGACY),
+    **_moved("student", STUDENT_LEGACY),
+    **_moved("relevance", RelevanceConfig.LEGACY),
 }
-"""Settings that moved (the flat ``align_steps`` became ``align.steps`` when steps got one ``Schedule``): a
-record written before the move is read as if written after it."""
+"""Settings that moved (the flat ``align_steps`` became ``align.steps`` when steps got one ``Schedule``), from
+the same tables the config reads old files with: a record written before the move is read as if written after."""
 
 
 def teacher_settings(config: RunConfig) -> dict[str, Any]:
