@@ -106,6 +106,27 @@ def test_search_returns_k_catalog_items_sorted_by_score(client: TestClient, run:
     assert len(client.get("/search", params={"q": queries[0]}).json()["hits"]) == 10  # default k
 
 
+@pytest.mark.parametrize("batching", [True, False])
+def test_server_timing_breaks_each_request_into_its_stages(run: RunDir, queries: list[str], batching: bool) -> None:
+    app, encoder = counting_app(run, batching=batching)
+    with TestClient(app) as client:
+        for response in (
+            client.get("/search", params={"q": queries[0], "k": K}),
+            client.post("/search", json={"query": queries[0], "k": K}),
+            client.post("/search/batch", json={"queries": queries[:3], "k": K}),
+        ):
+            assert response.status_code == 200, response.text
+            stages = {}
+            for part in response.headers["Server-Timing"].split(", "):
+                name, _, duration = part.partition(";dur=")
+                stages[name] = float(duration)
+            assert list(stages) == ["parse", "queue", "encode", "search", "lookup", "total"]
+            assert all(value >= 0 for value in stages.values())
+            parts = sum(value for name, value in stages.items() if name != "total")
+            assert parts <= stages["total"] + 0.05  # stages do not overlap; rounding to 1 us each
+    assert encoder.calls == [1, 1, 3]
+
+
 def test_batch_equals_single_searches(client: TestClient, queries: list[str]) -> None:
     response = client.post("/search/batch", json={"queries": queries[:4], "k": K})
     assert response.status_code == 200, response.text

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -119,26 +119,40 @@ def create_app(
             raise HTTPException(422, str(error)) from None
 
     async def run_search(
-        queries: list[str], shown: list[str], k: int, filters: Mapping[str, FilterValues] | None, start: float
+        queries: list[str],
+        shown: list[str],
+        k: int,
+        filters: Mapping[str, FilterValues] | None,
+        start: float,
+        response: Response | None = None,
     ) -> list[SearchResponse]:
+        timings: dict[str, float] = {"parse": (time.perf_counter() - start) * 1000}
         allowed, key = check_filters(filters)
         if allowed is not None and len(allowed) == 0:
             ids: list[list[str]] = [[] for _ in queries]
             scores = np.zeros((len(queries), 0), dtype=np.float32)
         else:
-            ids, scores = await batcher.search(queries, k, allowed, key)
-        took = (time.perf_counter() - start) * 1000
+            ids, scores = await batcher.search(queries, k, allowed, key, timings=timings)
+        looked_up = time.perf_counter()
         results = []
         for query, found, row_scores in zip(shown, ids, scores, strict=True):
             hits = []
             for item_id, score in zip(found, row_scores, strict=False):
                 title, values = table.record(row_of[item_id])
                 hits.append(Hit(item_id=item_id, score=float(score), title=title, fields=values))
-            results.append(SearchResponse(query=query, k=k, hits=hits, took_ms=took))
+            results.append(SearchResponse(query=query, k=k, hits=hits, took_ms=0.0))  # set below
+        now = time.perf_counter()
+        for result in results:
+            result.took_ms = (now - start) * 1000
+        timings["lookup"] = (now - looked_up) * 1000
+        timings["total"] = (now - start) * 1000
+        if response is not None:
+            response.headers["Server-Timing"] = server_timing(timings)
         return results
 
     @app.get("/search", response_model=SearchResponse, summary="Search with one query")
     async def search_get(
+        response: Response,
         q: Annotated[str, Query(description="the search text")],
         k: Annotated[int | None, Query(description="number of hits (default: the default_k in /health)")] = None,
         filter_: Annotated[
@@ -157,16 +171,17 @@ def create_app(
                 raise HTTPException(422, f"filter {item!r} is not of the form field:value")
             filters.setdefault(name, []).append(value)
         k = check_k(k)
-        return (await run_search([check_query(q)], [q], k, filters, start))[0]
+        return (await run_search([check_query(q)], [q], k, filters, start, response))[0]
 
     @app.post("/search", response_model=SearchResponse, summary="Search with one query and optional filters")
-    async def search_post(request: SearchRequest) -> SearchResponse:
+    async def search_post(request: SearchRequest, response: Response) -> SearchResponse:
         start = time.perf_counter()
         k = check_k(request.k)
-        return (await run_search([check_query(request.query)], [request.query], k, request.filters, start))[0]
+        query = check_query(request.query)
+        return (await run_search([query], [request.query], k, request.filters, start, response))[0]
 
     @app.post("/search/batch", response_model=BatchSearchResponse, summary="Search with several queries")
-    async def search_batch(request: BatchSearchRequest) -> BatchSearchResponse:
+    async def search_batch(request: BatchSearchRequest, response: Response) -> BatchSearchResponse:
         start = time.perf_counter()
         if not request.queries:
             raise HTTPException(422, "queries is empty")
@@ -174,7 +189,7 @@ def create_app(
             raise HTTPException(422, f"{len(request.queries)} queries; a batch holds at most {settings.max_batch}")
         k = check_k(request.k)
         queries = [check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
-        results = await run_search(queries, list(request.queries), k, request.filters, start)
+        results = await run_search(queries, list(request.queries), k, request.filters, start, response)
         return BatchSearchResponse(results=results, took_ms=(time.perf_counter() - start) * 1000)
 
     @app.get("/health", response_model=HealthResponse, summary="Model, index and batching status")
@@ -191,6 +206,20 @@ def create_app(
         )
 
     return app
+
+
+SERVER_TIMING_STAGES = ("parse", "queue", "encode", "search", "lookup", "total")
+
+
+def server_timing(timings: Mapping[str, float]) -> str:
+    """A ``Server-Timing`` header value (W3C Server Timing) from stage -> milliseconds, in request order.
+
+    parse: request validation and query normalisation; queue: waiting for the micro-batcher; encode: the
+    encoder call of the request's batch; search: the index search; lookup: item records for the hits. JSON
+    serialisation happens after the header is written, so it is the gap between ``total`` and what the
+    client sees.
+    """
+    return ", ".join(f"{name};dur={timings[name]:.3f}" for name in SERVER_TIMING_STAGES if name in timings)
 
 
 MAX_ERRORS_SHOWN = 10

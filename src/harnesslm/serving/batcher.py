@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Hashable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ class _Job:
     allowed_rows: np.ndarray | None
     filter_key: Hashable
     future: asyncio.Future = field(repr=False)
+    queued_at: float = field(default_factory=time.perf_counter)
+    # milliseconds spent on this job by stage (queue, encode, search), filled in by the worker: what the
+    # service reports in its Server-Timing header
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class MicroBatcher:
@@ -62,13 +67,27 @@ class MicroBatcher:
 
     # public ------------------------------------------------------------------------------------------
     async def search(
-        self, queries: list[str], k: int, allowed_rows: np.ndarray | None = None, filter_key: Hashable = None
+        self,
+        queries: list[str],
+        k: int,
+        allowed_rows: np.ndarray | None = None,
+        filter_key: Hashable = None,
+        timings: dict[str, float] | None = None,
     ) -> SearchResult:
-        """Top-``k`` ids and scores for ``queries`` (among ``allowed_rows``), batched with concurrent calls."""
+        """Top-``k`` ids and scores for ``queries`` (among ``allowed_rows``), batched with concurrent calls.
+
+        ``timings``, when given, receives the milliseconds this request spent queued, encoding (its whole
+        batch's encoder call) and searching the index.
+        """
         loop = asyncio.get_running_loop()
         job = _Job(list(queries), k, allowed_rows, filter_key, loop.create_future())
+        if timings is not None:
+            job.timings = timings
         if not self.enabled:
-            return (await loop.run_in_executor(None, self._process, [job]))[0]
+            result = (await loop.run_in_executor(None, self._process, [job]))[0]
+            if isinstance(result, BaseException):
+                raise result
+            return result
         self._ensure_worker(loop)
         assert self._queue is not None and self._full is not None
         self._queue.put_nowait(job)
@@ -179,9 +198,15 @@ class MicroBatcher:
     def _process_together(self, jobs: list[_Job]) -> list[SearchResult]:
         queries = [q for job in jobs for q in job.queries]
         with self._encode_lock:
+            started = time.perf_counter()
+            for job in jobs:
+                job.timings["queue"] = (started - job.queued_at) * 1000
             embeddings = self.searcher.encode(queries, batch_size=max(len(queries), 1))
+            encoded = time.perf_counter()
             self.encoder_calls += 1
             self.queries_encoded += len(queries)
+        for job in jobs:
+            job.timings["encode"] = (encoded - started) * 1000
         starts = np.cumsum([0, *(len(job.queries) for job in jobs)])
         groups: dict[tuple[int, Hashable], list[int]] = {}
         for j, job in enumerate(jobs):
@@ -189,9 +214,12 @@ class MicroBatcher:
         results: list[SearchResult | None] = [None] * len(jobs)
         for (k, _), members in groups.items():
             rows = np.concatenate([np.arange(starts[j], starts[j + 1]) for j in members])
+            searched = time.perf_counter()
             ids, scores = self.searcher.index.search(embeddings[rows], k, allowed_rows=jobs[members[0]].allowed_rows)
+            search_ms = (time.perf_counter() - searched) * 1000
             offset = 0
             for j in members:
+                jobs[j].timings["search"] = search_ms
                 n = len(jobs[j].queries)
                 results[j] = (ids[offset : offset + n], scores[offset : offset + n])
                 offset += n
