@@ -159,6 +159,7 @@ def _tail(log: Path, lines: int = 8) -> str:
 async def drive(url: str, queries: Iterator[str], concurrency: int, duration: float, k: int) -> dict:
     """``concurrency`` clients each sending one request at a time for ``duration`` seconds."""
     latencies: list[float] = []
+    stages: dict[str, list[float]] = {}
     errors: list[str] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as client:
@@ -172,6 +173,8 @@ async def drive(url: str, queries: Iterator[str], concurrency: int, duration: fl
                     response = await client.get("/search", params={"q": next(queries), "k": k})
                     if response.status_code == 200:
                         latencies.append(time.perf_counter() - sent)
+                        for name, value in parse_server_timing(response.headers.get("server-timing", "")).items():
+                            stages.setdefault(name, []).append(value)
                     else:
                         errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
                 except httpx.HTTPError as error:
@@ -190,7 +193,24 @@ async def drive(url: str, queries: Iterator[str], concurrency: int, duration: fl
         "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
         "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
         "mean_ms": float(ms.mean()) if len(ms) else None,
+        # the server's own breakdown (its Server-Timing header): mean and p99 ms per stage
+        "server_ms": {
+            name: {"mean": float(np.mean(values)), "p99": float(np.percentile(values, 99))}
+            for name, values in stages.items()
+        },
     }
+
+
+def parse_server_timing(header: str) -> dict[str, float]:
+    """``"encode;dur=0.1, search;dur=7.8"`` -> ``{"encode": 0.1, "search": 7.8}`` (entries without dur skipped)."""
+    stages = {}
+    for entry in header.split(","):
+        name, *params = (part.strip() for part in entry.split(";"))
+        for param in params:
+            key, _, value = param.partition("=")
+            if name and key == "dur":
+                stages[name] = float(value)
+    return stages
 
 
 def batcher_stats(url: str) -> dict:
@@ -255,9 +275,25 @@ def show(results: dict) -> None:
                 "-" if batch is None else f"{batch:.1f}",
             )
     console.print(table)
+    show_breakdown(results)
     for encoder, outcome in results["encoders"].items():
         if outcome["status"] != "ok":
             console.print(f"[red]{encoder}:[/red] {outcome['error']}", soft_wrap=True, highlight=False)
+
+
+def show_breakdown(results: dict) -> None:
+    """Server-side mean ms per stage at each level; "client" is what the client saw (the gap: serialisation,
+    HTTP and the client's own share of the CPU)."""
+    stages = ("parse", "queue", "encode", "search", "lookup", "total")
+    table = Table(title="server-side time per request, mean ms (Server-Timing)")
+    for column in ("encoder", "clients", *stages, "client"):
+        table.add_column(column, justify="left" if column == "encoder" else "right")
+    for encoder, outcome in results["encoders"].items():
+        for level in outcome.get("levels", []):
+            server = level.get("server_ms", {})
+            cells = [f"{server[name]['mean']:.2f}" if name in server else "-" for name in stages]
+            table.add_row(encoder, str(level["concurrency"]), *cells, _ms(level["mean_ms"]))
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
