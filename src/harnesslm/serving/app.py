@@ -134,16 +134,18 @@ def create_app(
         else:
             ids, scores = await batcher.search(queries, k, allowed, key, timings=timings)
         looked_up = time.perf_counter()
-        results = []
-        for query, found, row_scores in zip(shown, ids, scores, strict=True):
+        found_hits = []
+        for found, row_scores in zip(ids, scores, strict=True):
             hits = []
             for item_id, score in zip(found, row_scores, strict=False):
                 title, values = table.record(row_of[item_id])
                 hits.append(Hit(item_id=item_id, score=float(score), title=title, fields=values))
-            results.append(SearchResponse(query=query, k=k, hits=hits, took_ms=0.0))  # set below
+            found_hits.append(hits)
         now = time.perf_counter()
-        for result in results:
-            result.took_ms = (now - start) * 1000
+        results = [
+            SearchResponse(query=query, k=k, hits=hits, took_ms=(now - start) * 1000)
+            for query, hits in zip(shown, found_hits, strict=True)
+        ]
         timings["lookup"] = (now - looked_up) * 1000
         timings["total"] = (now - start) * 1000
         if response is not None:

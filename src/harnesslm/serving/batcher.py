@@ -80,9 +80,7 @@ class MicroBatcher:
         batch's encoder call) and searching the index.
         """
         loop = asyncio.get_running_loop()
-        job = _Job(list(queries), k, allowed_rows, filter_key, loop.create_future())
-        if timings is not None:
-            job.timings = timings
+        job = _Job(list(queries), k, allowed_rows, filter_key, loop.create_future(), timings={} if timings is None else timings)
         if not self.enabled:
             result = (await loop.run_in_executor(None, self._process, [job]))[0]
             if isinstance(result, BaseException):
