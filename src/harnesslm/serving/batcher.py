@@ -80,7 +80,9 @@ class MicroBatcher:
         batch's encoder call) and searching the index.
         """
         loop = asyncio.get_running_loop()
-        job = _Job(list(queries), k, allowed_rows, filter_key, loop.create_future(), timings={} if timings is None else timings)
+        job = _Job(
+            list(queries), k, allowed_rows, filter_key, loop.create_future(), timings={} if timings is None else timings
+        )
         if not self.enabled:
             result = (await loop.run_in_executor(None, self._process, [job]))[0]
             if isinstance(result, BaseException):
