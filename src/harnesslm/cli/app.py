@@ -437,38 +437,88 @@ def serve(
         int, typer.Option(help="Most queries per encoder call, and per POST /search/batch request.")
     ] = 64,
     batching: Annotated[
-        bool, typer.Option("--batching/--no-batching", help="Micro-batch concurrent requests through the encoder.")
-    ] = True,
-    threads: Annotated[
-        int | None, typer.Option(help="torch / FAISS / ONNX Runtime intra-op threads. Default: the libraries' own.")
+        bool | None,
+        typer.Option(
+            "--batching/--no-batching",
+            help="Micro-batch concurrent requests through the encoder. Default: on, except for a static student "
+            "(its encoding costs microseconds: waiting for company only adds latency).",
+            show_default=False,
+        ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="torch / FAISS / ONNX Runtime intra-op threads per worker. Default: the cores less one (at least "
+            "1), so the event loop keeps a core.",
+            show_default=False,
+        ),
+    ] = None,
+    index: Annotated[
+        str,
+        typer.Option(
+            help="auto (an HNSW graph with exact fallback for an exact-built catalog of 20k+ items, built once into "
+            "RUN/serving), exact (the run's index as built) or hnsw."
+        ),
+    ] = "auto",
+    lexical: Annotated[
+        bool,
+        typer.Option(help="Load the catalog's BM25 index (built once into RUN/lexical) for mode=lexical|hybrid."),
+    ] = True,
+    mode: Annotated[str, typer.Option(help="Search mode of requests that name none: dense, lexical or hybrid.")] = (
+        "dense"
+    ),
+    compare_teacher: Annotated[
+        bool, typer.Option(help="Also load the teacher, for its column on the /compare page.")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (uvicorn workers), each with its own copy of the model.")
+    ] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
-    """Serve search over HTTP: GET/POST /search, POST /search/batch, GET /health; docs at /docs.
+    """Serve search over HTTP: GET/POST /search, POST /search/batch, GET /health, a comparison page at /compare;
+    docs at /docs.
 
     Serves the student's latest phase (refined, else aligned) and refuses to start when it was trained for
-    another teacher than the index was built with.
+    another teacher than the index was built with. Every search answer carries a Server-Timing header (parse,
+    queue, encode, search, lexical, fuse, lookup, total).
     """
-    from harnesslm.pipeline.serve import app_from_run
+    from harnesslm.pipeline.serve import ServeOptions, app_from_options
     from harnesslm.serving.errors import ServiceError
-    from harnesslm.serving.schemas import ServiceSettings
 
     def action() -> None:
         import uvicorn
 
-        settings = ServiceSettings(
-            max_k=max_k,
-            batch_window_ms=batch_window_ms,
-            max_batch=max_batch,
-            max_encode_batch=max_batch,
-            batching=batching,
-        )
         try:
-            service = app_from_run(run_dir, student, encoder, settings, threads)  # type: ignore[arg-type]
-        except ServiceError as error:
+            options = ServeOptions(
+                run_dir=str(run_dir),
+                student=student,
+                encoder=encoder,
+                threads=threads,
+                index=index,
+                lexical=lexical,
+                compare_teacher=compare_teacher,
+                max_k=max_k,
+                batch_window_ms=batch_window_ms,
+                max_batch=max_batch,
+                batching=batching,
+                default_mode=mode,
+            )
+            if workers == 1:
+                uvicorn.run(app_from_options(options), host=host, port=port, access_log=access_log)
+                return
+            app_from_options(options)  # fail here, once, rather than in every worker; builds what is shared
+            os.environ[ServeOptions.ENV] = options.model_dump_json()
+            uvicorn.run(
+                "harnesslm.pipeline.serve:app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                access_log=access_log,
+            )
+        except (ServiceError, ValueError) as error:
             err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
             raise typer.Exit(2) from None
-        uvicorn.run(service, host=host, port=port, access_log=access_log)
 
     _guard(action)
 

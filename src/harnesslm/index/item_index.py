@@ -182,6 +182,23 @@ class ItemIndex:
     def check_space(self, space: str) -> None:
         check_space(space, self.meta.space)
 
+    def vectors(self) -> np.ndarray:
+        """The stored item embeddings, in row order (exact and hnsw keep them whole; the others do not)."""
+        if self.meta.kind not in ("exact", "hnsw"):
+            raise ValueError(f"a {self.meta.kind} index keeps compressed codes, not the item embeddings")
+        return self.index.reconstruct_n(0, self.index.ntotal)
+
+    def exact_view(self) -> ItemIndex:
+        """Exact search over the same vectors, sharing their memory: an HNSW graph's flat storage, or itself."""
+        if self.meta.kind == "exact":
+            return self
+        if self.meta.kind != "hnsw":
+            raise ValueError(f"a {self.meta.kind} index has no exact view: it does not keep the embeddings")
+        flat = faiss.downcast_index(self.index.storage)
+        view = ItemIndex(flat, list(self.item_ids), replace(self.meta, kind="exact", hnsw_m=None, hnsw_ef_search=None))
+        view._owner = self  # the graph owns the storage: keep it alive as long as the view
+        return view
+
     def save(self, directory: Path) -> None:
         """Write ``index.faiss``, ``ids.json``, ``meta.json`` into a temporary folder and rename it in place."""
         with atomic_directory(Path(directory)) as tmp:

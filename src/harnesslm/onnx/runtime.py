@@ -32,10 +32,15 @@ class OnnxQueryEncoder:
         self.path = path
 
     @classmethod
-    def load(cls, folder: Path, quantized: bool = False, threads: int | None = None) -> OnnxQueryEncoder:
+    def load(
+        cls, folder: Path, quantized: bool = False, threads: int | None = None, spin: bool = True
+    ) -> OnnxQueryEncoder:
         """Open ``folder``'s float32 graph (or its int8 copy with ``quantized``) on the CPU.
 
-        ``threads`` sets onnxruntime's intra-op threads (default: onnxruntime's own choice).
+        ``threads`` sets onnxruntime's intra-op threads (default: onnxruntime's own choice). ``spin=False``
+        stops its idle worker threads from spinning between calls: by default they busy-wait for the next
+        run, which is right for a benchmark loop and wrong in a service, where the spinning takes the core
+        the event loop needs to parse the next request (why ONNX was slower than PyTorch inside the service).
         """
         folder = Path(folder)
         meta_path = folder / ONNX_META
@@ -47,6 +52,9 @@ class OnnxQueryEncoder:
             kind = "int8" if quantized else "float32"
             raise FileNotFoundError(f"{folder} has no {kind} model: export it with quantization on")
         options = ort.SessionOptions()
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

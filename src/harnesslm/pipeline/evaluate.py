@@ -17,9 +17,8 @@ import pandas as pd
 from rich.progress import track
 
 from harnesslm.evaluation.agreement import cosine_agreement, top_k_overlap
-from harnesslm.evaluation.bm25 import BM25Retriever
 from harnesslm.evaluation.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, PairedBootstrap
-from harnesslm.evaluation.fusion import RRF_K, choose_weight, fuse_all
+from harnesslm.evaluation.fusion import choose_weight
 from harnesslm.evaluation.metrics import (
     MetricReport,
     RelevanceScale,
@@ -28,6 +27,8 @@ from harnesslm.evaluation.metrics import (
     recovery,
 )
 from harnesslm.evaluation.systems import SystemId
+from harnesslm.index.bm25 import BM25Retriever
+from harnesslm.index.fusion import RRF_K, fuse_all
 from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.models.students import load_model
 from harnesslm.pipeline.export import onnx_encoders
@@ -84,9 +85,9 @@ def evaluate(
         k = cfg.evaluation.k
         bm25 = None
         if "bm25" in cfg.evaluation.baselines:
-            bm25 = BM25Retriever.fit(run.catalog["item_id"].tolist(), run.catalog["text"].tolist())
+            bm25 = run.lexical_index
         found = _rankings(run, queries, k, progress, bm25)
-        hybrid = _hybrids(run, found, queries, k, scale, bm25) if bm25 is not None else {}
+        hybrid = _hybrids(run, found, k, bm25) if bm25 is not None else {}
         found.update(hybrid.pop("systems", {}))
         systems, per_query = {}, {}
         for name, system in found.items():
@@ -196,35 +197,48 @@ def _rankings(
     return out
 
 
-def _hybrids(
-    run: RunDir, found: dict[str, System], queries: Sequence[str], k: int, scale: RelevanceScale, bm25: BM25Retriever
-) -> dict:
-    """Each dense system (the fine-tuned teacher, each student's latest phase) fused with BM25 by weighted
-    reciprocal-rank fusion, its weight chosen on the validation queries (never on the test queries)."""
+def validation_weight(
+    run: RunDir, searcher: Searcher, bm25: BM25Retriever, k: int | None = None
+) -> tuple[float, dict[float, float], int] | None:
+    """The dense weight of ``searcher`` + BM25 with the best NDCG@10 on the validation queries (never the test
+    split), every tried weight's NDCG@10, and how many queries chose it; None without validation queries."""
     frame = run.split("validation")
     if frame.empty:
-        return {}
-    val_qrels = qrels_of(frame)
-    val_queries = list(val_qrels)[: run.config.selection.max_queries]
-    lexical_val = bm25.search_ids(val_queries, k)
+        return None
+    k = k or run.config.evaluation.k
+    qrels = qrels_of(frame)
+    queries = list(qrels)[: run.config.selection.max_queries]
+    scale = RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
+    dense = searcher.search(queries, k)[0]
+    weight, by_weight = choose_weight(queries, dense, bm25.search_ids(queries, k), qrels, scale, depth=k)
+    return weight, by_weight, len(queries)
+
+
+def _hybrids(run: RunDir, found: dict[str, System], k: int, bm25: BM25Retriever) -> dict:
+    """Each dense system (the fine-tuned teacher, each student's latest phase) fused with BM25 by weighted
+    reciprocal-rank fusion, its weight chosen on the validation queries (never on the test queries)."""
     dense = [TEACHER]
     for student in run.students():
         try:
             dense.append(SystemId(student.name, latest_phase(run, student.name)).label)
         except StepMissingError:
             continue
-    systems, weights = {}, {}
+    systems, weights, validation_queries = {}, {}, 0
     for label in (d for d in dense if d in found and found[d].searcher is not None):
-        ranked_val = found[label].searcher.search(val_queries, k)[0]
-        weight, by_weight = choose_weight(val_queries, ranked_val, lexical_val, val_qrels, scale, depth=k)
+        chosen = validation_weight(run, found[label].searcher, bm25, k)
+        if chosen is None:
+            return {}
+        weight, by_weight, validation_queries = chosen
         sid = SystemId.parse(label)
         name = SystemId(f"{sid.name} + BM25", sid.phase).label
         systems[name] = System("hybrid", fuse_all(found[label].ranked, found[BM25].ranked, weight, depth=k))
         weights[name] = {"dense": label, "weight": weight, "validation_ndcg@10": by_weight}
         console.print(f"{name}: dense weight {weight} (validation NDCG@10 {by_weight[weight]:.4f})")
+    if not systems:
+        return {}
     return {
         "method": f"weighted reciprocal-rank fusion (k={RRF_K})",
-        "validation_queries": len(val_queries),
+        "validation_queries": validation_queries,
         "weights": weights,
         "systems": systems,
     }

@@ -1,28 +1,55 @@
 """``harness serve``: the search app for a run directory, with the student (or teacher) and encoder asked for.
 
 Here, not in ``serving/``, because it reads the run-directory layout: the service itself knows only a searcher
-and a catalog.
+and a catalog. What the service derives from a run once (its HNSW graph, the graph's recall against exact
+search, the hybrid's weight when evaluation did not record it) is kept in ``RUN/serving/``.
+
+The defaults are the fast path, each measured with ``benchmarks/load_test.py``:
+
+- **index**: a run built with an exact index is served from an HNSW graph over the same vectors once the
+  catalog has :data:`ANN_MIN_ITEMS` items (a flat scan of 50k items costs several ms a query, the graph a
+  fraction of one), with exact search for selective filters and deep k (``ExactFallbackIndex``); its
+  recall@10 against exact search for the served encoder's validation queries is measured and shown in
+  ``/health``. ``index="exact"`` serves the run's own index.
+- **threads**: the encoder, FAISS and ONNX Runtime get one core less than the machine has (at least 1), so
+  the event loop that parses requests and writes responses keeps a core, and nothing spins on it.
+- **batching**: micro-batching for transformer encoders, whose cost per query falls with the batch; not for
+  a static student, whose encoding costs microseconds and gains nothing from waiting for company.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
 
 from harnesslm import extras
+from harnesslm.atomic import write_text
 from harnesslm.models.students import read_student_meta
-from harnesslm.run.run_dir import RunDir
+from harnesslm.run.run_dir import RunDir, StepMissingError
 from harnesslm.run.students import latest_phase, load_student
 from harnesslm.serving.app import create_app
 from harnesslm.serving.errors import ServiceError
 from harnesslm.serving.schemas import ModelInfo, ServiceSettings
-from harnesslm.serving.searcher import QueryEncoder, Searcher
+from harnesslm.serving.searcher import HybridSearcher, QueryEncoder, Searcher
 from harnesslm.serving.static_encoder import StaticQueryEncoder
+
+logger = logging.getLogger(__name__)
 
 EncoderKind = Literal["auto", "pytorch", "numpy", "onnx", "onnx-int8", "teacher"]
 ENCODER_KINDS: tuple[str, ...] = ("auto", "pytorch", "numpy", "onnx", "onnx-int8", "teacher")
+IndexChoice = Literal["auto", "exact", "hnsw"]
+INDEX_CHOICES: tuple[str, ...] = ("auto", "exact", "hnsw")
+ANN_MIN_ITEMS = 20_000
+"""Catalog size from which ``index="auto"`` serves an exact-built run from an HNSW graph."""
+RECALL_QUERIES = 500
+"""Validation queries the graph's recall against exact search is measured on."""
+RECALL_K = 10
 
 
 def app_from_run(
@@ -31,28 +58,37 @@ def app_from_run(
     encoder: EncoderKind = "auto",
     settings: ServiceSettings | None = None,
     threads: int | None = None,
+    index: IndexChoice = "auto",
+    lexical: bool = True,
+    compare_teacher: bool = False,
 ) -> FastAPI:
     """The search app for a run: ``student`` (default: the first configured one, latest phase) or the teacher.
 
     ``encoder``: ``pytorch`` (the sentence-transformers folder), ``numpy`` (a static student computed in numpy:
     the same embeddings, an order of magnitude faster at batch 1), ``auto`` (numpy for a static student,
     else pytorch), ``onnx`` / ``onnx-int8`` (the student's ``onnx/`` export, from ``harness export``), or
-    ``teacher`` (the fine-tuned teacher itself). ``threads``
-    pins torch, FAISS and ONNX Runtime intra-op threads. Raises ServiceError, StepMissingError or
+    ``teacher`` (the fine-tuned teacher itself). ``threads`` pins torch, FAISS and ONNX Runtime intra-op
+    threads (default: :func:`serving_threads`). ``index``: ``auto`` (HNSW with exact fallback for a large
+    exact-built catalog, see the module docstring), ``exact`` (the run's index as built) or ``hnsw``.
+    ``lexical`` loads (building once) the catalog's BM25 index for ``mode=lexical|hybrid``;
+    ``compare_teacher`` also loads the teacher for the ``/compare`` page. ``settings.batching`` None picks
+    micro-batching by encoder (on, except for a static student). Raises ServiceError, StepMissingError or
     IndexMismatchError (student trained for another teacher than the index) instead of starting.
     """
     if encoder not in ENCODER_KINDS:
         raise ServiceError(f"unknown encoder {encoder!r}; use one of {', '.join(ENCODER_KINDS)}")
-    if threads is not None:
-        _pin_threads(threads)
+    if index not in INDEX_CHOICES:
+        raise ServiceError(f"unknown index {index!r}; use one of {', '.join(INDEX_CHOICES)}")
+    threads = serving_threads() if threads is None else threads
+    _pin_threads(threads)
     run = RunDir(Path(run_dir))
-    index = run.index
     query_encoder: Any
     if encoder == "teacher":
         if student:
             raise ServiceError("--student and --encoder teacher exclude each other")
         query_encoder = run.teacher
         info = ModelInfo(name="teacher", kind="teacher", encoder=encoder, space=run.teacher_space)
+        label = "teacher (fine-tuned)"
     else:
         names = [s.name for s in run.config.students]
         name = student or (names[0] if names else None)
@@ -79,7 +115,172 @@ def app_from_run(
             # an ONNX export records the space of the student it was exported from; check that one
             space=getattr(query_encoder, "teacher_space", None) or meta.teacher_space,
         )
-    return create_app(Searcher(query_encoder, index), run.catalog, info, settings)
+        label = f"{name} ({phase})"
+    settings = settings or ServiceSettings(batching=None)
+    if settings.batching is None:  # micro-batching only where it lowers latency
+        settings = settings.model_copy(update={"batching": info.kind != "static"})
+    searcher = Searcher(query_encoder, serving_index(run, index, query_encoder, label))
+    hybrid = HybridSearcher(searcher, run.lexical_index, hybrid_weight(run, label, searcher)) if lexical else None
+    teacher = Searcher(run.teacher, searcher.index) if compare_teacher and encoder != "teacher" else None
+    if compare_teacher and encoder == "teacher":
+        teacher = searcher
+    return create_app(searcher, run.catalog, info, settings, hybrid=hybrid, teacher=teacher)
+
+
+class ServeOptions(BaseModel):
+    """Everything ``harness serve`` decides, in one value: what each uvicorn worker process rebuilds its app from."""
+
+    model_config = ConfigDict(extra="forbid")
+    ENV: ClassVar[str] = "HARNESSLM_SERVE_OPTIONS"
+
+    run_dir: str
+    student: str | None = None
+    encoder: EncoderKind = "auto"
+    threads: int | None = Field(None, ge=1)
+    index: IndexChoice = "auto"
+    lexical: bool = True
+    compare_teacher: bool = False
+    max_k: int = Field(100, ge=1)
+    batch_window_ms: float = Field(2.0, ge=0)
+    max_batch: int = Field(64, ge=1)
+    batching: bool | None = None
+    default_mode: Literal["dense", "lexical", "hybrid"] = "dense"
+
+
+def app_from_options(options: ServeOptions) -> FastAPI:
+    """:func:`app_from_run` with the CLI's options."""
+    settings = ServiceSettings(
+        max_k=options.max_k,
+        batch_window_ms=options.batch_window_ms,
+        max_batch=options.max_batch,
+        max_encode_batch=options.max_batch,
+        batching=options.batching,
+        default_mode=options.default_mode,
+    )
+    return app_from_run(
+        options.run_dir,
+        options.student,
+        options.encoder,
+        settings,
+        options.threads,
+        index=options.index,
+        lexical=options.lexical,
+        compare_teacher=options.compare_teacher,
+    )
+
+
+def app_from_env() -> FastAPI:
+    """The app factory of each uvicorn worker process (``harness serve --workers N``): options from the env."""
+    raw = os.environ.get(ServeOptions.ENV)
+    if not raw:
+        raise ServiceError(f"${ServeOptions.ENV} is not set: start workers through `harness serve --workers N`")
+    return app_from_options(ServeOptions.model_validate_json(raw))
+
+
+def serving_threads(cores: int | None = None) -> int:
+    """Intra-op threads for the encoder, FAISS and ONNX Runtime: one core less than there are (at least 1).
+
+    The event loop (HTTP parsing, validation, serialisation) runs in its own thread and needs a core of its
+    own; intra-op pools as wide as the machine spin on that core between requests and slow everything.
+    """
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def serving_index(run: RunDir, choice: IndexChoice, encoder: Any, label: str) -> Any:
+    """The index the service searches: the run's own, or an HNSW graph over its vectors with exact fallback.
+
+    The graph is built once into ``RUN/serving/hnsw`` (with the run's ``index.hnsw_*`` settings) and rebuilt
+    when the run's index changes; its recall@10 against exact search is measured for ``label``'s queries.
+    """
+    base_meta = (
+        json.loads((run.index_dir / "meta.json").read_text(encoding="utf-8"))
+        if (run.index_dir / "meta.json").exists()
+        else None
+    )
+    if base_meta is None:
+        raise StepMissingError(f"no index in {run.index_dir}: run `harness index` first")
+    wants_graph = choice == "hnsw" or (
+        choice == "auto" and base_meta["kind"] == "exact" and base_meta["size"] >= ANN_MIN_ITEMS
+    )
+    if not wants_graph or base_meta["kind"] == "hnsw":
+        if choice == "hnsw" and base_meta["kind"] not in ("exact", "hnsw"):
+            raise ServiceError(f"--index hnsw needs a run built with an exact or hnsw index, not {base_meta['kind']}")
+        return run.index
+    if base_meta["kind"] != "exact":
+        raise ServiceError(f"--index hnsw needs a run built with an exact or hnsw index, not {base_meta['kind']}")
+    from harnesslm.index.fallback import ExactFallbackIndex
+    from harnesslm.index.item_index import ItemIndex, index_recall
+
+    folder = run.serving_dir / "hnsw"
+    graph = None
+    if (folder / "meta.json").exists():
+        graph = ItemIndex.load(folder)
+        built_from = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if built_from["space"] != base_meta["space"] or built_from["size"] != base_meta["size"]:
+            graph = None
+    if graph is None:
+        cfg = run.config.index
+        logger.info("building the serving HNSW graph (m=%d) over %d items", cfg.hnsw_m, base_meta["size"])
+        exact = run.index
+        graph = ItemIndex.build(
+            exact.vectors(),
+            list(exact.item_ids),
+            exact.meta.space,
+            kind="hnsw",
+            hnsw_m=cfg.hnsw_m,
+            hnsw_ef_construction=cfg.hnsw_ef_construction,
+            hnsw_ef_search=cfg.hnsw_ef_search,
+        )
+        graph.save(folder)
+        (folder / "recall.json").unlink(missing_ok=True)
+        run.forget("index")  # the flat copy is not needed any more: the graph keeps the vectors
+    served = ExactFallbackIndex(graph)
+    recalls_path = folder / "recall.json"
+    recalls = json.loads(recalls_path.read_text(encoding="utf-8")) if recalls_path.exists() else {}
+    if label not in recalls:
+        queries = _validation_queries(run)
+        if queries:
+            embeddings = Searcher(encoder, graph).encode(queries)
+            recalls[label] = round(index_recall(graph, served.exact, embeddings, RECALL_K), 4)
+            write_text(recalls_path, json.dumps(recalls, indent=2))
+    if label in recalls:
+        served.recall = {f"recall@{RECALL_K}": recalls[label]}
+    return served
+
+
+def hybrid_weight(run: RunDir, label: str, searcher: Searcher) -> float:
+    """The dense weight of ``label`` + BM25: as ``harness evaluate`` chose it on validation, else chosen now.
+
+    A weight chosen here (the run was not evaluated, or ``label`` was not among its systems) is chosen the
+    same way, on the validation queries, and kept in ``RUN/serving/hybrid.json``.
+    """
+    for entry in run.read_json("metrics.json").get("hybrid", {}).get("weights", {}).values():
+        if entry.get("dense") == label:
+            return float(entry["weight"])
+    path = run.serving_dir / "hybrid.json"
+    chosen = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if label in chosen:
+        return float(chosen[label]["weight"])
+    from harnesslm.pipeline.evaluate import validation_weight
+
+    found = validation_weight(run, searcher, run.lexical_index)
+    if found is None:
+        logger.warning("no validation queries to choose the hybrid weight on: fusing with equal weights")
+        return 0.5
+    weight, by_weight, queries = found
+    chosen[label] = {"weight": weight, "validation_queries": queries, "validation_ndcg@10": by_weight}
+    write_text(path, json.dumps(chosen, indent=2))
+    return weight
+
+
+def _validation_queries(run: RunDir) -> list[str]:
+    try:
+        frame = run.split("validation")
+    except StepMissingError:
+        return []
+    return list(dict.fromkeys(frame["query"]))[:RECALL_QUERIES]
 
 
 def _load_onnx(folder: Path, quantized: bool, threads: int | None) -> QueryEncoder:
@@ -95,7 +296,7 @@ def _load_onnx(folder: Path, quantized: bool, threads: int | None) -> QueryEncod
     if not (folder / ONNX_META).exists():
         raise ServiceError(f"no ONNX export in {folder}: run `harness export` on this run first")
     try:
-        return OnnxQueryEncoder.load(folder, quantized=quantized, threads=threads)
+        return OnnxQueryEncoder.load(folder, quantized=quantized, threads=threads, spin=False)
     except FileNotFoundError as error:
         raise ServiceError(f"{error} (`harness export` writes it)") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # the data stack, models and indexes load when a step first n
     import pandas as pd
     from sentence_transformers import SentenceTransformer
 
+    from harnesslm.index.bm25 import BM25Retriever
     from harnesslm.index.item_index import ItemIndex
     from harnesslm.index.milvus_index import MilvusItemIndex
 
@@ -75,6 +77,16 @@ class RunDir:
     @property
     def index_dir(self) -> Path:
         return self.root / "index"
+
+    @property
+    def lexical_dir(self) -> Path:
+        """The BM25 index over the catalog texts (the lexical half of a hybrid), built once."""
+        return self.root / "lexical"
+
+    @property
+    def serving_dir(self) -> Path:
+        """What the service derives from the run once and reuses: its ANN index and hybrid settings."""
+        return self.root / "serving"
 
     @property
     def static_baseline_dir(self) -> Path:
@@ -165,6 +177,24 @@ class RunDir:
         from harnesslm.index import load_item_index
 
         return load_item_index(self.index_dir, token=self.config.index.milvus_token)
+
+    @cached_property
+    def lexical_index(self) -> BM25Retriever:
+        """BM25 over the catalog texts, built on first use and kept in ``lexical/`` for evaluation and serving.
+
+        Rebuilt when the catalog changed (its ids and texts are fingerprinted beside the index).
+        """
+        from harnesslm.index.bm25 import BM25Retriever
+
+        ids, texts = self.catalog["item_id"].tolist(), self.catalog["text"].tolist()
+        signature = hashlib.sha256("\x1f".join([*ids, "\x1e", *texts]).encode("utf-8")).hexdigest()
+        marker = self.lexical_dir / "catalog.sha256"
+        if marker.exists() and marker.read_text(encoding="utf-8") == signature:
+            return BM25Retriever.load(self.lexical_dir)
+        bm25 = BM25Retriever.fit(ids, texts)
+        bm25.save(self.lexical_dir)
+        write_text(marker, signature)
+        return bm25
 
     def students(self, names: list[str] | None = None) -> list[StudentConfig]:
         chosen = self.config.students if not names else [self.config.student(n) for n in names]

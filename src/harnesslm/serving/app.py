@@ -3,13 +3,18 @@
 ``create_app`` builds the app from any :class:`Searcher` (a student, the teacher or an exported ONNX encoder)
 and the catalog; ``harnesslm.pipeline.serve.app_from_run`` does it for a run directory (``harness serve``).
 
-Endpoints: ``GET /search?q=...&k=10``, ``POST /search`` (with equality ``filters`` on item fields),
-``POST /search/batch``, ``GET /health``; the OpenAPI schema is at ``/openapi.json`` (docs at ``/docs``).
-Requests that arrive together are encoded in one encoder call by a :class:`MicroBatcher`.
+Endpoints: ``GET /search?q=...&k=10&mode=dense|lexical|hybrid``, ``POST /search`` (with equality ``filters``
+on item fields), ``POST /search/batch``, ``GET /health``, and ``GET /compare``: a page that shows the student's,
+the hybrid's, BM25's and (when loaded) the teacher's top 10 side by side. The OpenAPI schema is at
+``/openapi.json`` (docs at ``/docs``). Requests that arrive together can be encoded in one encoder call by a
+:class:`MicroBatcher`. Responses are serialised by pydantic-core (Rust) straight from the response models:
+FastAPI >= 0.130 does so when a route declares its response model, which is faster than orjson through
+``ORJSONResponse`` (deprecated there for that reason).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
@@ -26,21 +31,26 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from harnesslm import extras
 from harnesslm.data.text import normalize_query
 from harnesslm.serving.batcher import MicroBatcher
+from harnesslm.serving.compare_page import COMPARE_PAGE
 from harnesslm.serving.item_table import ItemTable
 from harnesslm.serving.schemas import (
+    MODE_HELP,
     BatcherStats,
     BatchSearchRequest,
     BatchSearchResponse,
+    CompareResponse,
+    CompareSystem,
     FilterValues,
     HealthResponse,
     Hit,
     IndexInfo,
     ModelInfo,
+    SearchMode,
     SearchRequest,
     SearchResponse,
     ServiceSettings,
 )
-from harnesslm.serving.searcher import Searcher
+from harnesslm.serving.searcher import Found, HybridSearcher, Searcher
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +61,28 @@ def create_app(
     model: ModelInfo,
     settings: ServiceSettings | None = None,
     fields: Sequence[str] | None = None,
+    hybrid: HybridSearcher | None = None,
+    teacher: Searcher | None = None,
 ) -> FastAPI:
     """The search app for ``searcher`` over ``items`` (columns ``item_id``, ``text`` and any field columns).
 
     ``fields`` picks the filterable/displayed columns (default: every column but ``item_id`` and ``text``).
+    ``hybrid`` (BM25 beside ``searcher``, with its fusion weight) enables ``mode=lexical`` and ``mode=hybrid``;
+    ``teacher`` (the teacher over the same index) adds the teacher's column to ``/compare``.
     Refuses (IndexMismatchError) an encoder trained for another teacher space than the index's.
     """
     settings = settings or ServiceSettings()
     index = searcher.index
     index.check_space(model.space)
+    if hybrid is not None and hybrid.dense is not searcher:
+        raise ValueError("the hybrid searcher must fuse the served searcher's dense results")
+    if settings.default_mode != "dense" and hybrid is None:
+        raise ValueError(f"default_mode {settings.default_mode!r} needs a BM25 index (hybrid=...)")
+    modes = ["dense", "lexical", "hybrid"] if hybrid is not None else ["dense"]
     table = ItemTable(list(index.item_ids), items, fields)
     row_of = {item_id: row for row, item_id in enumerate(index.item_ids)}
-    batcher = MicroBatcher(searcher, settings.batch_window_ms, settings.max_encode_batch, settings.batching)
+    batching = settings.batching is not False
+    batcher = MicroBatcher(searcher, settings.batch_window_ms, settings.max_encode_batch, batching)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -118,6 +138,47 @@ def create_app(
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
 
+    def check_mode(mode: SearchMode | None) -> SearchMode:
+        mode = mode or settings.default_mode
+        if mode not in modes:
+            raise HTTPException(422, f"mode={mode} needs the catalog's BM25 index, and this service has none")
+        return mode
+
+    async def lexical_search(
+        queries: list[str], depth: int, allowed: np.ndarray | None, timings: dict[str, float]
+    ) -> Found:
+        assert hybrid is not None
+        started = time.perf_counter()
+        found = await asyncio.get_running_loop().run_in_executor(None, hybrid.search_lexical, queries, depth, allowed)
+        timings["lexical"] = (time.perf_counter() - started) * 1000
+        return found
+
+    async def find(
+        queries: list[str], k: int, mode: SearchMode, allowed: np.ndarray | None, key: Hashable, timings: dict
+    ) -> Found:
+        """Dense through the micro-batcher, BM25 in a worker thread, or both at once and fused."""
+        if mode == "dense":
+            return await batcher.search(queries, k, allowed, key, timings=timings)
+        assert hybrid is not None
+        if mode == "lexical":
+            return await lexical_search(queries, k, allowed, timings)
+        depth = max(k, hybrid.depth)
+        (dense_ids, _), (lexical_ids, _) = await asyncio.gather(
+            batcher.search(queries, depth, allowed, key, timings=timings),
+            lexical_search(queries, depth, allowed, timings),
+        )
+        fused = time.perf_counter()
+        found = hybrid.fuse(dense_ids, lexical_ids, k)
+        timings["fuse"] = (time.perf_counter() - fused) * 1000
+        return found
+
+    def hits_of(found: Sequence[str], scores: Sequence[float]) -> list[Hit]:
+        hits = []
+        for item_id, score in zip(found, scores, strict=False):
+            title, values = table.record(row_of[item_id])
+            hits.append(Hit(item_id=item_id, score=float(score), title=title, fields=values))
+        return hits
+
     async def run_search(
         queries: list[str],
         shown: list[str],
@@ -125,25 +186,20 @@ def create_app(
         filters: Mapping[str, FilterValues] | None,
         start: float,
         response: Response | None = None,
+        mode: SearchMode = "dense",
     ) -> list[SearchResponse]:
         timings: dict[str, float] = {"parse": (time.perf_counter() - start) * 1000}
         allowed, key = check_filters(filters)
         if allowed is not None and len(allowed) == 0:
             ids: list[list[str]] = [[] for _ in queries]
-            scores = np.zeros((len(queries), 0), dtype=np.float32)
+            scores: Sequence[Sequence[float]] = np.zeros((len(queries), 0), dtype=np.float32)
         else:
-            ids, scores = await batcher.search(queries, k, allowed, key, timings=timings)
+            ids, scores = await find(queries, k, mode, allowed, key, timings)
         looked_up = time.perf_counter()
-        found_hits = []
-        for found, row_scores in zip(ids, scores, strict=True):
-            hits = []
-            for item_id, score in zip(found, row_scores, strict=False):
-                title, values = table.record(row_of[item_id])
-                hits.append(Hit(item_id=item_id, score=float(score), title=title, fields=values))
-            found_hits.append(hits)
+        found_hits = [hits_of(found, row_scores) for found, row_scores in zip(ids, scores, strict=True)]
         now = time.perf_counter()
         results = [
-            SearchResponse(query=query, k=k, hits=hits, took_ms=(now - start) * 1000)
+            SearchResponse(query=query, k=k, mode=mode, hits=hits, took_ms=(now - start) * 1000)
             for query, hits in zip(shown, found_hits, strict=True)
         ]
         timings["lookup"] = (now - looked_up) * 1000
@@ -164,6 +220,7 @@ def create_app(
                 description="field:value equality filter, repeatable (a field repeated: any of its values)",
             ),
         ] = None,
+        mode: Annotated[SearchMode | None, Query(description=MODE_HELP)] = None,
     ) -> SearchResponse:
         start = time.perf_counter()
         filters: dict[str, list[str]] = {}
@@ -173,14 +230,15 @@ def create_app(
                 raise HTTPException(422, f"filter {item!r} is not of the form field:value")
             filters.setdefault(name, []).append(value)
         k = check_k(k)
-        return (await run_search([check_query(q)], [q], k, filters, start, response))[0]
+        return (await run_search([check_query(q)], [q], k, filters, start, response, check_mode(mode)))[0]
 
     @app.post("/search", response_model=SearchResponse, summary="Search with one query and optional filters")
     async def search_post(request: SearchRequest, response: Response) -> SearchResponse:
         start = time.perf_counter()
         k = check_k(request.k)
         query = check_query(request.query)
-        return (await run_search([query], [request.query], k, request.filters, start, response))[0]
+        mode = check_mode(request.mode)
+        return (await run_search([query], [request.query], k, request.filters, start, response, mode))[0]
 
     @app.post("/search/batch", response_model=BatchSearchResponse, summary="Search with several queries")
     async def search_batch(request: BatchSearchRequest, response: Response) -> BatchSearchResponse:
@@ -191,7 +249,8 @@ def create_app(
             raise HTTPException(422, f"{len(request.queries)} queries; a batch holds at most {settings.max_batch}")
         k = check_k(request.k)
         queries = [check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
-        results = await run_search(queries, list(request.queries), k, request.filters, start, response)
+        mode = check_mode(request.mode)
+        results = await run_search(queries, list(request.queries), k, request.filters, start, response, mode)
         return BatchSearchResponse(results=results, took_ms=(time.perf_counter() - start) * 1000)
 
     @app.get("/health", response_model=HealthResponse, summary="Model, index and batching status")
@@ -200,24 +259,73 @@ def create_app(
         return HealthResponse(
             status="ok",
             model=model,
-            index=IndexInfo(kind=meta.kind, size=meta.size, dim=meta.dim, space=meta.space),
+            index=IndexInfo(
+                kind=meta.kind,
+                size=meta.size,
+                dim=meta.dim,
+                space=meta.space,
+                exact_fallback=hasattr(index, "exact"),
+                recall_vs_exact=getattr(index, "recall", None),
+                searches=dict(getattr(index, "searches", {})) or None,
+            ),
             teacher_space=meta.space,
             filter_fields=list(table.fields),
+            modes=modes,
+            hybrid_weight=hybrid.weight if hybrid is not None else None,
+            compare=[name for name, _ in compared],
             limits=settings,
             batcher=BatcherStats(**batcher.stats()),
         )
 
+    # side by side ----------------------------------------------------------------------------------------
+    compared: list[tuple[str, str]] = [("student", f"{model.name} ({model.phase or model.kind}, dense)")]
+    if hybrid is not None:
+        compared += [("hybrid", f"{model.name} + BM25 (dense weight {hybrid.weight:g})"), ("bm25", "BM25")]
+    if teacher is not None:
+        compared.append(("teacher", "teacher (dense)"))
+
+    async def compare_one(name: str, query: str, k: int) -> tuple[Found, float]:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        if name == "teacher":
+            assert teacher is not None
+            found = await asyncio.get_running_loop().run_in_executor(None, teacher.search, [query], k)
+        else:
+            found = await find(
+                [query], k, {"student": "dense", "bm25": "lexical"}.get(name, "hybrid"), None, None, timings
+            )
+        return found, (time.perf_counter() - started) * 1000
+
+    @app.get("/compare", include_in_schema=False)
+    async def compare_page() -> HTMLResponse:
+        return HTMLResponse(COMPARE_PAGE)
+
+    @app.get("/compare/search", response_model=CompareResponse, summary="Every compared system's top k for a query")
+    async def compare_search(
+        q: Annotated[str, Query(description="the search text")],
+        k: Annotated[int | None, Query(description="hits per system (default: default_k)")] = None,
+    ) -> CompareResponse:
+        k, query = check_k(k), check_query(q)
+        systems = []
+        for name, label in compared:  # one after another, so each system's time is its own
+            (ids, scores), took = await compare_one(name, query, k)
+            systems.append(CompareSystem(name=name, label=label, hits=hits_of(ids[0], scores[0]), took_ms=took))
+        tops = {system.name: {hit.item_id for hit in system.hits} for system in systems}
+        overlap = {f"{a}|{b}": len(tops[a] & tops[b]) for i, a in enumerate(tops) for b in list(tops)[i + 1 :]}
+        return CompareResponse(query=q, k=k, systems=systems, overlap=overlap)
+
     return app
 
 
-SERVER_TIMING_STAGES = ("parse", "queue", "encode", "search", "lookup", "total")
+SERVER_TIMING_STAGES = ("parse", "queue", "encode", "search", "lexical", "fuse", "lookup", "total")
 
 
 def server_timing(timings: Mapping[str, float]) -> str:
     """A ``Server-Timing`` header value (W3C Server Timing) from stage -> milliseconds, in request order.
 
     parse: request validation and query normalisation; queue: waiting for the micro-batcher; encode: the
-    encoder call of the request's batch; search: the index search; lookup: item records for the hits. JSON
+    encoder call of the request's batch; search: the index search; lexical: the BM25 search (lexical and
+    hybrid modes, beside the dense one); fuse: the rank fusion; lookup: item records for the hits. JSON
     serialisation happens after the header is written, so it is the gap between ``total`` and what the
     client sees.
     """

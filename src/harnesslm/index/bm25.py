@@ -1,6 +1,7 @@
-"""BM25 lexical baseline on ``bm25s``.
+"""The lexical item index: BM25 on ``bm25s``, the baseline of every report and the other half of a hybrid.
 
-BM25 (Robertson & Zaragoza, 2009) is the reference every dense encoder in a report is compared with.
+BM25 (Robertson & Zaragoza, 2009) is the reference every dense encoder in a report is compared with, and
+what product search fuses the dense ranking with (``harnesslm.index.fusion``).
 ``bm25s`` (Lù, 2024, https://github.com/xhluca/bm25s) precomputes the BM25 score of each (term, item) pair
 in a sparse matrix, so a query costs one sparse row sum; its default "lucene" variant matches
 Lucene/Elasticsearch. Text is lower-cased, split on ``\\w\\w+`` and stripped of English stop words; a
@@ -9,13 +10,20 @@ stemmer (e.g. ``Stemmer.Stemmer("english")`` from PyStemmer) is optional.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import bm25s
 import numpy as np
 
+from harnesslm.atomic import atomic_directory
+
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG when imported
+
+META = "harness_bm25.json"
+"""Beside bm25s's own files in a saved index: the item ids in row order and the tokenizer settings."""
 
 Hits = list[tuple[str, float]]
 """One query's results: (item id, BM25 score), best first."""
@@ -54,6 +62,35 @@ class BM25Retriever:
             raise ValueError("no item text has an indexable term (all empty, stop words or 1-letter)")
         self._bm25 = bm25s.BM25(k1=k1, b=b)
         self._bm25.index(corpus_tokens, show_progress=False)
+        self._row_of = {item: row for row, item in enumerate(self.ids)}
+
+    def save(self, directory: Path) -> None:
+        """bm25s's score matrix and vocabulary plus the ids, written to a temporary folder renamed in place."""
+        if self._stemmer is not None:
+            raise ValueError("a BM25 index with a custom stemmer cannot be saved: its stemmer has no file form")
+        with atomic_directory(Path(directory)) as tmp:
+            self._bm25.save(str(tmp))
+            meta = {"ids": self.ids, "stopwords": self._stopwords}
+            (tmp / META).write_text(json.dumps(meta), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> BM25Retriever:
+        """A BM25 index written by :meth:`save` (no re-indexing: the score matrix is read as it is)."""
+        directory = Path(directory)
+        if not (directory / META).exists():
+            raise FileNotFoundError(f"no BM25 index in {directory} (no {META})")
+        meta = json.loads((directory / META).read_text(encoding="utf-8"))
+        self = cls.__new__(cls)
+        self.ids = list(meta["ids"])
+        self._stopwords = meta["stopwords"]
+        self._stemmer = None
+        self._bm25 = bm25s.BM25.load(str(directory))
+        self._row_of = {item: row for row, item in enumerate(self.ids)}
+        return self
+
+    def rows_of(self, item_ids: Sequence[str]) -> np.ndarray:
+        """The rows of ``item_ids`` in this index (to map another index's row numbers onto this one's)."""
+        return np.fromiter((self._row_of[item] for item in item_ids), dtype=np.int64, count=len(item_ids))
 
     @classmethod
     def fit(
@@ -72,11 +109,14 @@ class BM25Retriever:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def search(self, queries: Sequence[str], k: int) -> list[Hits]:
-        """Top-``k`` (item id, score) hits per query, best first; ``k`` larger than the corpus is fine."""
+    def search(self, queries: Sequence[str], k: int, allowed_rows: np.ndarray | None = None) -> list[Hits]:
+        """Top-``k`` (item id, score) hits per query, best first; ``k`` larger than the corpus is fine.
+
+        ``allowed_rows`` (rows of this index, see :meth:`rows_of`) keeps only those items: a filtered search.
+        """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        return [self._search_tokens(tokens, k) for tokens in self._tokenize(queries)]
+        return [self._search_tokens(tokens, k, allowed_rows) for tokens in self._tokenize(queries)]
 
     def search_ids(self, queries: Sequence[str], k: int) -> list[list[str]]:
         """Like :meth:`search`, item ids only (the input of ``evaluate_rankings``)."""
@@ -92,12 +132,16 @@ class BM25Retriever:
             show_progress=False,
         )
 
-    def _search_tokens(self, tokens: list[str], k: int) -> Hits:
+    def _search_tokens(self, tokens: list[str], k: int, allowed_rows: np.ndarray | None) -> Hits:
         # bm25s adds an empty token "" to the vocabulary; it, and unknown terms, must not reach get_scores.
         known = [token for token in tokens if token and token in self._bm25.vocab_dict]
         if not known:
             return []
         scores = np.asarray(self._bm25.get_scores(known))
+        if allowed_rows is not None:
+            kept = np.zeros_like(scores)
+            kept[allowed_rows] = scores[allowed_rows]
+            scores = kept
         top = _top_k(scores, k)
         return [(self.ids[i], float(scores[i])) for i in top]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harnesslm.evaluation.bm25 import BM25Retriever
+from harnesslm.index.bm25 import BM25Retriever
 
 IDS = ["p1", "p2", "p3", "p4", "p5"]
 TEXTS = [
@@ -63,3 +63,19 @@ def test_rejects_bad_input() -> None:
         BM25Retriever.fit(["a", "b"], ["the", "x"])
     with pytest.raises(ValueError, match="k must be"):
         BM25Retriever.fit(["a"], ["xylophone"]).search(["xylophone"], k=0)
+
+
+def test_saved_index_ranks_exactly_as_the_built_one(retriever: BM25Retriever, tmp_path) -> None:
+    retriever.save(tmp_path / "bm25")
+    loaded = BM25Retriever.load(tmp_path / "bm25")
+    queries = ["cordless drill", "led light", "wood metal bits"]
+    assert loaded.search(queries, k=5) == retriever.search(queries, k=5)
+    assert loaded.ids == IDS
+    with pytest.raises(FileNotFoundError, match="no BM25 index"):
+        BM25Retriever.load(tmp_path / "missing")
+
+
+def test_allowed_rows_keep_only_those_items(retriever: BM25Retriever) -> None:
+    rows = retriever.rows_of(["p4"])  # the warm white bulb, not the flood light
+    assert [item for item, _ in retriever.search(["led light"], k=5, allowed_rows=rows)[0]] == ["p4"]
+    assert retriever.search(["garden hose"], k=5, allowed_rows=rows) == [[]]
