@@ -6,11 +6,13 @@ an async client at each concurrency level for a fixed time, cycling through the 
 Per level it records throughput (successful requests/s), p50/p99 latency, errors and the server's mean
 micro-batch size; it prints a table and writes JSON (atomically, after every encoder).
 
-The server's intra-op threads (torch, FAISS, ONNX Runtime) are pinned with ``--threads``; the client runs on
-the same machine and takes CPU too, so compare encoders with each other rather than with other machines.
+The server runs with its own defaults (threads: the cores less one; micro-batching by encoder; an HNSW graph
+with exact fallback for a large catalog) unless ``--threads``, ``--batching/--no-batching`` or ``--index`` say
+otherwise; ``--mode hybrid`` loads the service with hybrid searches. The client runs on the same machine and
+takes CPU too, so compare encoders with each other rather than with other machines.
 
-    python benchmarks/load_test.py runs/homedepot [--encoders teacher,pytorch,onnx,onnx-int8] \\
-        [--concurrency 1,4,16,64] [--duration 20] [--threads 2] [--out benchmarks/results/load_test.json]
+    python benchmarks/load_test.py runs/homedepot [--encoders teacher,numpy,onnx-int8] [--mode dense] \\
+        [--concurrency 1,4,16,64] [--duration 20] [--out benchmarks/results/load_test.json]
 
 The ONNX encoders need ``harness export RUN_DIR`` first; an encoder whose server does not start is recorded
 as failed (with the server's message) and the others still run.
@@ -41,7 +43,7 @@ from harnesslm.atomic import write_text
 from harnesslm.run.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODERS = ("teacher", "pytorch", "onnx", "onnx-int8")
+ENCODERS = ("teacher", "pytorch", "numpy", "onnx", "onnx-int8")
 console = Console()
 
 
@@ -54,11 +56,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per concurrency level")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests after each server starts")
     parser.add_argument("--k", type=int, default=10, help="hits per query")
-    parser.add_argument("--threads", type=int, default=2, help="server intra-op threads (torch / FAISS / ORT)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="server intra-op threads (default: the server's own choice)"
+    )
+    parser.add_argument("--index", default=None, help="server index: auto, exact or hnsw (default: the server's)")
+    parser.add_argument("--mode", default="dense", choices=("dense", "lexical", "hybrid"), help="search mode sent")
     parser.add_argument("--batch-window-ms", type=float, default=2.0, help="server micro-batching window")
     parser.add_argument("--max-batch", type=int, default=64, help="server's most queries per encoder call")
     parser.add_argument(
-        "--batching", action=argparse.BooleanOptionalAction, default=True, help="server micro-batching on/off"
+        "--batching",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="server micro-batching on/off (default: the server's choice by encoder)",
     )
     parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /health")
     parser.add_argument(
@@ -72,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not args.concurrency or min(args.concurrency) < 1:
         parser.error("--concurrency needs positive integers, e.g. 1,4,16,64")
-    if args.duration <= 0 or args.threads < 1:
+    if args.duration <= 0 or (args.threads is not None and args.threads < 1):
         parser.error("--duration must be > 0 and --threads >= 1")
     return args
 
@@ -99,27 +108,27 @@ def start_server(args: argparse.Namespace, encoder: str, port: int, log: Path) -
         "127.0.0.1",
         "--port",
         str(port),
-        "--threads",
-        str(args.threads),
         "--max-k",
         str(max(args.k, 100)),
         "--batch-window-ms",
         str(args.batch_window_ms),
         "--max-batch",
         str(args.max_batch),
-        "--batching" if args.batching else "--no-batching",
     ]
+    if args.batching is not None:
+        command.append("--batching" if args.batching else "--no-batching")
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    if args.index is not None:
+        command += ["--index", args.index]
+    if args.mode != "dense":
+        command += ["--mode", args.mode]
     if args.student and encoder != "teacher":
         command += ["--student", args.student]
-    threads = str(args.threads)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        "OPENBLAS_NUM_THREADS": threads,
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-    }
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    if args.threads is not None:
+        threads = str(args.threads)
+        env |= {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
     with open(log, "wb") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
@@ -156,8 +165,11 @@ def _tail(log: Path, lines: int = 8) -> str:
 
 
 # the load ----------------------------------------------------------------------------------------------
-async def drive(url: str, queries: Iterator[str], concurrency: int, duration: float, k: int) -> dict:
+async def drive(
+    url: str, queries: Iterator[str], concurrency: int, duration: float, k: int, mode: str = "dense"
+) -> dict:
     """``concurrency`` clients each sending one request at a time for ``duration`` seconds."""
+    params = {"k": k} if mode == "dense" else {"k": k, "mode": mode}
     latencies: list[float] = []
     stages: dict[str, list[float]] = {}
     errors: list[str] = []
@@ -170,7 +182,7 @@ async def drive(url: str, queries: Iterator[str], concurrency: int, duration: fl
             while time.perf_counter() < deadline:
                 sent = time.perf_counter()
                 try:
-                    response = await client.get("/search", params={"q": next(queries), "k": k})
+                    response = await client.get("/search", params={"q": next(queries), **params})
                     if response.status_code == 200:
                         latencies.append(time.perf_counter() - sent)
                         for name, value in parse_server_timing(response.headers.get("server-timing", "")).items():
@@ -237,7 +249,7 @@ def bench_encoder(args: argparse.Namespace, encoder: str, queries: list[str]) ->
             levels = []
             for concurrency in args.concurrency:
                 before = batcher_stats(url)
-                level = asyncio.run(drive(url, cycle, concurrency, args.duration, args.k))
+                level = asyncio.run(drive(url, cycle, concurrency, args.duration, args.k, args.mode))
                 after = batcher_stats(url)
                 calls = after["encoder_calls"] - before["encoder_calls"]
                 level["mean_batch"] = (after["queries"] - before["queries"]) / calls if calls else None
@@ -246,7 +258,14 @@ def bench_encoder(args: argparse.Namespace, encoder: str, queries: list[str]) ->
                     f"  {encoder} x{concurrency}: {level['rps']:.1f} req/s, p50 {_ms(level['p50_ms'])} ms, "
                     f"p99 {_ms(level['p99_ms'])} ms, {level['errors']} errors"
                 )
-            return {"status": "ok", "startup_s": round(startup, 2), "model": health["model"], "levels": levels}
+            return {
+                "status": "ok",
+                "startup_s": round(startup, 2),
+                "model": health["model"],
+                "index": health.get("index"),
+                "batching": health.get("batcher", {}).get("enabled"),
+                "levels": levels,
+            }
         finally:
             stop_server(process)
 
@@ -284,7 +303,10 @@ def show(results: dict) -> None:
 def show_breakdown(results: dict) -> None:
     """Server-side mean ms per stage at each level; "client" is what the client saw (the gap: serialisation,
     HTTP and the client's own share of the CPU)."""
-    stages = ("parse", "queue", "encode", "search", "lookup", "total")
+    stages = ("parse", "queue", "encode", "search", "lexical", "fuse", "lookup", "total")
+    levels = [level for outcome in results["encoders"].values() for level in outcome.get("levels", [])]
+    seen = {name for level in levels for name in level.get("server_ms", {})}
+    stages = tuple(name for name in stages if name in seen) or stages[:3]
     table = Table(title="server-side time per request, mean ms (Server-Timing)")
     for column in ("encoder", "clients", *stages, "client"):
         table.add_column(column, justify="left" if column == "encoder" else "right")
@@ -312,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             "k": args.k,
             "threads": args.threads,
             "batching": args.batching,
+            "index": args.index,
+            "mode": args.mode,
             "batch_window_ms": args.batch_window_ms,
             "max_batch": args.max_batch,
             "queries": len(queries),

@@ -16,6 +16,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "milvus": ("pymilvus",),
     "ray": ("ray",),
     "llm": ("llama_cpp",),
+    "report": ("matplotlib",),
 }
 """The modules each extra provides (import names), as ``pyproject.toml``'s optional dependencies install them."""
 

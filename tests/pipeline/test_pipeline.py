@@ -468,3 +468,25 @@ def test_hybrid_rows_fuse_bm25_with_a_weight_chosen_on_validation(finished_run: 
         by_weight = {float(w): v for w, v in chosen["validation_ndcg@10"].items()}
         assert set(by_weight) == set(WEIGHTS)
         assert by_weight[chosen["weight"]] == max(by_weight.values())  # the best weight on validation
+
+
+def test_html_report_plots_recovery_latency_and_load(finished_run: RunDir, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harnesslm.cli.app import app as cli
+
+    bench = json.loads((finished_run.root / "bench.json").read_text())
+    assert all(len(v["latency"]["percentiles_ms"]) == 99 for v in bench["encoders"].values())
+    levels = [
+        {"concurrency": c, "p50_ms": 1.0 * c, "p99_ms": 3.0 * c, "rps": 500.0 / c**0.5} for c in (1, 4, 16, 64)
+    ]
+    load = tmp_path / "load.json"
+    load.write_text(json.dumps({"settings": {"endpoint": "GET /search"}, "encoders": {"numpy": {"levels": levels}}}))
+    result = CliRunner().invoke(cli, ["report", str(finished_run.root), "--html", "--load-test", str(load)])
+    assert result.exit_code == 0, result.output
+    page = (finished_run.root / "report.html").read_text()
+    assert page.count("<svg") == 3  # recovery, latency distributions, load test
+    assert "static (refined)" in page and "numpy p50" in page and "NDCG@10 kept %" in page
+    assert not any(marker in page for marker in ('src="http', "href=\"http", "<script"))  # opens offline
+    missing = CliRunner().invoke(cli, ["report", str(finished_run.root), "--html", "--load-test", str(tmp_path / "x")])
+    assert missing.exit_code != 0 and "no load test" in missing.output

@@ -399,6 +399,18 @@ def rerank(
 def report(
     run_dir: RunArg,
     full: Annotated[bool, typer.Option(help="Print the whole Markdown report, not only its headline tables.")] = False,
+    html: Annotated[
+        bool,
+        typer.Option(
+            "--html",
+            help="Also write RUN/report.html: quality kept with confidence intervals, batch-1 latency "
+            "distributions and load-test latency against concurrency, as plots (needs harness-lm[report]).",
+        ),
+    ] = False,
+    load_test: Annotated[
+        Path | None,
+        typer.Option(help="Load-test JSON (benchmarks/load_test.py) for the HTML report. Default: RUN/load_test.json."),
+    ] = None,
 ) -> None:
     """Rewrite the run's report.md and print its headline tables (or all of it with --full)."""
 
@@ -410,6 +422,10 @@ def report(
             console.print(Markdown(write_report(run)))
         else:
             _show_report(run)
+        if html:
+            from harnesslm.pipeline.html_report import write_html_report
+
+            console.print(f"HTML report: {write_html_report(run, load_test)}")
 
     _guard(action)
 

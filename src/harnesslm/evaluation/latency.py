@@ -32,6 +32,8 @@ class LatencyStats:
     mean_ms: float
     n: int
     p50_ms_per_pass: tuple[float, ...] = field(default=(), compare=False)  # a diagnostic, not the result
+    # the 1st to 99th percentiles: the whole distribution in 99 numbers, for the HTML report's plots
+    percentiles_ms: tuple[float, ...] = field(default=(), compare=False)
 
 
 def measure_latency(
@@ -166,4 +168,5 @@ def _stats(durations_ms: np.ndarray, p50_per_pass: tuple[float, ...] = ()) -> La
         mean_ms=float(durations_ms.mean()),
         n=len(durations_ms),
         p50_ms_per_pass=p50_per_pass,
+        percentiles_ms=tuple(round(float(v), 5) for v in np.percentile(durations_ms, np.arange(1, 100))),
     )
