@@ -477,9 +477,7 @@ def test_html_report_plots_recovery_latency_and_load(finished_run: RunDir, tmp_p
 
     bench = json.loads((finished_run.root / "bench.json").read_text())
     assert all(len(v["latency"]["percentiles_ms"]) == 99 for v in bench["encoders"].values())
-    levels = [
-        {"concurrency": c, "p50_ms": 1.0 * c, "p99_ms": 3.0 * c, "rps": 500.0 / c**0.5} for c in (1, 4, 16, 64)
-    ]
+    levels = [{"concurrency": c, "p50_ms": 1.0 * c, "p99_ms": 3.0 * c, "rps": 500.0 / c**0.5} for c in (1, 4, 16, 64)]
     load = tmp_path / "load.json"
     load.write_text(json.dumps({"settings": {"endpoint": "GET /search"}, "encoders": {"numpy": {"levels": levels}}}))
     result = CliRunner().invoke(cli, ["report", str(finished_run.root), "--html", "--load-test", str(load)])
@@ -487,6 +485,6 @@ def test_html_report_plots_recovery_latency_and_load(finished_run: RunDir, tmp_p
     page = (finished_run.root / "report.html").read_text()
     assert page.count("<svg") == 3  # recovery, latency distributions, load test
     assert "static (refined)" in page and "numpy p50" in page and "NDCG@10 kept %" in page
-    assert not any(marker in page for marker in ('src="http', "href=\"http", "<script"))  # opens offline
+    assert not any(marker in page for marker in ('src="http', 'href="http', "<script"))  # opens offline
     missing = CliRunner().invoke(cli, ["report", str(finished_run.root), "--html", "--load-test", str(tmp_path / "x")])
     assert missing.exit_code != 0 and "no load test" in missing.output

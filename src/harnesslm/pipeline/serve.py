@@ -80,7 +80,7 @@ def app_from_run(
     if index not in INDEX_CHOICES:
         raise ServiceError(f"unknown index {index!r}; use one of {', '.join(INDEX_CHOICES)}")
     threads = serving_threads() if threads is None else threads
-    _pin_threads(threads)
+    pin_threads(threads)
     run = RunDir(Path(run_dir))
     query_encoder: Any
     if encoder == "teacher":
@@ -301,7 +301,7 @@ def _load_onnx(folder: Path, quantized: bool, threads: int | None) -> QueryEncod
         raise ServiceError(f"{error} (`harness export` writes it)") from None
 
 
-def _pin_threads(threads: int) -> None:
+def pin_threads(threads: int) -> None:
     """Fix torch and FAISS intra-op threads (ONNX Runtime gets them when its session is built)."""
     import faiss
     import torch
