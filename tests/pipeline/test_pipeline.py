@@ -488,3 +488,30 @@ def test_html_report_plots_recovery_latency_and_load(finished_run: RunDir, tmp_p
     assert not any(marker in page for marker in ('src="http', 'href="http', "<script"))  # opens offline
     missing = CliRunner().invoke(cli, ["report", str(finished_run.root), "--html", "--load-test", str(tmp_path / "x")])
     assert missing.exit_code != 0 and "no load test" in missing.output
+
+
+def test_router_export_is_one_model_student_for_queries_teacher_for_documents(finished_run: RunDir) -> None:
+    from typer.testing import CliRunner
+
+    from harnesslm.cli.app import app as cli
+    from harnesslm.encoding.cache import encode
+
+    result = CliRunner().invoke(cli, ["export", str(finished_run.root), "--router", "--student", "static"])
+    assert result.exit_code == 0, result.output
+    folder = finished_run.root / "export" / "static-router"
+    model = SentenceTransformer(str(folder))
+    queries = list(dict.fromkeys(finished_run.split("test")["query"]))[:8]
+    items = finished_run.catalog["text"].tolist()[:8]
+    student = load_student(finished_run, "static", "refined")
+    np.testing.assert_allclose(
+        model.encode_query(queries, normalize_embeddings=True), encode(student, queries), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        model.encode_document(items, normalize_embeddings=True),
+        encode(finished_run.teacher, items, role="document"),
+        atol=1e-5,
+    )
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: sentence-transformers")
+    assert finished_run.teacher_space in card and "static (refined)" in card and "Licence:" in card
+    assert "| teacher (fine-tuned) |" in card and "p50 ms" in card

@@ -320,13 +320,30 @@ COSINES = ("fp32_mean_cosine", "int8_mean_cosine")
 
 
 @app.command()
-def export(run_dir: RunArg, student: StudentOpt = None) -> None:
-    """Export each student's latest phase as ONNX (float32 + int8, tokenizer included) for serving."""
+def export(
+    run_dir: RunArg,
+    student: StudentOpt = None,
+    router: Annotated[
+        bool,
+        typer.Option(
+            "--router",
+            help="Instead: write one sentence-transformers model whose Router sends queries to the student and "
+            "documents to the teacher (encode_query / encode_document), with a model card.",
+        ),
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Folder for --router. Default: RUN/export/STUDENT-router.")] = None,
+) -> None:
+    """Export each student's latest phase as ONNX (float32 + int8, tokenizer included) for serving, or with
+    --router one deployable asymmetric model."""
     from rich.markup import escape
 
     from harnesslm.pipeline.export import export as export_run
+    from harnesslm.pipeline.export import export_router
 
     def action() -> None:
+        if router:
+            export_router(RunDir(run_dir), student[0] if student else None, out)
+            return
         try:
             exported = export_run(RunDir(run_dir), student)
         except ImportError as error:  # the optional onnx extra is not installed

@@ -1,4 +1,5 @@
-"""The export step: each student's latest phase as ONNX (float32 + int8) in ``students/NAME/PHASE/onnx``.
+"""The export step: each student's latest phase as ONNX (float32 + int8) in ``students/NAME/PHASE/onnx``, and
+on request one deployable asymmetric sentence-transformers model (``export_router``).
 
 The exported folder lives inside the student folder it came from, so retraining that phase (which replaces
 the folder atomically) removes a stale export with it. ``export.json`` records file sizes and how closely the
@@ -99,3 +100,41 @@ def _folder_mb(folder: Path, skip: str) -> float:
 def _meta_json(folder: Path) -> dict:
     meta = read_student_meta(folder)
     return meta.to_json() if meta else {}
+
+
+def router_dir(run: RunDir, name: str) -> Path:
+    return run.root / "export" / f"{name}-router"
+
+
+def export_router(run: RunDir, name: str | None = None, out: Path | None = None) -> Path:
+    """One sentence-transformers folder whose ``Router`` sends queries to the student and documents to the teacher.
+
+    ``encode_query`` then runs the student's latest phase on the raw query, ``encode_document`` the fine-tuned
+    teacher with its document prompt: the pair that built and searches the item index, loadable with one
+    ``SentenceTransformer(folder)``. The folder gets a model card (``README.md``) written from the run's
+    records. Written to a temporary folder and renamed into place (default ``RUN/export/NAME-router``).
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Router
+
+    from harnesslm.atomic import atomic_directory
+    from harnesslm.models.prompts import prompt_of
+    from harnesslm.pipeline.model_card import model_card
+
+    name = name or run.config.students[0].name
+    phase = latest_phase(run, name)
+    student, teacher = load_student(run, name, phase), run.teacher
+
+    def normalised(model: SentenceTransformer) -> list:
+        modules = list(model)
+        return modules if any(isinstance(m, Normalize) for m in modules) else [*modules, Normalize()]
+
+    router = Router.for_query_document(query_modules=normalised(student), document_modules=normalised(teacher))
+    document_prompt = prompt_of(teacher, "document")
+    model = SentenceTransformer(modules=[router], prompts={"document": document_prompt} if document_prompt else None)
+    target = out or router_dir(run, name)
+    with atomic_directory(Path(target)) as tmp:
+        model.save(str(tmp))
+        (tmp / "README.md").write_text(model_card(run, name, phase, run.teacher_space), encoding="utf-8")
+    console.print(f"asymmetric model ({name} {phase} for queries, the teacher for documents) written to {target}")
+    return Path(target)
