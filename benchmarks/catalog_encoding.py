@@ -1,0 +1,187 @@
+"""Benchmark: how fast the teacher encodes the catalog in fp32, bf16 and ONNX, and what each costs in quality.
+
+Catalog encoding dominates the recipe's wall time (the teacher passes over every item text), and this CPU has
+AVX-512 BF16. For each setting this measures, on the run's fine-tuned teacher with its document prompt:
+
+- throughput: item texts per second over ``--sample`` catalog titles (batch ``--batch-size``, ``--threads``);
+- drift: mean and minimum cosine of each setting's item embeddings to the fp32 ones (same titles);
+- quality: NDCG@10 and Recall@100 of the test queries (always encoded in fp32, so only the catalog side
+  changes) over an index built from that setting's embeddings of a sub-catalog: every item judged for a test
+  query plus ``--distractors`` random others (the whole catalog takes one full pass per setting).
+
+Settings: ``fp32`` (PyTorch), ``bf16`` (PyTorch under ``torch.autocast`` bfloat16), ``onnx`` and ``onnx-int8``
+(the teacher exported with ``harnesslm.onnx.export_onnx``, run by onnxruntime). sentence-transformers' own ONNX
+and OpenVINO backends need ``optimum-onnx`` / ``optimum-intel``, which cannot be installed beside
+transformers 5 here (pip reports a resolution conflict for optimum-onnx; optimum-intel resolves only to an old
+release): they are tried and reported as unavailable when they fail. Prints a table and writes JSON.
+
+    python benchmarks/catalog_encoding.py runs/hd-serve [--sample 2000] [--distractors 10000] \\
+        [--settings fp32,bf16,onnx,onnx-int8] [--out benchmarks/results/catalog_encoding.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from harnesslm.atomic import write_text
+from harnesslm.encoding.cache import encode
+from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
+from harnesslm.index.item_index import ItemIndex
+from harnesslm.models.prompts import prompt_of
+from harnesslm.pipeline.evaluate import qrels_of
+from harnesslm.run.run_dir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ("fp32", "bf16", "onnx", "onnx-int8", "st-onnx", "st-openvino")
+console = Console()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="run directory with a fine-tuned teacher and a test split")
+    parser.add_argument("--sample", type=int, default=2000, help="catalog titles timed per setting")
+    parser.add_argument("--distractors", type=int, default=10_000, help="random items beside the judged ones")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--settings", default="fp32,bf16,onnx,onnx-int8,st-onnx,st-openvino")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "catalog_encoding.json")
+    args = parser.parse_args(argv)
+    args.settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    if unknown := [s for s in args.settings if s not in SETTINGS]:
+        parser.error(f"unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}")
+    return args
+
+
+def encoders(run: RunDir, settings: list[str], batch_size: int, tmp: Path) -> dict[str, Callable | str]:
+    """setting -> texts -> float32 normalised embeddings (or the reason it is unavailable)."""
+    teacher = run.teacher
+    prompt = prompt_of(teacher, "document")
+    out: dict[str, Callable | str] = {}
+    for setting in settings:
+        try:
+            if setting == "fp32":
+                out[setting] = lambda t: encode(teacher, t, batch_size=batch_size, role="document")
+            elif setting == "bf16":
+
+                def bf16(texts: list[str]) -> np.ndarray:
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        return encode(teacher, texts, batch_size=batch_size, role="document")
+
+                out[setting] = bf16
+            elif setting in ("onnx", "onnx-int8"):
+                from harnesslm.onnx.export import export_onnx
+                from harnesslm.onnx.runtime import OnnxQueryEncoder
+
+                folder = tmp / "teacher-onnx"
+                if not (folder / "harness_onnx.json").exists():
+                    export_onnx(teacher, folder, meta={})
+                onnx = OnnxQueryEncoder.load(folder, quantized=setting == "onnx-int8")
+                out[setting] = lambda t, o=onnx: o.encode([prompt + x for x in t], batch_size=batch_size)
+            else:
+                from sentence_transformers import SentenceTransformer
+
+                backend = setting.removeprefix("st-")
+                model = SentenceTransformer(str(run.teacher_dir), backend=backend)
+                out[setting] = lambda t, m=model: encode(m, t, batch_size=batch_size, role="document")
+        except Exception as error:  # an optional backend that cannot load here is reported, not fatal
+            out[setting] = f"{type(error).__name__}: {str(error)[:200]}"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    run = RunDir(args.run_dir)
+    catalog = run.catalog
+    rng = np.random.default_rng(0)
+    sample = catalog["text"].iloc[rng.choice(len(catalog), size=min(args.sample, len(catalog)), replace=False)]
+    sample = sample.tolist()
+    test = run.split("test")
+    qrels = qrels_of(test)
+    judged = set(test["item_id"])
+    others = catalog[~catalog["item_id"].isin(judged)]
+    picked = others.iloc[rng.choice(len(others), size=min(args.distractors, len(others)), replace=False)]
+    sub = catalog[catalog["item_id"].isin(judged | set(picked["item_id"]))]
+    queries = list(qrels)
+    query_emb = encode(run.teacher, queries, batch_size=256, role="query")
+    scale = RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
+    rows: dict[str, dict] = {}
+    reference: np.ndarray | None = None
+    with tempfile.TemporaryDirectory(prefix="harness-catalog-") as tmp:
+        for setting, fn in encoders(run, args.settings, args.batch_size, Path(tmp)).items():
+            if isinstance(fn, str):
+                rows[setting] = {"status": "unavailable", "error": fn}
+                console.print(f"[yellow]{setting}: unavailable ({fn})")
+                continue
+            fn(sample[:64])  # warm-up (graph optimisation, allocator)
+            start = time.perf_counter()
+            embeddings = fn(sample)
+            seconds = time.perf_counter() - start
+            if reference is None and setting == "fp32":
+                reference = embeddings
+            cosines = np.sum(embeddings * reference, axis=1) if reference is not None else None
+            index = ItemIndex.build(fn(sub["text"].tolist()), sub["item_id"].tolist(), space="x")
+            ranked = index.search(query_emb, 100)[0]
+            report = evaluate_rankings(dict(zip(queries, ranked, strict=True)), qrels, scale)
+            rows[setting] = {
+                "status": "ok",
+                "texts_per_s": len(sample) / seconds,
+                "mean_cosine_to_fp32": float(cosines.mean()) if cosines is not None else None,
+                "min_cosine_to_fp32": float(cosines.min()) if cosines is not None else None,
+                "ndcg@10": report.means["ndcg@10"],
+                "recall@100": report.means["recall@100"],
+            }
+            console.print(
+                f"{setting}: {rows[setting]['texts_per_s']:.1f} texts/s, NDCG@10 {report.means['ndcg@10']:.4f}"
+            )
+    base = rows.get("fp32", {})
+    ok = {s: r for s, r in rows.items() if r["status"] == "ok"}
+    within = [s for s, r in ok.items() if base and abs(r["ndcg@10"] - base["ndcg@10"]) * 100 <= 0.2]
+    fastest = max(within, key=lambda s: ok[s]["texts_per_s"]) if within else None
+    results = {
+        "run_dir": str(args.run_dir),
+        "teacher": run.config.teacher.model,
+        "sample_titles": len(sample),
+        "sub_catalog_items": len(sub),
+        "test_queries": len(queries),
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "settings": rows,
+        "fastest_within_0.2_ndcg_points": fastest,
+    }
+    write_text(args.out, json.dumps(results, indent=2))
+    table = Table(title=f"catalog encoding, {run.config.teacher.model} fine-tuned ({args.threads} threads)")
+    for column in ("setting", "texts/s", "x fp32", "mean cos", "min cos", "NDCG@10", "R@100"):
+        table.add_column(column, justify="left" if column == "setting" else "right")
+    for setting, row in rows.items():
+        if row["status"] != "ok":
+            table.add_row(setting, "unavailable", "", "", "", "", "", style="yellow")
+            continue
+        speed = row["texts_per_s"] / base["texts_per_s"] if base else float("nan")
+        table.add_row(
+            setting,
+            f"{row['texts_per_s']:.1f}",
+            f"{speed:.2f}",
+            f"{row['mean_cosine_to_fp32']:.5f}",
+            f"{row['min_cosine_to_fp32']:.5f}",
+            f"{row['ndcg@10']:.4f}",
+            f"{row['recall@100']:.4f}",
+        )
+    console.print(table)
+    console.print(f"fastest within 0.2 NDCG@10 points of fp32: {fastest}; results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
