@@ -173,6 +173,9 @@ class IndexConfig(_Section):
     )
     milvus_collection: str = "harness_items"
     milvus_index_type: str = Field("HNSW", description="FLAT, HNSW, IVF_FLAT, IVF_SQ8, AUTOINDEX, ... (metric IP)")
+    milvus_full_text: bool = Field(
+        True, description="also store the item texts with Milvus's BM25 function: hybrid search's lexical side"
+    )
     encode_batch_size: int = Field(64, ge=1)
     encode_workers: int = Field(1, ge=1, description="processes (or Ray actors) encoding the catalog in shards")
     shard_size: int = Field(10_000, ge=1, description="items per shard when encode_workers > 1")

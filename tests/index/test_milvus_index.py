@@ -160,3 +160,39 @@ def test_run_dir_opens_a_milvus_index(lite_root: Path, exact: ItemIndex) -> None
     assert (run.index_dir / "milvus.db").is_dir()  # Milvus Lite's default home: inside the run's index folder
     assert isinstance(run.index, MilvusItemIndex)
     assert run.index.search(QUERIES, k=5)[0] == exact.search(QUERIES, k=5)[0]
+
+
+def test_full_text_search_is_milvus_bm25_and_fuses_like_bm25s(lite_root: Path) -> None:
+    from harnesslm.index.bm25 import BM25Retriever
+    from harnesslm.index.milvus_index import MilvusItemIndex
+    from harnesslm.serving.searcher import HybridSearcher, Searcher
+
+    words = ["drill", "hammer", "hose", "lamp", "saw", "wrench", "paint", "brush", "ladder", "glue"]
+    texts = [f"{words[i % 10]} {words[(i * 7 + 3) % 10]} model {i}" for i in range(N)]
+    index = MilvusItemIndex.build(
+        VECTORS, IDS, "teacher-fp", uri=lite_root / "text.db", index_type="FLAT", progress=False, texts=texts
+    )
+    assert index.meta.full_text
+    lexical = index.full_text()
+    hits = lexical.search(["hammer saw", "zzz"], k=20)
+    assert hits[1] == []  # no indexed term
+    assert hits[0] and all("hammer" in texts[IDS.index(i)] or "saw" in texts[IDS.index(i)] for i, _ in hits[0])
+    assert all(a >= b for (_, a), (_, b) in zip(hits[0], hits[0][1:], strict=False))  # best first
+    both = {i for i, _ in hits[0] if "hammer" in texts[IDS.index(i)] and "saw" in texts[IDS.index(i)]}
+    assert {i for i, _ in hits[0][: len(both)]} == both  # items with both words outrank those with one
+    bm25s_top = {i for i, _ in BM25Retriever.fit(IDS, texts).search(["hammer saw"], k=len(both))[0]}
+    assert bm25s_top == both  # the same items first as bm25s
+    rows = lexical.rows_of(IDS[:50])
+    assert all(IDS.index(i) < 50 for i, _ in lexical.search(["hammer saw"], k=20, allowed_rows=rows)[0])
+
+    class Identity:  # queries are given as vectors' row numbers: the dense side is exact nearest neighbours
+        def encode(self, queries: list[str], batch_size: int = 1) -> np.ndarray:
+            return np.stack([VECTORS[int(q.split()[-1])] for q in queries])
+
+    hybrid = HybridSearcher(Searcher(Identity(), index), lexical, weight=0.5)
+    with pytest.raises(ValueError, match="without the item texts"):
+        MilvusItemIndex.build(
+            VECTORS, IDS, "x", uri=lite_root / "plain.db", index_type="FLAT", progress=False
+        ).full_text()
+    found = hybrid.search(["hammer saw 7"], k=10, mode="hybrid")[0][0]
+    assert IDS[7] in found and set(found) & both

@@ -38,9 +38,11 @@ def build_item_index(
     config: IndexConfig,
     directory: Path,
     progress: bool = True,
+    texts: Sequence[str] | None = None,
 ) -> ItemIndex | MilvusItemIndex:
     """Build the index ``config`` asks for (a FAISS kind or Milvus) and save it, or its description, in
-    ``directory``. A Milvus Lite index without ``milvus_uri`` lives in ``directory/milvus.db``."""
+    ``directory``. A Milvus Lite index without ``milvus_uri`` lives in ``directory/milvus.db``; with ``texts``
+    and ``config.milvus_full_text`` it also gets Milvus's BM25 full-text search over them."""
     from harnesslm.index.item_index import ItemIndex, default_nlist
 
     if config.kind == "milvus":
@@ -65,6 +67,7 @@ def build_item_index(
             search_params=search_params,
             token=config.milvus_token,
             progress=progress,
+            texts=texts if config.milvus_full_text else None,
         )
     else:
         built = ItemIndex.build(

@@ -13,6 +13,14 @@ fingerprint is a collection property (and in ``meta.json``), so a search from an
 
 Milvus Lite (milvus-lite 3.2) supports FLAT (brute force), AUTOINDEX (HNSW there), HNSW, HNSW_SQ, IVF_FLAT and
 IVF_SQ8 with metric IP; IVF_PQ is not implemented and fails in the background, so it is refused here.
+
+Full-text search: built with the item texts (``texts=``), the collection also holds each text with Milvus's
+analyzer on and a sparse vector its built-in BM25 function fills, so Milvus itself answers the lexical half of a
+hybrid search (:meth:`MilvusItemIndex.full_text`). Milvus Lite 3.2.2 supports this (checked here: BM25 search
+and ``hybrid_search`` with an ``RRFRanker`` both work; its BM25 distances come back negated, best first).
+Milvus's own ``hybrid_search`` fuses with unweighted RRF or a weighted sum of normalised scores, not weighted
+RRF, so the service asks Milvus for both ranked lists and fuses them with the validation-chosen weight
+(``harnesslm.index.fusion``), the same fusion as for FAISS + bm25s.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ class MilvusIndexMeta:
     index_type: str
     index_params: dict[str, Any] = field(default_factory=dict)
     search_params: dict[str, Any] = field(default_factory=dict)
+    full_text: bool = False  # the collection holds the item texts and their BM25 sparse vectors
 
 
 def is_lite_uri(uri: str | Path) -> bool:
@@ -125,13 +134,16 @@ class MilvusItemIndex:
         token: str | None = None,
         batch_size: int = 1_000,
         progress: bool = True,
+        texts: Sequence[str] | None = None,
     ) -> MilvusItemIndex:
         """Insert every item into a new collection, index and load it, then point the alias ``collection`` at it.
 
-        ``index_params``/``search_params`` default to :func:`milvus_params`. The previous build behind the
-        alias is dropped once the alias has moved; a half-built collection from a crash is dropped next time.
+        ``index_params``/``search_params`` default to :func:`milvus_params`. ``texts`` (aligned with the ids)
+        adds Milvus's full-text search: the texts, analysed, and their BM25 sparse vectors. The previous build
+        behind the alias is dropped once the alias has moved; a half-built collection from a crash is dropped
+        next time.
         """
-        from pymilvus import DataType, MilvusClient
+        from pymilvus import DataType, Function, FunctionType, MilvusClient
 
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         n, dim = embeddings.shape
@@ -140,6 +152,8 @@ class MilvusItemIndex:
             raise ValueError(f"{n} embeddings but {len(ids)} ids were given")
         if len(set(ids)) != n:
             raise ValueError("item ids must be unique: they are the collection's primary key")
+        if texts is not None and len(texts) != n:
+            raise ValueError(f"{n} embeddings but {len(texts)} texts were given")
         if not _NAME.match(collection):
             raise ValueError(f"collection name {collection!r}: use letters, digits and underscores")
         index_type = index_type.upper()
@@ -162,9 +176,24 @@ class MilvusItemIndex:
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
         params = client.prepare_index_params()
         params.add_index(field_name="embedding", index_type=index_type, metric_type="IP", params=index_params)
+        if texts is not None:
+            text_bytes = max((len(t.encode("utf-8")) for t in texts), default=1)
+            schema.add_field(
+                "text", DataType.VARCHAR, max_length=min(65_535, max(256, text_bytes)), enable_analyzer=True
+            )
+            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name="bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=["text"],
+                    output_field_names=["sparse"],
+                )
+            )
+            params.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         client.create_collection(physical, schema=schema, index_params=params, consistency_level="Strong")
         try:
-            _insert(client, physical, ids, embeddings, batch_size, progress)
+            _insert(client, physical, ids, embeddings, batch_size, progress, texts)
             client.flush(physical)
             client.load_collection(physical)
             client.alter_collection_properties(physical, properties={SPACE_PROPERTY: space})
@@ -184,8 +213,22 @@ class MilvusItemIndex:
             index_type=index_type,
             index_params=dict(index_params),
             search_params=dict(search_params),
+            full_text=texts is not None,
         )
         return cls(client, ids, meta)
+
+    def full_text(self) -> MilvusFullText:
+        """Milvus's BM25 full-text search over this collection's item texts (built with ``texts=``)."""
+        if not self.meta.full_text:
+            raise ValueError("this Milvus collection was built without the item texts: it has no full-text search")
+        return MilvusFullText(self)
+
+    def _filter(self, allowed_rows: np.ndarray | None) -> str | None:
+        """The ``row in [...]`` expression for ``allowed_rows`` ("" for none; None when nothing is allowed)."""
+        if allowed_rows is None:
+            return ""
+        rows = np.unique(np.asarray(allowed_rows, dtype=np.int64))
+        return f"row in [{','.join(map(str, rows.tolist()))}]" if len(rows) else None
 
     def search(
         self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
@@ -201,12 +244,9 @@ class MilvusItemIndex:
             raise IndexMismatchError(f"query embeddings have {queries.shape[1]} dimensions, the index {self.meta.dim}")
         k = min(k, self.meta.size, MAX_TOP_K)
         scores = np.full((len(queries), k), MISSING_SCORE, dtype=np.float32)
-        expression = ""
-        if allowed_rows is not None:
-            rows = np.unique(np.asarray(allowed_rows, dtype=np.int64))
-            if len(rows) == 0:
-                return [[] for _ in range(len(queries))], scores
-            expression = f"row in [{','.join(map(str, rows.tolist()))}]"
+        expression = self._filter(allowed_rows)
+        if expression is None:
+            return [[] for _ in range(len(queries))], scores
         params = dict(self.meta.search_params)
         if "ef" in params:
             params["ef"] = max(int(params["ef"]), k)  # HNSW needs ef >= limit
@@ -277,8 +317,55 @@ class MilvusItemIndex:
         self.client.close()
 
 
+class MilvusFullText:
+    """The lexical side of a hybrid search, answered by Milvus's BM25 over the collection's item texts.
+
+    The same interface as ``harnesslm.index.bm25.BM25Retriever`` (``ids``, ``rows_of``, ``search``), so a
+    ``HybridSearcher`` fuses it with the dense side in the same way.
+    """
+
+    def __init__(self, index: MilvusItemIndex) -> None:
+        self.index = index
+        self.ids = list(index.item_ids)
+        self._row_of = {item: row for row, item in enumerate(self.ids)}
+
+    def rows_of(self, item_ids: Sequence[str]) -> np.ndarray:
+        return np.fromiter((self._row_of[item] for item in item_ids), dtype=np.int64, count=len(item_ids))
+
+    def search(
+        self, queries: Sequence[str], k: int, allowed_rows: np.ndarray | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (item id, BM25 score) per query, best first; a query with no indexed term gets none."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        expression = self.index._filter(allowed_rows)
+        if expression is None:
+            return [[] for _ in queries]
+        out: list[list[tuple[str, float]]] = []
+        queries = list(queries)
+        for begin in range(0, len(queries), MAX_QUERIES_PER_CALL):
+            results = self.index.client.search(
+                self.index.meta.physical_collection,
+                data=queries[begin : begin + MAX_QUERIES_PER_CALL],
+                limit=min(k, MAX_TOP_K),
+                filter=expression,
+                anns_field="sparse",
+                output_fields=[],
+                search_params={"metric_type": "BM25"},
+            )
+            # Milvus Lite reports BM25 distances negated; the order is best first either way
+            out += [[(_hit_id(hit), abs(float(hit["distance"]))) for hit in hits] for hits in results]
+        return out
+
+
 def _insert(
-    client: MilvusClient, collection: str, ids: list[str], embeddings: np.ndarray, batch_size: int, progress: bool
+    client: MilvusClient,
+    collection: str,
+    ids: list[str],
+    embeddings: np.ndarray,
+    batch_size: int,
+    progress: bool,
+    texts: Sequence[str] | None = None,
 ) -> None:
     """Insert rows in batches (a gRPC message has a size limit), with a progress bar."""
     from rich.progress import Progress
@@ -288,7 +375,7 @@ def _insert(
         for begin in range(0, len(ids), batch_size):
             end = min(begin + batch_size, len(ids))
             rows = [
-                {"item_id": ids[i], "row": i, "embedding": vector}
+                {"item_id": ids[i], "row": i, "embedding": vector, **({"text": texts[i]} if texts is not None else {})}
                 for i, vector in zip(range(begin, end), embeddings[begin:end].tolist(), strict=True)
             ]
             client.insert(collection, rows)

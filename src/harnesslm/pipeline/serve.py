@@ -120,7 +120,7 @@ def app_from_run(
     if settings.batching is None:  # micro-batching only where it lowers latency
         settings = settings.model_copy(update={"batching": info.kind != "static"})
     searcher = Searcher(query_encoder, serving_index(run, index, query_encoder, label))
-    hybrid = HybridSearcher(searcher, run.lexical_index, hybrid_weight(run, label, searcher)) if lexical else None
+    hybrid = HybridSearcher(searcher, lexical_index(run), hybrid_weight(run, label, searcher)) if lexical else None
     teacher = Searcher(run.teacher, searcher.index) if compare_teacher and encoder != "teacher" else None
     if compare_teacher and encoder == "teacher":
         teacher = searcher
@@ -175,6 +175,15 @@ def app_from_env() -> FastAPI:
     if not raw:
         raise ServiceError(f"${ServeOptions.ENV} is not set: start workers through `harness serve --workers N`")
     return app_from_options(ServeOptions.model_validate_json(raw))
+
+
+def lexical_index(run: RunDir) -> Any:
+    """The lexical side of hybrid search: Milvus's own BM25 when the run's index is a Milvus collection built
+    with the item texts, else the catalog's bm25s index (built once into ``RUN/lexical``)."""
+    index = run.index
+    if getattr(index.meta, "full_text", False):
+        return index.full_text()
+    return run.lexical_index
 
 
 def serving_threads(cores: int | None = None) -> int:

@@ -170,7 +170,13 @@ def build_index(run: RunDir, progress: bool = True, refresh: bool = False) -> It
             cache_path(run.teacher, run.catalog["text"].tolist(), run.cache_dir).unlink(missing_ok=True)
         embeddings = item_embeddings(run, run.teacher, progress)
         built = build_item_index(
-            embeddings, run.catalog["item_id"].tolist(), run.teacher_space, run.config.index, run.index_dir, progress
+            embeddings,
+            run.catalog["item_id"].tolist(),
+            run.teacher_space,
+            run.config.index,
+            run.index_dir,
+            progress,
+            texts=run.catalog["text"].tolist(),
         )
         provenance.write_record(run.index_dir, *step_inputs(run, "index"))
         run.forget("index")

@@ -28,6 +28,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "student.refine.warmup_ratio": 0.1,
     "relevance.teacher.warmup_ratio": 0.1,
     "relevance.student.warmup_ratio": 0.1,
+    "index.milvus_full_text": False,
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""
@@ -52,7 +53,11 @@ def teacher_settings(config: RunConfig) -> dict[str, Any]:
 
 
 def index_settings(config: RunConfig) -> dict[str, Any]:
-    return {"index": config.index.model_dump(mode="json", exclude={"milvus_token"})}
+    """The index section; a FAISS index does not depend on the Milvus settings (so adding one redoes nothing)."""
+    exclude = {"milvus_token"}
+    if config.index.kind != "milvus":
+        exclude |= {name for name in type(config.index).model_fields if name.startswith("milvus_")}
+    return {"index": config.index.model_dump(mode="json", exclude=exclude)}
 
 
 def align_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]:

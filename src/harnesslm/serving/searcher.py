@@ -25,6 +25,18 @@ Found = tuple[list[list[str]], Sequence[Sequence[float]]]
 """Item ids per query, best first, and their scores (cosine, BM25 or fused reciprocal-rank scores)."""
 
 
+class LexicalIndex(Protocol):
+    """What hybrid search needs from a lexical index: ``BM25Retriever`` (bm25s), or Milvus's full-text search."""
+
+    ids: list[str]
+
+    def rows_of(self, item_ids: Sequence[str]) -> np.ndarray: ...
+
+    def search(
+        self, queries: Sequence[str], k: int, allowed_rows: np.ndarray | None = None
+    ) -> list[list[tuple[str, float]]]: ...
+
+
 class QueryEncoder(Protocol):
     """Anything that turns queries into L2-normalised float32 embeddings in the index's space (an exported
     ONNX encoder, for instance); a ``SentenceTransformer`` is used directly."""
@@ -67,7 +79,7 @@ class HybridSearcher:
     """
 
     dense: Searcher
-    lexical: BM25Retriever
+    lexical: BM25Retriever | LexicalIndex
     weight: float
     depth: int = FUSION_DEPTH
     _lexical_rows: np.ndarray = field(init=False, repr=False)
