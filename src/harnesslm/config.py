@@ -159,6 +159,12 @@ class IndexConfig(_Section):
     """The teacher's item index (FAISS kinds, or a Milvus collection) and how the catalog is encoded for it."""
 
     kind: Literal["exact", "hnsw", "ivfpq", "sq8", "milvus"] = "exact"
+    dim: int | None = Field(
+        None,
+        ge=8,
+        description="Matryoshka: index only the first dim dimensions (re-normalised), for a teacher trained with "
+        "MRL (EmbeddingGemma: 512, 256, 128); queries are cut the same way. FAISS kinds only. Default: all",
+    )
     hnsw_m: int = Field(32, ge=2)
     hnsw_ef_search: int = Field(128, ge=1)
     hnsw_ef_construction: int = Field(80, ge=1)

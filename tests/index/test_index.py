@@ -376,3 +376,22 @@ def test_build_and_load_item_index_from_config(tmp_path: Path) -> None:
     assert loaded.meta == built.meta and loaded.meta.ivf_nlist == 16 and loaded.index.nprobe == 8
     with pytest.raises(ValueError):
         IndexConfig(kind="annoy")  # type: ignore[arg-type]
+
+
+def test_matryoshka_index_keeps_the_leading_dimensions_and_cuts_queries_alike(tmp_path) -> None:
+    from harnesslm.index.item_index import matryoshka
+
+    rng = np.random.default_rng(5)
+    items = rng.normal(size=(300, 16)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    queries = items[:10] + 0.1 * rng.normal(size=(10, 16)).astype(np.float32)
+    ids = [f"i{n}" for n in range(300)]
+    small = ItemIndex.build(items, ids, space="s", dim=8)
+    assert small.meta.dim == 8 and small.meta.source_dim == 16
+    cut = ItemIndex.build(matryoshka(items, 8), ids, space="s")
+    assert small.search(queries, 5)[0] == cut.search(matryoshka(queries, 8), 5)[0]  # full queries are cut
+    np.testing.assert_allclose(np.linalg.norm(small.vectors(), axis=1), 1.0, atol=1e-5)
+    small.save(tmp_path / "mrl")
+    assert ItemIndex.load(tmp_path / "mrl").search(queries, 5)[0] == small.search(queries, 5)[0]
+    with pytest.raises(ValueError, match="cannot keep 32"):
+        ItemIndex.build(items, ids, space="s", dim=32)

@@ -48,6 +48,9 @@ def build_item_index(
     if config.kind == "milvus":
         from harnesslm.index.milvus_index import MilvusItemIndex, milvus_params
 
+        if config.dim is not None:
+            raise ValueError("index.dim (Matryoshka) applies to the FAISS kinds; Milvus keeps the full embeddings")
+
         index_params, search_params = milvus_params(
             config.milvus_index_type,
             config.hnsw_m,
@@ -81,6 +84,7 @@ def build_item_index(
             ivf_nlist=config.ivf_nlist,
             ivf_nprobe=config.ivf_nprobe,
             pq_m=config.pq_m,
+            dim=config.dim,
         )
     built.save(directory)
     return built

@@ -41,6 +41,7 @@ class IndexMeta:
     ivf_nprobe: int | None = None
     pq_m: int | None = None
     pq_nbits: int | None = None
+    source_dim: int | None = None  # Matryoshka: the embeddings' full dimension when the index keeps the first `dim`
 
 
 class IndexMismatchError(RuntimeError):
@@ -95,8 +96,15 @@ class ItemIndex:
         pq_nbits: int = 8,
         train_size: int | None = 100_000,
         seed: int = 0,
+        dim: int | None = None,
+        source_dim: int | None = None,
     ) -> ItemIndex:
         """Exact (``IndexFlatIP``) by default; ``hnsw`` trades a little recall for sub-linear search.
+
+        ``dim`` (Matryoshka): keep only the first ``dim`` dimensions of each embedding, re-normalised; queries of
+        the full dimension are cut the same way at search time. Worth it for a teacher trained with
+        Matryoshka representation learning (EmbeddingGemma: 768, 512, 256, 128), whose leading dimensions
+        carry most of the meaning. ``source_dim`` says the embeddings given are already cut from that many.
 
         ``ivfpq``: ``ivf_nlist`` inverted lists (default about 4 sqrt(n), at most n / 39 so that k-means has
         enough points per centroid), ``pq_m`` sub-quantizers of ``pq_nbits`` bits (default dim / 4 bytes per
@@ -104,16 +112,21 @@ class ItemIndex:
         train on the embeddings, or on ``train_size`` of them drawn at random (``seed``) for large catalogs.
         """
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        full = embeddings.shape[1]
+        if dim is not None and dim < full:
+            embeddings, source_dim = matryoshka(embeddings, dim), full
+        elif dim is not None and dim > full:
+            raise ValueError(f"cannot keep {dim} dimensions of {full}-dimensional embeddings")
         n, dim = embeddings.shape
         start = time.perf_counter()
-        extra: dict[str, int | None] = {}
+        extra: dict[str, int | None] = {"source_dim": source_dim} if source_dim else {}
         if kind == "exact":
             index: faiss.Index = faiss.IndexFlatIP(dim)
         elif kind == "hnsw":
             index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = hnsw_ef_construction
             index.hnsw.efSearch = hnsw_ef_search
-            extra = {"hnsw_m": hnsw_m, "hnsw_ef_search": hnsw_ef_search}
+            extra |= {"hnsw_m": hnsw_m, "hnsw_ef_search": hnsw_ef_search}
         elif kind == "ivfpq":
             nlist = ivf_nlist or default_nlist(n)
             m = pq_m or default_pq_m(dim)
@@ -126,7 +139,7 @@ class ItemIndex:
             index.pq.cp.min_points_per_centroid = 1
             index.train(_training_sample(embeddings, train_size, seed))
             index.nprobe = min(ivf_nprobe, nlist)
-            extra = {"ivf_nlist": nlist, "ivf_nprobe": index.nprobe, "pq_m": m, "pq_nbits": pq_nbits}
+            extra |= {"ivf_nlist": nlist, "ivf_nprobe": index.nprobe, "pq_m": m, "pq_nbits": pq_nbits}
         elif kind == "sq8":
             index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
             index.train(_training_sample(embeddings, train_size, seed))
@@ -168,6 +181,8 @@ class ItemIndex:
         only looks in its ``nprobe`` nearest lists, so a very selective filter can leave it short of ``k``.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if self.meta.source_dim and queries.shape[1] == self.meta.source_dim:
+            queries = matryoshka(queries, self.meta.dim)
         if queries.shape[1] != self.meta.dim:
             raise IndexMismatchError(f"query embeddings have {queries.shape[1]} dimensions, the index {self.meta.dim}")
         k = min(k, self.meta.size)
@@ -229,6 +244,13 @@ class ItemIndex:
     def memory_bytes(self) -> int:
         """Size of the serialized FAISS index: what it takes in RAM and on disk (ids not counted)."""
         return int(faiss.serialize_index(self.index).size)
+
+
+def matryoshka(embeddings: np.ndarray, dim: int) -> np.ndarray:
+    """The first ``dim`` dimensions of each row, L2-normalised again (so inner product is still cosine)."""
+    cut = np.ascontiguousarray(embeddings[:, :dim], dtype=np.float32)
+    norms = np.linalg.norm(cut, axis=1, keepdims=True)
+    return cut / np.maximum(norms, 1e-12)
 
 
 def default_nlist(n: int) -> int:

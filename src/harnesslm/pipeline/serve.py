@@ -227,7 +227,7 @@ def serving_index(run: RunDir, choice: IndexChoice, encoder: Any, label: str) ->
     if (folder / "meta.json").exists():
         graph = ItemIndex.load(folder)
         built_from = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        if built_from["space"] != base_meta["space"] or built_from["size"] != base_meta["size"]:
+        if any(built_from[key] != base_meta[key] for key in ("space", "size", "dim")):
             graph = None
     if graph is None:
         cfg = run.config.index
@@ -241,6 +241,7 @@ def serving_index(run: RunDir, choice: IndexChoice, encoder: Any, label: str) ->
             hnsw_m=cfg.hnsw_m,
             hnsw_ef_construction=cfg.hnsw_ef_construction,
             hnsw_ef_search=cfg.hnsw_ef_search,
+            source_dim=exact.meta.source_dim,  # a Matryoshka index's vectors are already cut
         )
         graph.save(folder)
         (folder / "recall.json").unlink(missing_ok=True)

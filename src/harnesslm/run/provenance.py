@@ -29,6 +29,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "relevance.teacher.warmup_ratio": 0.1,
     "relevance.student.warmup_ratio": 0.1,
     "index.milvus_full_text": False,
+    "index.dim": None,
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""

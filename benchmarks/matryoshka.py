@@ -1,0 +1,104 @@
+"""Benchmark: the item index at Matryoshka dimensions, quality kept against search time saved.
+
+A teacher trained with Matryoshka representation learning (EmbeddingGemma: 768, 512, 256, 128) keeps most of
+its meaning in the leading dimensions, so the index can keep only those (``index.dim``). For each dimension
+this builds an exact and an HNSW index from the run's cached teacher item embeddings, cut and re-normalised
+(``harnesslm.index.item_index.matryoshka``), and measures on the test queries (teacher query embeddings, cut
+the same way): NDCG@10, Recall@100, and batch-1 search latency p50 for both index kinds. A teacher not trained
+with MRL (MiniLM, mpnet) is shown for comparison: its leading dimensions are not special. Prints a table and
+writes JSON.
+
+    python benchmarks/matryoshka.py runs/hd-serve [--dims 384,256,128,64] [--out benchmarks/results/matryoshka.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import faiss
+from rich.console import Console
+from rich.table import Table
+
+from harnesslm.atomic import write_text
+from harnesslm.encoding.cache import encode
+from harnesslm.evaluation.latency import measure_latency
+from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
+from harnesslm.index.item_index import ItemIndex
+from harnesslm.pipeline.evaluate import qrels_of
+from harnesslm.run.catalog_embeddings import item_embeddings
+from harnesslm.run.run_dir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+console = Console()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--dims", default=None, help="comma-separated dimensions (default: full, /2, /4, /8)")
+    parser.add_argument("--threads", type=int, default=1, help="FAISS threads for the latency (1: batch 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "matryoshka.json")
+    args = parser.parse_args(argv)
+    faiss.omp_set_num_threads(args.threads)
+    run = RunDir(args.run_dir)
+    items = item_embeddings(run, run.teacher, progress=True)
+    full = items.shape[1]
+    dims = [int(d) for d in args.dims.split(",")] if args.dims else [full, full // 2, full // 4, full // 8]
+    test = run.split("test")
+    qrels = qrels_of(test)
+    queries = list(qrels)
+    query_emb = encode(run.teacher, queries, batch_size=256, role="query")
+    scale = RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
+    ids = run.catalog["item_id"].tolist()
+    rows = []
+    for dim in dims:
+        row: dict = {"dim": dim}
+        for kind in ("exact", "hnsw"):
+            index = ItemIndex.build(items, ids, run.teacher_space, kind=kind, dim=dim)  # type: ignore[arg-type]
+            ranked = index.search(query_emb, 100)[0]
+            report = evaluate_rankings(dict(zip(queries, ranked, strict=True)), qrels, scale)
+            rows_of = {q: i for i, q in enumerate(queries)}
+            latency = measure_latency(lambda q, ix=index: ix.search(query_emb[rows_of[q]][None], 10), queries[:300])
+            row[kind] = {
+                "ndcg@10": report.means["ndcg@10"],
+                "recall@100": report.means["recall@100"],
+                "search_p50_ms": latency.p50_ms,
+                "memory_mb": index.memory_bytes / 2**20,
+            }
+        rows.append(row)
+        console.print(
+            f"{dim}-d: NDCG@10 {row['exact']['ndcg@10']:.4f}, exact p50 {row['exact']['search_p50_ms']:.3f} ms"
+        )
+    results = {
+        "run_dir": str(args.run_dir),
+        "teacher": run.config.teacher.model,
+        "items": len(ids),
+        "test_queries": len(queries),
+        "faiss_threads": args.threads,
+        "rows": rows,
+    }
+    write_text(args.out, json.dumps(results, indent=2))
+    table = Table(title=f"Matryoshka index dimensions, {run.config.teacher.model} ({len(ids):,} items)")
+    for column in ("dim", "NDCG@10", "Recall@100", "exact p50 ms", "HNSW NDCG@10", "HNSW p50 ms", "exact MB"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        exact, hnsw = row["exact"], row["hnsw"]
+        table.add_row(
+            str(row["dim"]),
+            f"{exact['ndcg@10']:.4f}",
+            f"{exact['recall@100']:.4f}",
+            f"{exact['search_p50_ms']:.3f}",
+            f"{hnsw['ndcg@10']:.4f}",
+            f"{hnsw['search_p50_ms']:.3f}",
+            f"{exact['memory_mb']:.1f}",
+        )
+    console.print(table)
+    console.print(f"results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
