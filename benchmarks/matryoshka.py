@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     query_emb = encode(run.teacher, queries, batch_size=256, role="query")
     scale = RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
     ids = run.catalog["item_id"].tolist()
+    rows_of = {q: i for i, q in enumerate(queries)}
     rows = []
     for dim in dims:
         row: dict = {"dim": dim}
@@ -60,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
             index = ItemIndex.build(items, ids, run.teacher_space, kind=kind, dim=dim)  # type: ignore[arg-type]
             ranked = index.search(query_emb, 100)[0]
             report = evaluate_rankings(dict(zip(queries, ranked, strict=True)), qrels, scale)
-            rows_of = {q: i for i, q in enumerate(queries)}
             latency = measure_latency(lambda q, ix=index: ix.search(query_emb[rows_of[q]][None], 10), queries[:300])
             row[kind] = {
                 "ndcg@10": report.means["ndcg@10"],
