@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--index", default=None, help="server index: auto, exact or hnsw (default: the server's)")
     parser.add_argument("--mode", default="dense", choices=("dense", "lexical", "hybrid"), help="search mode sent")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (harness serve --workers)")
     parser.add_argument("--batch-window-ms", type=float, default=2.0, help="server micro-batching window")
     parser.add_argument("--max-batch", type=int, default=64, help="server's most queries per encoder call")
     parser.add_argument(
@@ -123,6 +124,8 @@ def start_server(args: argparse.Namespace, encoder: str, port: int, log: Path) -
         command += ["--index", args.index]
     if args.mode != "dense":
         command += ["--mode", args.mode]
+    if args.workers != 1:
+        command += ["--workers", str(args.workers)]
     if args.student and encoder != "teacher":
         command += ["--student", args.student]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
@@ -168,13 +171,21 @@ def _tail(log: Path, lines: int = 8) -> str:
 async def drive(
     url: str, queries: Iterator[str], concurrency: int, duration: float, k: int, mode: str = "dense"
 ) -> dict:
-    """``concurrency`` clients each sending one request at a time for ``duration`` seconds."""
-    params = {"k": k} if mode == "dense" else {"k": k, "mode": mode}
+    """``concurrency`` clients each sending one request at a time for ``duration`` seconds (aiohttp, keep-alive).
+
+    The client shares the cores with the server, so it must cost little per request: aiohttp (C-accelerated
+    HTTP parsing, under uvloop when installed) takes a fraction of the CPU httpx does, which otherwise becomes
+    the bottleneck of a 2-core machine well before the server does.
+    """
+    import aiohttp
+
+    params = {"k": str(k)} if mode == "dense" else {"k": str(k), "mode": mode}
     latencies: list[float] = []
     stages: dict[str, list[float]] = {}
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=60.0)
+    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout) as client:
         start = time.perf_counter()
         deadline = start + duration
 
@@ -182,14 +193,16 @@ async def drive(
             while time.perf_counter() < deadline:
                 sent = time.perf_counter()
                 try:
-                    response = await client.get("/search", params={"q": next(queries), **params})
-                    if response.status_code == 200:
-                        latencies.append(time.perf_counter() - sent)
-                        for name, value in parse_server_timing(response.headers.get("server-timing", "")).items():
-                            stages.setdefault(name, []).append(value)
-                    else:
-                        errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
-                except httpx.HTTPError as error:
+                    async with client.get("/search", params={"q": next(queries), **params}) as response:
+                        body = await response.read()
+                        if response.status == 200:
+                            latencies.append(time.perf_counter() - sent)
+                            timing = parse_server_timing(response.headers.get("server-timing", ""))
+                            for name, value in timing.items():
+                                stages.setdefault(name, []).append(value)
+                        else:
+                            errors.append(f"HTTP {response.status}: {body[:200]!r}")
+                except (aiohttp.ClientError, TimeoutError) as error:
                     errors.append(f"{type(error).__name__}: {error}")
 
         await asyncio.gather(*(user() for _ in range(concurrency)))
@@ -211,6 +224,15 @@ async def drive(
             for name, values in stages.items()
         },
     }
+
+
+def run_async(coroutine):
+    """``asyncio.run`` on uvloop when it is installed (the client's own event loop costs less CPU)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 def parse_server_timing(header: str) -> dict[str, float]:
@@ -249,7 +271,7 @@ def bench_encoder(args: argparse.Namespace, encoder: str, queries: list[str]) ->
             levels = []
             for concurrency in args.concurrency:
                 before = batcher_stats(url)
-                level = asyncio.run(drive(url, cycle, concurrency, args.duration, args.k, args.mode))
+                level = run_async(drive(url, cycle, concurrency, args.duration, args.k, args.mode))
                 after = batcher_stats(url)
                 calls = after["encoder_calls"] - before["encoder_calls"]
                 level["mean_batch"] = (after["queries"] - before["queries"]) / calls if calls else None
@@ -336,10 +358,12 @@ def main(argv: list[str] | None = None) -> int:
             "batching": args.batching,
             "index": args.index,
             "mode": args.mode,
+            "workers": args.workers,
             "batch_window_ms": args.batch_window_ms,
             "max_batch": args.max_batch,
             "queries": len(queries),
             "endpoint": "GET /search",
+            "client": "aiohttp keep-alive, one connection per client, same machine",
         },
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "encoders": {},

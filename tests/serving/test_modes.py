@@ -98,11 +98,17 @@ def test_hnsw_serving_index_records_recall_and_falls_back_to_exact(run: RunDir, 
     assert recorded[f"static ({latest_phase(run, 'static')})"] == recall
 
 
-def test_batching_is_off_for_a_static_student_and_on_for_the_teacher(run: RunDir) -> None:
+def test_batching_is_off_for_a_static_student_and_on_for_the_teacher(run: RunDir, queries: list[str]) -> None:
     with TestClient(app_from_run(run.root)) as test_client:
-        assert test_client.get("/health").json()["batcher"]["enabled"] is False
+        batcher = test_client.get("/health").json()["batcher"]
+        assert batcher["enabled"] is False and batcher["inline"] is True  # on the event loop, no thread hop
+        inline = ids(test_client.get("/search", params={"q": queries[0], "k": K}))
+    settings = ServiceSettings(batching=False, inline_search=False)
+    with TestClient(app_from_run(run.root, settings=settings)) as test_client:
+        assert ids(test_client.get("/search", params={"q": queries[0], "k": K})) == inline
     with TestClient(app_from_run(run.root, encoder="teacher")) as test_client:
-        assert test_client.get("/health").json()["batcher"]["enabled"] is True
+        batcher = test_client.get("/health").json()["batcher"]
+        assert batcher["enabled"] is True and batcher["inline"] is False
 
 
 def test_serving_threads_leave_the_event_loop_a_core() -> None:
@@ -129,4 +135,6 @@ def test_workers_rebuild_the_app_from_the_cli_options(
     bad = CliRunner().invoke(cli, ["serve", str(run.root), "--mode", "fuzzy"])
     assert bad.exit_code == 2 and "mode" in bad.output
     small = CliRunner().invoke(cli, ["serve", str(run.root), "--max-k", "5"])
-    assert small.exit_code == 2 and "default_k" in small.output
+    assert small.exit_code == 0, small.output
+    with TestClient(served["app"]) as test_client:  # a request without k gets at most max_k hits
+        assert test_client.get("/health").json()["limits"]["default_k"] == 5

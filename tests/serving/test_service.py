@@ -90,7 +90,7 @@ def test_server_timing_breaks_each_request_into_its_stages(run: RunDir, queries:
             for part in response.headers["Server-Timing"].split(", "):
                 name, _, duration = part.partition(";dur=")
                 stages[name] = float(duration)
-            assert list(stages) == ["parse", "queue", "encode", "search", "lookup", "total"]
+            assert list(stages) == ["parse", "queue", "encode", "search", "lookup", "serialize", "total"]
             assert all(value >= 0 for value in stages.values())
             parts = sum(value for name, value in stages.items() if name != "total")
             assert parts <= stages["total"] + 0.05  # stages do not overlap; rounding to 1 us each

@@ -14,7 +14,8 @@ The defaults are the fast path, each measured with ``benchmarks/load_test.py``:
 - **threads**: the encoder, FAISS and ONNX Runtime get one core less than the machine has (at least 1), so
   the event loop that parses requests and writes responses keeps a core, and nothing spins on it.
 - **batching**: micro-batching for transformer encoders, whose cost per query falls with the batch; not for
-  a static student, whose encoding costs microseconds and gains nothing from waiting for company.
+  a static student, whose encoding costs microseconds and gains nothing from waiting for company, and which
+  then runs on the event loop (no worker-thread hop).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def app_from_run(
         label = f"{name} ({phase})"
     settings = settings or ServiceSettings(batching=None)
     if settings.batching is None:  # micro-batching only where it lowers latency
-        settings = settings.model_copy(update={"batching": info.kind != "static"})
+        fast = info.kind == "static"  # microseconds per query: no batching, no worker thread
+        settings = settings.model_copy(update={"batching": not fast, "inline_search": fast})
     searcher = Searcher(query_encoder, serving_index(run, index, query_encoder, label))
     hybrid = HybridSearcher(searcher, lexical_index(run), hybrid_weight(run, label, searcher)) if lexical else None
     teacher = Searcher(run.teacher, searcher.index) if compare_teacher and encoder != "teacher" else None
@@ -150,6 +152,7 @@ class ServeOptions(BaseModel):
 def app_from_options(options: ServeOptions) -> FastAPI:
     """:func:`app_from_run` with the CLI's options."""
     settings = ServiceSettings(
+        default_k=min(ServiceSettings.model_fields["default_k"].default, options.max_k),
         max_k=options.max_k,
         batch_window_ms=options.batch_window_ms,
         max_batch=options.max_batch,

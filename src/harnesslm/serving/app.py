@@ -7,9 +7,9 @@ Endpoints: ``GET /search?q=...&k=10&mode=dense|lexical|hybrid``, ``POST /search`
 on item fields), ``POST /search/batch``, ``GET /health``, and ``GET /compare``: a page that shows the student's,
 the hybrid's, BM25's and (when loaded) the teacher's top 10 side by side. The OpenAPI schema is at
 ``/openapi.json`` (docs at ``/docs``). Requests that arrive together can be encoded in one encoder call by a
-:class:`MicroBatcher`. Responses are serialised by pydantic-core (Rust) straight from the response models:
-FastAPI >= 0.130 does so when a route declares its response model, which is faster than orjson through
-``ORJSONResponse`` (deprecated there for that reason).
+:class:`MicroBatcher`. Search responses are built as plain dicts and serialised with orjson into the response
+the route returns, so FastAPI neither builds a model per hit nor validates the body again; the response models
+still describe the body in the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import numpy as np
+import orjson
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -82,7 +83,9 @@ def create_app(
     table = ItemTable(list(index.item_ids), items, fields)
     row_of = {item_id: row for row, item_id in enumerate(index.item_ids)}
     batching = settings.batching is not False
-    batcher = MicroBatcher(searcher, settings.batch_window_ms, settings.max_encode_batch, batching)
+    batcher = MicroBatcher(
+        searcher, settings.batch_window_ms, settings.max_encode_batch, batching, inline=settings.inline_search
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -172,11 +175,12 @@ def create_app(
         timings["fuse"] = (time.perf_counter() - fused) * 1000
         return found
 
-    def hits_of(found: Sequence[str], scores: Sequence[float]) -> list[Hit]:
+    def hits_of(found: Sequence[str], scores: Sequence[float]) -> list[dict]:
+        """The hits as plain dicts in the :class:`Hit` shape (serialised by orjson: no model per hit)."""
         hits = []
         for item_id, score in zip(found, scores, strict=False):
             title, values = table.record(row_of[item_id])
-            hits.append(Hit(item_id=item_id, score=float(score), title=title, fields=values))
+            hits.append({"item_id": item_id, "score": float(score), "title": title, "fields": values})
         return hits
 
     async def run_search(
@@ -185,9 +189,9 @@ def create_app(
         k: int,
         filters: Mapping[str, FilterValues] | None,
         start: float,
-        response: Response | None = None,
         mode: SearchMode = "dense",
-    ) -> list[SearchResponse]:
+    ) -> tuple[list[dict], dict[str, float]]:
+        """Each query's response body (the :class:`SearchResponse` shape) and the request's stage timings."""
         timings: dict[str, float] = {"parse": (time.perf_counter() - start) * 1000}
         allowed, key = check_filters(filters)
         if allowed is not None and len(allowed) == 0:
@@ -199,18 +203,27 @@ def create_app(
         found_hits = [hits_of(found, row_scores) for found, row_scores in zip(ids, scores, strict=True)]
         now = time.perf_counter()
         results = [
-            SearchResponse(query=query, k=k, mode=mode, hits=hits, took_ms=(now - start) * 1000)
+            {"query": query, "k": k, "mode": mode, "hits": hits, "took_ms": (now - start) * 1000}
             for query, hits in zip(shown, found_hits, strict=True)
         ]
         timings["lookup"] = (now - looked_up) * 1000
+        return results, timings
+
+    def json_response(body: dict, timings: dict[str, float], start: float) -> Response:
+        """``body`` serialised by orjson, with the request's breakdown in its ``Server-Timing`` header.
+
+        The routes declare their response models for the OpenAPI schema, and return this ready response so
+        FastAPI neither validates the body again nor serialises it a second time.
+        """
+        serialised = time.perf_counter()
+        content = orjson.dumps(body)
+        now = time.perf_counter()
+        timings["serialize"] = (now - serialised) * 1000
         timings["total"] = (now - start) * 1000
-        if response is not None:
-            response.headers["Server-Timing"] = server_timing(timings)
-        return results
+        return Response(content, media_type="application/json", headers={"Server-Timing": server_timing(timings)})
 
     @app.get("/search", response_model=SearchResponse, summary="Search with one query")
     async def search_get(
-        response: Response,
         q: Annotated[str, Query(description="the search text")],
         k: Annotated[int | None, Query(description="number of hits (default: the default_k in /health)")] = None,
         filter_: Annotated[
@@ -221,7 +234,7 @@ def create_app(
             ),
         ] = None,
         mode: Annotated[SearchMode | None, Query(description=MODE_HELP)] = None,
-    ) -> SearchResponse:
+    ) -> Response:
         start = time.perf_counter()
         filters: dict[str, list[str]] = {}
         for item in filter_ or []:
@@ -230,18 +243,20 @@ def create_app(
                 raise HTTPException(422, f"filter {item!r} is not of the form field:value")
             filters.setdefault(name, []).append(value)
         k = check_k(k)
-        return (await run_search([check_query(q)], [q], k, filters, start, response, check_mode(mode)))[0]
+        results, timings = await run_search([check_query(q)], [q], k, filters, start, check_mode(mode))
+        return json_response(results[0], timings, start)
 
     @app.post("/search", response_model=SearchResponse, summary="Search with one query and optional filters")
-    async def search_post(request: SearchRequest, response: Response) -> SearchResponse:
+    async def search_post(request: SearchRequest) -> Response:
         start = time.perf_counter()
         k = check_k(request.k)
         query = check_query(request.query)
         mode = check_mode(request.mode)
-        return (await run_search([query], [request.query], k, request.filters, start, response, mode))[0]
+        results, timings = await run_search([query], [request.query], k, request.filters, start, mode)
+        return json_response(results[0], timings, start)
 
     @app.post("/search/batch", response_model=BatchSearchResponse, summary="Search with several queries")
-    async def search_batch(request: BatchSearchRequest, response: Response) -> BatchSearchResponse:
+    async def search_batch(request: BatchSearchRequest) -> Response:
         start = time.perf_counter()
         if not request.queries:
             raise HTTPException(422, "queries is empty")
@@ -250,8 +265,9 @@ def create_app(
         k = check_k(request.k)
         queries = [check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
         mode = check_mode(request.mode)
-        results = await run_search(queries, list(request.queries), k, request.filters, start, response, mode)
-        return BatchSearchResponse(results=results, took_ms=(time.perf_counter() - start) * 1000)
+        results, timings = await run_search(queries, list(request.queries), k, request.filters, start, mode)
+        body = {"results": results, "took_ms": (time.perf_counter() - start) * 1000}
+        return json_response(body, timings, start)
 
     @app.get("/health", response_model=HealthResponse, summary="Model, index and batching status")
     async def health() -> HealthResponse:
@@ -309,7 +325,8 @@ def create_app(
         systems = []
         for name, label in compared:  # one after another, so each system's time is its own
             (ids, scores), took = await compare_one(name, query, k)
-            systems.append(CompareSystem(name=name, label=label, hits=hits_of(ids[0], scores[0]), took_ms=took))
+            hits = [Hit(**hit) for hit in hits_of(ids[0], scores[0])]
+            systems.append(CompareSystem(name=name, label=label, hits=hits, took_ms=took))
         tops = {system.name: {hit.item_id for hit in system.hits} for system in systems}
         overlap = {f"{a}|{b}": len(tops[a] & tops[b]) for i, a in enumerate(tops) for b in list(tops)[i + 1 :]}
         return CompareResponse(query=q, k=k, systems=systems, overlap=overlap)
@@ -317,7 +334,7 @@ def create_app(
     return app
 
 
-SERVER_TIMING_STAGES = ("parse", "queue", "encode", "search", "lexical", "fuse", "lookup", "total")
+SERVER_TIMING_STAGES = ("parse", "queue", "encode", "search", "lexical", "fuse", "lookup", "serialize", "total")
 
 
 def server_timing(timings: Mapping[str, float]) -> str:

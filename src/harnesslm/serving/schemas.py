@@ -33,6 +33,11 @@ class ServiceSettings(BaseModel):
         2.0, ge=0, description="how long the batcher waits for more requests after the first one arrives"
     )
     max_encode_batch: int = Field(64, ge=1, description="most queries the batcher encodes in one call")
+    inline_search: bool = Field(
+        False,
+        description="without batching, encode and search on the event loop instead of a worker thread: for an "
+        "encoder that takes microseconds (a static student), the thread hop costs more than the work",
+    )
     max_filter_values: int = Field(256, ge=1, description="most filter values in one request, all fields together")
     default_mode: SearchMode = Field("dense", description="search mode of a request that names none")
 
@@ -125,6 +130,7 @@ class IndexInfo(BaseModel):
 
 class BatcherStats(BaseModel):
     enabled: bool
+    inline: bool = False
     window_ms: float
     max_encode_batch: int
     encoder_calls: int = Field(..., description="encoder calls made so far")
