@@ -325,7 +325,7 @@ def show(results: dict) -> None:
 def show_breakdown(results: dict) -> None:
     """Server-side mean ms per stage at each level; "client" is what the client saw (the gap: serialisation,
     HTTP and the client's own share of the CPU)."""
-    stages = ("parse", "queue", "encode", "search", "lexical", "fuse", "lookup", "total")
+    stages = ("parse", "queue", "encode", "search", "lexical", "fuse", "lookup", "serialize", "total")
     levels = [level for outcome in results["encoders"].values() for level in outcome.get("levels", [])]
     seen = {name for level in levels for name in level.get("server_ms", {})}
     stages = tuple(name for name in stages if name in seen) or stages[:3]
