@@ -9,6 +9,11 @@ with MRL (MiniLM, mpnet) is shown for comparison: its leading dimensions are not
 writes JSON.
 
     python benchmarks/matryoshka.py runs/hd-serve [--dims 384,256,128,64] [--out benchmarks/results/matryoshka.json]
+
+``--model NAME`` measures another embedder off the shelf instead of the run's teacher (for example
+``bundled:embeddinggemma-300m``, trained with MRL), with its own query and document prompts, over a sub-catalog
+of every test-judged item plus ``--distractors`` random others (one pass over the whole catalog with a 300M
+model takes most of an hour on 2 cores).
 """
 
 from __future__ import annotations
@@ -40,19 +45,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--dims", default=None, help="comma-separated dimensions (default: full, /2, /4, /8)")
     parser.add_argument("--threads", type=int, default=1, help="FAISS threads for the latency (1: batch 1)")
+    parser.add_argument("--model", default=None, help="an embedder off the shelf instead of the run's teacher")
+    parser.add_argument("--distractors", type=int, default=10_000, help="with --model: random non-judged items")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "matryoshka.json")
     args = parser.parse_args(argv)
     faiss.omp_set_num_threads(args.threads)
     run = RunDir(args.run_dir)
-    items = item_embeddings(run, run.teacher, progress=True)
+    test = run.split("test")
+    catalog = run.catalog
+    model = run.teacher
+    if args.model:
+        import numpy as np
+
+        from harnesslm.models.bundled import resolve_model
+        from harnesslm.models.students import load_model
+
+        model = load_model(resolve_model(args.model), run.config.teacher.max_seq_length)
+        others = catalog[~catalog["item_id"].isin(set(test["item_id"]))]
+        rng = np.random.default_rng(0)
+        picked = others.iloc[rng.choice(len(others), size=min(args.distractors, len(others)), replace=False)]
+        catalog = catalog[catalog["item_id"].isin(set(test["item_id"]) | set(picked["item_id"]))]
+        items = encode(model, catalog["text"].tolist(), batch_size=32, progress=True, role="document")
+    else:
+        items = item_embeddings(run, run.teacher, progress=True)
     full = items.shape[1]
     dims = [int(d) for d in args.dims.split(",")] if args.dims else [full, full // 2, full // 4, full // 8]
-    test = run.split("test")
     qrels = qrels_of(test)
     queries = list(qrels)
-    query_emb = encode(run.teacher, queries, batch_size=256, role="query")
+    query_emb = encode(model, queries, batch_size=64, role="query")
     scale = RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
-    ids = run.catalog["item_id"].tolist()
+    ids = catalog["item_id"].tolist()
     rows_of = {q: i for i, q in enumerate(queries)}
     rows = []
     for dim in dims:
@@ -74,14 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     results = {
         "run_dir": str(args.run_dir),
-        "teacher": run.config.teacher.model,
+        "teacher": args.model or run.config.teacher.model,
+        "off_the_shelf": bool(args.model),
         "items": len(ids),
         "test_queries": len(queries),
         "faiss_threads": args.threads,
         "rows": rows,
     }
     write_text(args.out, json.dumps(results, indent=2))
-    table = Table(title=f"Matryoshka index dimensions, {run.config.teacher.model} ({len(ids):,} items)")
+    table = Table(title=f"Matryoshka index dimensions, {args.model or run.config.teacher.model} ({len(ids):,} items)")
     for column in ("dim", "NDCG@10", "Recall@100", "exact p50 ms", "HNSW NDCG@10", "HNSW p50 ms", "exact MB"):
         table.add_column(column, justify="right")
     for row in rows:
