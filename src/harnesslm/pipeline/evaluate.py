@@ -198,10 +198,18 @@ def _rankings(
 
 
 def validation_weight(
-    run: RunDir, searcher: Searcher, bm25: BM25Retriever, k: int | None = None
+    run: RunDir,
+    searcher: Searcher,
+    bm25: BM25Retriever,
+    k: int | None = None,
+    lexical: list[list[str]] | None = None,
 ) -> tuple[float, dict[float, float], int] | None:
     """The dense weight of ``searcher`` + BM25 with the best NDCG@10 on the validation queries (never the test
-    split), every tried weight's NDCG@10, and how many queries chose it; None without validation queries."""
+    split), every tried weight's NDCG@10, and how many queries chose it; None without validation queries.
+
+    ``lexical``: BM25's rankings of those queries, when the caller already has them (one BM25 pass serves
+    every dense system it fuses).
+    """
     frame = run.split("validation")
     if frame.empty:
         return None
@@ -210,8 +218,15 @@ def validation_weight(
     queries = list(qrels)[: run.config.selection.max_queries]
     scale = RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
     dense = searcher.search(queries, k)[0]
-    weight, by_weight = choose_weight(queries, dense, bm25.search_ids(queries, k), qrels, scale, depth=k)
+    lexical = lexical if lexical is not None else bm25.search_ids(queries, k)
+    weight, by_weight = choose_weight(queries, dense, lexical, qrels, scale, depth=k)
     return weight, by_weight, len(queries)
+
+
+def validation_lexical(run: RunDir, bm25: BM25Retriever, k: int) -> list[list[str]]:
+    """BM25's top-``k`` for the validation queries :func:`validation_weight` uses, in its order."""
+    queries = list(qrels_of(run.split("validation")))[: run.config.selection.max_queries]
+    return bm25.search_ids(queries, k)
 
 
 def _hybrids(run: RunDir, found: dict[str, System], k: int, bm25: BM25Retriever) -> dict:
@@ -224,8 +239,9 @@ def _hybrids(run: RunDir, found: dict[str, System], k: int, bm25: BM25Retriever)
         except StepMissingError:
             continue
     systems, weights, validation_queries = {}, {}, 0
+    lexical = validation_lexical(run, bm25, k)  # once, for every dense system
     for label in (d for d in dense if d in found and found[d].searcher is not None):
-        chosen = validation_weight(run, found[label].searcher, bm25, k)
+        chosen = validation_weight(run, found[label].searcher, bm25, k, lexical)
         if chosen is None:
             return {}
         weight, by_weight, validation_queries = chosen

@@ -123,9 +123,9 @@ def app_from_run(
         settings = settings.model_copy(update={"batching": not fast, "inline_search": fast})
     searcher = Searcher(query_encoder, serving_index(run, index, query_encoder, label))
     hybrid = HybridSearcher(searcher, lexical_index(run), hybrid_weight(run, label, searcher)) if lexical else None
-    teacher = Searcher(run.teacher, searcher.index) if compare_teacher and encoder != "teacher" else None
-    if compare_teacher and encoder == "teacher":
-        teacher = searcher
+    teacher = None
+    if compare_teacher:  # the teacher's column: the served searcher itself when it is the teacher
+        teacher = searcher if encoder == "teacher" else Searcher(run.teacher, searcher.index)
     return create_app(searcher, run.catalog, info, settings, hybrid=hybrid, teacher=teacher)
 
 
@@ -206,19 +206,13 @@ def serving_index(run: RunDir, choice: IndexChoice, encoder: Any, label: str) ->
     The graph is built once into ``RUN/serving/hnsw`` (with the run's ``index.hnsw_*`` settings) and rebuilt
     when the run's index changes; its recall@10 against exact search is measured for ``label``'s queries.
     """
-    base_meta = (
-        json.loads((run.index_dir / "meta.json").read_text(encoding="utf-8"))
-        if (run.index_dir / "meta.json").exists()
-        else None
-    )
-    if base_meta is None:
+    if not (run.index_dir / "meta.json").exists():
         raise StepMissingError(f"no index in {run.index_dir}: run `harness index` first")
+    base_meta = json.loads((run.index_dir / "meta.json").read_text(encoding="utf-8"))
     wants_graph = choice == "hnsw" or (
         choice == "auto" and base_meta["kind"] == "exact" and base_meta["size"] >= ANN_MIN_ITEMS
     )
-    if not wants_graph or base_meta["kind"] == "hnsw":
-        if choice == "hnsw" and base_meta["kind"] not in ("exact", "hnsw"):
-            raise ServiceError(f"--index hnsw needs a run built with an exact or hnsw index, not {base_meta['kind']}")
+    if not wants_graph or base_meta["kind"] == "hnsw":  # served as built (a run's own HNSW graph included)
         return run.index
     if base_meta["kind"] != "exact":
         raise ServiceError(f"--index hnsw needs a run built with an exact or hnsw index, not {base_meta['kind']}")
