@@ -9,10 +9,14 @@ micro-batch size; it prints a table and writes JSON (atomically, after every enc
 The server runs with its own defaults (threads: the cores less one; micro-batching by encoder; an HNSW graph
 with exact fallback for a large catalog) unless ``--threads``, ``--batching/--no-batching`` or ``--index`` say
 otherwise; ``--mode hybrid`` loads the service with hybrid searches. The client runs on the same machine and
-takes CPU too, so compare encoders with each other rather than with other machines.
+takes CPU too, so compare encoders with each other rather than with other machines. ``--client wrk`` (the
+default when the ``wrk`` binary is installed: ``apt-get install wrk``) drives the load from wrk, a C load
+generator whose per-request CPU is a small fraction of any Python client's, so the figures measure the
+server rather than the client it shares the cores with; ``--client aiohttp`` is the Python client.
 
     python benchmarks/load_test.py runs/homedepot [--encoders teacher,numpy,onnx-int8] [--mode dense] \\
-        [--concurrency 1,4,16,64] [--duration 20] [--out benchmarks/results/load_test.json]
+        [--client auto|wrk|aiohttp] [--concurrency 1,4,16,64] [--duration 20] [--workers 1] \\
+        [--out benchmarks/results/load_test.json]
 
 The ONNX encoders need ``harness export RUN_DIR`` first; an encoder whose server does not start is recorded
 as failed (with the server's message) and the others still run.
@@ -26,6 +30,7 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -62,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--index", default=None, help="server index: auto, exact or hnsw (default: the server's)")
     parser.add_argument("--mode", default="dense", choices=("dense", "lexical", "hybrid"), help="search mode sent")
     parser.add_argument("--workers", type=int, default=1, help="server processes (harness serve --workers)")
+    parser.add_argument(
+        "--client",
+        default="auto",
+        choices=("auto", "wrk", "aiohttp"),
+        help="load generator: wrk (C) or aiohttp (Python); auto: wrk when installed",
+    )
     parser.add_argument("--batch-window-ms", type=float, default=2.0, help="server micro-batching window")
     parser.add_argument("--max-batch", type=int, default=64, help="server's most queries per encoder call")
     parser.add_argument(
@@ -80,6 +92,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown encoder {unknown[0]!r}; choose from {', '.join(ENCODERS)}")
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if args.client == "auto":
+        args.client = "wrk" if shutil.which("wrk") else "aiohttp"
+    elif args.client == "wrk" and not shutil.which("wrk"):
+        parser.error("--client wrk needs the wrk binary on PATH (apt-get install wrk)")
     if not args.concurrency or min(args.concurrency) < 1:
         parser.error("--concurrency needs positive integers, e.g. 1,4,16,64")
     if args.duration <= 0 or (args.threads is not None and args.threads < 1):
@@ -226,6 +242,114 @@ async def drive(
     }
 
 
+# wrk: per request it records the latency (its own histogram, microseconds) and the Server-Timing header (a
+# histogram at 10 us resolution below 10 ms); at the end it writes the summary and the histograms for Python.
+# One wrk thread holds all connections (epoll), so the client takes at most one core; each connection sends its
+# next request when the last one is answered (closed loop, as the aiohttp clients).
+WRK_SCRIPT = """
+local paths = {%(paths)s}
+local out = "%(out)s"
+local i = 0
+-- globals, so that done() can read each thread's copy through thread:get
+stages = {}
+bad, first_bad = 0, nil
+
+request = function()
+  i = i %% #paths + 1
+  return wrk.format("GET", paths[i])
+end
+
+response = function(status, headers, body)
+  if status ~= 200 then
+    bad = bad + 1
+    if first_bad == nil then first_bad = "HTTP " .. status .. ": " .. string.sub(body or "", 1, 200) end
+    return
+  end
+  local timing = headers["server-timing"] or headers["Server-Timing"] or ""
+  for name, value in string.gmatch(timing, "([%%w_]+);dur=([%%d%%.]+)") do
+    -- a flat histogram (stage and rounded ms -> count): wrk crashes copying large nested tables
+    local ms = tonumber(value)
+    local key = name .. " " .. string.format(ms < 10 and "%%.2f" or "%%.1f", ms)
+    stages[key] = (stages[key] or 0) + 1
+  end
+end
+
+local threads = {}
+setup = function(thread) threads[#threads + 1] = thread end
+
+done = function(summary, latency, requests)
+  local f = io.open(out, "w")
+  local e = summary.errors
+  f:write(string.format("summary %%d %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout))
+  f:write(string.format("latency %%f %%f %%f\\n", latency:percentile(50), latency:percentile(99), latency.mean))
+  for _, thread in ipairs(threads) do
+    f:write(string.format("bad %%d\\n", thread:get("bad")))
+    local first = thread:get("first_bad")
+    if first ~= nil then f:write("first " .. string.gsub(first, "\\n", " ") .. "\\n") end
+    for key, count in pairs(thread:get("stages")) do
+      f:write("stage " .. key .. " " .. count .. "\\n")
+    end
+  end
+  f:close()
+end
+"""
+
+
+def drive_wrk(url: str, queries: list[str], concurrency: int, duration: float, k: int, mode: str = "dense") -> dict:
+    """The same load as :func:`drive`, from wrk: ``concurrency`` keep-alive connections for ``duration`` s."""
+    extra = {"k": str(k)} if mode == "dense" else {"k": str(k), "mode": mode}
+    paths = ", ".join(json.dumps("/search?" + urlencode({"q": q, **extra})) for q in queries)
+    with tempfile.TemporaryDirectory(prefix="harness-wrk-") as tmp:
+        script, out = Path(tmp) / "load.lua", Path(tmp) / "out.txt"
+        script.write_text(WRK_SCRIPT % {"paths": paths, "out": out}, encoding="utf-8")
+        command = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "60s", "-s", str(script), url]
+        finished = subprocess.run(command, capture_output=True, text=True, check=False)
+        if finished.returncode != 0 or not out.exists():
+            raise RuntimeError(f"wrk failed ({finished.returncode}): {finished.stderr.strip() or finished.stdout}")
+        lines = out.read_text(encoding="utf-8").splitlines()
+    values: dict[str, list[float]] = {}
+    bad, first = 0, None
+    for line in lines:
+        kind, _, rest = line.partition(" ")
+        if kind == "summary":
+            requests, micros, *socket_errors = (int(v) for v in rest.split())
+        elif kind == "latency":
+            p50, p99, mean = (float(v) / 1000 for v in rest.split())
+        elif kind == "bad":
+            bad += int(rest)
+        elif kind == "first" and first is None:
+            first = rest
+        elif kind == "stage":
+            name, value, count = rest.split()
+            values.setdefault(name, []).append((float(value), int(count)))
+    # wrk counts non-2xx answers in its "status" error and still counts them as requests
+    errors = bad + sum(socket_errors[:3]) + socket_errors[4]
+    ok = requests - bad
+    seconds = micros / 1e6
+    return {
+        "concurrency": concurrency,
+        "requests": ok,
+        "errors": errors,
+        "first_error": first or (f"socket errors {socket_errors}" if errors else None),
+        "seconds": round(seconds, 3),
+        "rps": ok / seconds,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "mean_ms": mean,
+        "server_ms": {name: _histogram_stats(bins) for name, bins in values.items()},
+    }
+
+
+def _histogram_stats(bins: list[tuple[float, int]]) -> dict[str, float]:
+    """Mean and p99 of a histogram given as (value, count) pairs."""
+    bins.sort()
+    value, count = np.array([b[0] for b in bins]), np.array([b[1] for b in bins])
+    cumulative = np.cumsum(count)
+    p99 = value[np.searchsorted(cumulative, 0.99 * cumulative[-1])]
+    return {"mean": float((value * count).sum() / cumulative[-1]), "p99": float(p99)}
+
+
 def run_async(coroutine):
     """``asyncio.run`` on uvloop when it is installed (the client's own event loop costs less CPU)."""
     try:
@@ -271,7 +395,10 @@ def bench_encoder(args: argparse.Namespace, encoder: str, queries: list[str]) ->
             levels = []
             for concurrency in args.concurrency:
                 before = batcher_stats(url)
-                level = run_async(drive(url, cycle, concurrency, args.duration, args.k, args.mode))
+                if args.client == "wrk":
+                    level = drive_wrk(url, queries, concurrency, args.duration, args.k, args.mode)
+                else:
+                    level = run_async(drive(url, cycle, concurrency, args.duration, args.k, args.mode))
                 after = batcher_stats(url)
                 calls = after["encoder_calls"] - before["encoder_calls"]
                 level["mean_batch"] = (after["queries"] - before["queries"]) / calls if calls else None
@@ -363,7 +490,10 @@ def main(argv: list[str] | None = None) -> int:
             "max_batch": args.max_batch,
             "queries": len(queries),
             "endpoint": "GET /search",
-            "client": "aiohttp keep-alive, one connection per client, same machine",
+            "client": {
+                "wrk": "wrk (C), one thread, one keep-alive connection per client, same machine",
+                "aiohttp": "aiohttp keep-alive, one connection per client, same machine",
+            }[args.client],
         },
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "encoders": {},

@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -156,6 +157,34 @@ def test_invalid_requests_are_422_naming_the_problem(
     response = client.get(path, params=payload) if method == "get" else client.post(path, json=payload)
     assert response.status_code == 422
     assert message in response.json()["detail"]
+
+
+def test_the_fast_get_route_answers_as_fastapis_route_would(
+    client: TestClient, queries: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /search is answered by a plain Starlette route; odd requests fall through to FastAPI's own route."""
+    api_routes = [r for r in client.app.router.routes if isinstance(r, APIRoute) and r.path == "/search"]
+    api_get = next(r for r in api_routes if "GET" in r.methods)
+    fallbacks: list[str] = []
+    handle = api_get.handle
+
+    async def counted(scope, receive, send):
+        fallbacks.append(scope["query_string"].decode())
+        await handle(scope, receive, send)
+
+    monkeypatch.setattr(api_get, "handle", counted)
+    fast = client.get("/search", params=[("q", queries[2]), ("k", "8"), ("filter", "category:tools")])
+    assert fast.status_code == 200 and fallbacks == []
+    assert (
+        fast.json()["hits"]
+        == client.post("/search", json={"query": queries[2], "k": 8, "filters": {"category": ["tools"]}}).json()["hits"]
+    )
+    for params, loc in (({"q": "drill", "k": "many"}, ["query", "k"]), ({"k": "3"}, ["query", "q"])):
+        response = client.get("/search", params=params)
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == loc  # FastAPI's shape
+    assert client.get("/search", params={"q": "drill", "mode": "nope"}).status_code == 422
+    assert client.get("/search", params={"q": "drill", "limit": "3"}).status_code == 200  # extra keys: ignored
+    assert len(fallbacks) == 4
 
 
 def test_malformed_bodies_are_rejected_by_the_schema(client: TestClient) -> None:
