@@ -82,7 +82,12 @@ def summarise(run: RunDir) -> dict:
     return {
         "queries": metrics["queries"],
         "teacher": {
-            "off_the_shelf": {k: systems[TEACHER_BASE][k] for k in ("ndcg@10", "recall@100")},
+            # a row only when asked for (evaluation.baselines) or its catalog pass was cached
+            **(
+                {"off_the_shelf": {k: systems[TEACHER_BASE][k] for k in ("ndcg@10", "recall@100")}}
+                if TEACHER_BASE in systems
+                else {}
+            ),
             "fine_tuned": {k: systems[TEACHER][k] for k in ("ndcg@10", "recall@100")},
             "p50_ms": teacher_speed["latency"]["p50_ms"],
             "queries_per_s": teacher_speed["queries_per_s"],
@@ -110,16 +115,9 @@ def print_summary(summary: dict, console: Console) -> None:
     ):
         table.add_column(column, justify="right")
     t = summary["teacher"]
-    table.add_row(
-        "teacher off-the-shelf",
-        f"{t['off_the_shelf']['ndcg@10']:.4f}",
-        f"{t['off_the_shelf']['recall@100']:.4f}",
-        "",
-        "",
-        "",
-        "",
-        "",
-    )
+    if "off_the_shelf" in t:
+        base = t["off_the_shelf"]
+        table.add_row("teacher off-the-shelf", f"{base['ndcg@10']:.4f}", f"{base['recall@100']:.4f}", *[""] * 5)
     table.add_row(
         "teacher fine-tuned",
         f"{t['fine_tuned']['ndcg@10']:.4f}",

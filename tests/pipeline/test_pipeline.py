@@ -98,7 +98,7 @@ def test_metrics_cover_teacher_students_and_baselines(finished_run: RunDir) -> N
     systems = metrics["systems"]
     expected = {
         "BM25",
-        TEACHER_BASE,
+        TEACHER_BASE,  # its catalog pass was made to mine the teacher's hard negatives (cached)
         TEACHER,
         "static, untrained (own index)",
         "static (aligned)",
@@ -117,6 +117,42 @@ def test_metrics_cover_teacher_students_and_baselines(finished_run: RunDir) -> N
 
 def _within(interval: list[float], value: float) -> bool:
     return interval[0] - 1e-9 <= value <= interval[1] + 1e-9
+
+
+def test_bm25_negatives_make_no_catalog_pass_with_the_untrained_teacher(
+    tmp_path: Path, demo_files, tiny_teacher
+) -> None:
+    """With ``negatives_from: bm25`` nothing encodes the catalog with the off-the-shelf teacher, and its report row
+    is left out; listing it as a baseline makes that pass, and then it is a row (and stays one, cached)."""
+    config = updated(
+        small_config(demo_files, tiny_teacher, tmp_path / "cache"),
+        {"teacher": {"negatives_from": "bm25", "schedule": {"steps": 2}}, "evaluation": {"baselines": ["bm25"]}},
+    )
+    run = steps.prepare(config.model_copy(update={"students": []}), tmp_path / "run")
+    steps.teacher(run, progress=False)
+    steps.build_index(run, progress=False)
+    base_cache = _document_cache(run.base_teacher, run)
+    assert not base_cache.exists()
+    assert (run.root / "lexical").is_dir(), "the negatives' BM25 index is the run's lexical index"
+    assert TEACHER_BASE not in evaluate(run, progress=False)["systems"]
+    exports = [p.name for p in (run.cache_dir.parent / "onnx").iterdir()]
+    assert exports == [f"{run.teacher_space}-{run.teacher.max_seq_length}"], "the index was encoded through ONNX"
+
+    asked = updated(run.config, {"evaluation": {"baselines": ["bm25", "teacher-off-the-shelf"]}})
+    assert TEACHER_BASE in evaluate(RunDir(run.root, asked), progress=False)["systems"]
+    assert base_cache.exists()
+    assert TEACHER_BASE in evaluate(RunDir(run.root), progress=False)["systems"], "cached now: a row unasked"
+
+
+def test_teacher_negatives_encode_the_catalog_with_the_untrained_teacher(finished_run: RunDir) -> None:
+    assert finished_run.config.teacher.negatives_from == "teacher"  # the default
+    assert _document_cache(finished_run.base_teacher, finished_run).exists()
+
+
+def _document_cache(model, run: RunDir) -> Path:
+    from harnesslm.encoding.cache import cache_path
+
+    return cache_path(model, run.catalog["text"].tolist(), run.cache_dir, role="document")
 
 
 def test_metrics_carry_confidence_intervals_and_agreement(finished_run: RunDir) -> None:
@@ -354,6 +390,22 @@ def test_records_of_earlier_versions_still_match(tmp_path: Path) -> None:
     assert provenance.stale_reason(tmp_path, nested, {}) is None
     nested["student"]["align"]["steps"] = 500
     assert provenance.stale_reason(tmp_path, nested, {}) == "student.align.steps 300 -> 500"
+
+
+def test_index_settings_leave_out_other_kinds_and_the_encoding_engine(tmp_path: Path) -> None:
+    def config(**index) -> RunConfig:
+        data = {"catalog": {"path": "c.csv"}, "judgments": {"path": "j.csv"}}
+        return RunConfig.model_validate({"data": data, "index": index})
+
+    exact = provenance.index_settings(config(kind="exact"))["index"]
+    assert not [k for k in exact if k.startswith(("hnsw_", "ivf_", "pq_", "milvus_"))] and "encode_backend" not in exact
+    hnsw = provenance.index_settings(config(kind="hnsw", hnsw_m=8))["index"]
+    assert hnsw["hnsw_m"] == 8 and "ivf_nprobe" not in hnsw
+    # a record written when an exact index still recorded every kind's knobs matches, whatever they are now
+    old = {"index": {**exact, "hnsw_m": 32, "hnsw_ef_search": 128, "ivf_nprobe": 32, "encode_backend": "torch"}}
+    provenance.write_record(tmp_path, old, {"teacher": "t"})
+    now = provenance.index_settings(config(kind="exact", hnsw_m=4, encode_backend="onnx"))
+    assert provenance.stale_reason(tmp_path, now, {"teacher": "t"}) is None
 
 
 def test_align_settings_leave_out_the_other_kinds_keys() -> None:

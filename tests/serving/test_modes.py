@@ -90,7 +90,7 @@ def test_hnsw_serving_index_records_recall_and_falls_back_to_exact(run: RunDir, 
         graph = [ids(test_client.get("/search", params={"q": q, "k": K})) for q in queries]
         overlap = sum(len(set(a) & set(b)) for a, b in zip(graph, exact, strict=True)) / (K * len(queries))
         assert overlap >= 0.9
-        deep = test_client.get("/search", params={"q": queries[0], "k": 150})  # k > efSearch 128: exact search
+        deep = test_client.get("/search", params={"q": queries[0], "k": 150})  # k > efSearch (96): exact search
         assert ids(deep)[:K] == exact[0]
         searches = test_client.get("/health").json()["index"]["searches"]
         assert searches == {"ann": len(queries), "exact": 1}

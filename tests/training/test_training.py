@@ -18,12 +18,13 @@ from transformers import TrainerCallback
 from harnesslm.config import StaticStudentConfig, TeacherConfig
 from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
+from harnesslm.index.bm25 import BM25Retriever
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.losses import FrozenItemContrastiveLoss
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.models.students import load_model, projection_of, static_model, static_student
 from harnesslm.training.align import align_student, fit_projection
-from harnesslm.training.negatives import mine_negatives
+from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
 from harnesslm.training.refine import refine_student, refinement_dataset
 from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
 from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
@@ -76,6 +77,45 @@ def test_mine_negatives_is_seeded() -> None:
     assert first == again
     assert first != other
     assert len({tuple(negs) for negs in first}) > 1  # the 20 identical queries do not all get the same draw
+
+
+def _drill_catalog() -> BM25Retriever:
+    """Items whose BM25 rank for "cordless drill" is known: more shared terms and shorter texts rank higher."""
+    texts = [
+        "cordless drill",  # d0
+        "cordless drill kit",  # d1
+        "cordless drill with two batteries",  # d2
+        "drill bit set",  # d3
+        "cordless saw",  # d4
+        "hammer drill bits for masonry",  # d5
+        "garden hose",  # h0
+        "paint roller",  # h1
+        "door hinge",  # h2
+    ]
+    ids = ["d0", "d1", "d2", "d3", "d4", "d5", "h0", "h1", "h2"]
+    return BM25Retriever.fit(ids, texts)
+
+
+def test_lexical_negatives_come_from_bm25_ranks_never_positives() -> None:
+    bm25 = _drill_catalog()
+    ranked = bm25.search_ids(["cordless drill"], 10)[0]
+    (negs,), topped_up = mine_lexical_negatives(["cordless drill"], bm25, {"cordless drill": {"d1"}}, 2, from_rank=2)
+    assert topped_up == 0 and len(negs) == 2 and len(set(negs)) == 2
+    assert set(negs) <= set(ranked[2:]) - {"d1"}
+    assert not set(negs) & {"h0", "h1", "h2"}, "items sharing no term are never BM25 candidates"
+    again, _ = mine_lexical_negatives(["cordless drill"], bm25, {"cordless drill": {"d1"}}, 2, from_rank=2)
+    assert again == [negs], "seeded"
+
+
+def test_lexical_negatives_top_up_queries_bm25_cannot_rank() -> None:
+    bm25 = _drill_catalog()
+    queries = ["ドリル", "the of and", "cordless drill"]  # unknown script, stop words only, a normal query
+    exclude = {"ドリル": {"d0", "d1"}}
+    negatives, topped_up = mine_lexical_negatives(queries, bm25, exclude, 3, from_rank=1)
+    assert topped_up == 2
+    assert all(len(negs) == 3 and len(set(negs)) == 3 for negs in negatives), "no training row is lost"
+    assert not set(negatives[0]) & exclude["ドリル"]
+    assert mine_lexical_negatives(queries, bm25, {}, 0) == ([[], [], []], 0)
 
 
 def test_mine_negatives_zero_gives_empty_lists() -> None:

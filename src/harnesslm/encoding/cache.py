@@ -7,13 +7,14 @@ of the same run) must not pay for it again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from harnesslm.atomic import save_array
+from harnesslm.encoding.backend import Engine, encode_in_batches
 from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
 from harnesslm.models.prompts import Role, encode_as, prompt_of
 
@@ -49,9 +50,12 @@ def cached_encode(
     progress: bool = True,
     fingerprint: str | None = None,
     role: Role = "query",
+    encoder: Callable[[], Engine | None] | None = None,
 ) -> np.ndarray:
     """Like :func:`encode`, but reads ``cache_dir/<model fp>-<texts fp>.npy`` when it exists.
 
+    ``encoder``, called only on a cache miss, may give another engine for the same model (its ONNX export or a
+    GPU copy, see :mod:`harnesslm.encoding.backend`), which gives the same embeddings; None keeps PyTorch.
     The file is written to a temporary name and renamed, so an interrupted run never leaves a truncated cache
     that a later run would trust.
     """
@@ -59,7 +63,11 @@ def cached_encode(
     cached = read_cache(path, len(texts))
     if cached is not None:
         return cached
-    embeddings = encode(model, texts, batch_size=batch_size, progress=progress, role=role)
+    engine = encoder() if encoder is not None else None
+    if engine is not None:
+        embeddings = encode_in_batches(engine, texts, batch_size, progress)
+    else:
+        embeddings = encode(model, texts, batch_size=batch_size, progress=progress, role=role)
     save_array(path, embeddings)
     return embeddings
 

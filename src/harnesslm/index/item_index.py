@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from harnesslm.atomic import atomic_directory
+from harnesslm.config import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
 
 IndexKind = Literal["exact", "hnsw", "ivfpq", "sq8"]
 INDEX_KINDS: tuple[str, ...] = ("exact", "hnsw", "ivfpq", "sq8")
@@ -37,6 +38,7 @@ class IndexMeta:
     build_seconds: float
     hnsw_m: int | None = None
     hnsw_ef_search: int | None = None
+    hnsw_ef_construction: int | None = None
     ivf_nlist: int | None = None
     ivf_nprobe: int | None = None
     pq_m: int | None = None
@@ -87,9 +89,9 @@ class ItemIndex:
         item_ids: Sequence[str],
         space: str,
         kind: IndexKind = "exact",
-        hnsw_m: int = 32,
-        hnsw_ef_construction: int = 80,
-        hnsw_ef_search: int = 128,
+        hnsw_m: int = HNSW_M,
+        hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION,
+        hnsw_ef_search: int = HNSW_EF_SEARCH,
         ivf_nlist: int | None = None,
         ivf_nprobe: int = 32,
         pq_m: int | None = None,
@@ -126,7 +128,7 @@ class ItemIndex:
             index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = hnsw_ef_construction
             index.hnsw.efSearch = hnsw_ef_search
-            extra |= {"hnsw_m": hnsw_m, "hnsw_ef_search": hnsw_ef_search}
+            extra |= {"hnsw_m": hnsw_m, "hnsw_ef_search": hnsw_ef_search, "hnsw_ef_construction": hnsw_ef_construction}
         elif kind == "ivfpq":
             nlist = ivf_nlist or default_nlist(n)
             m = pq_m or default_pq_m(dim)

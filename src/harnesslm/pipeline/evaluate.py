@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import track
 
+from harnesslm.encoding.cache import cache_path
 from harnesslm.evaluation.agreement import cosine_agreement, top_k_overlap
 from harnesslm.evaluation.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, PairedBootstrap
 from harnesslm.evaluation.fusion import choose_weight
@@ -176,9 +177,10 @@ def _rankings(
     baselines = run.config.evaluation.baselines
     if bm25 is not None:
         out[BM25] = System("baseline", bm25.search_ids(queries, k))
-    base = run.base_teacher
-    base_index = ItemIndex.build(item_embeddings(run, base, progress), catalog_ids, space="base")
-    out[TEACHER_BASE] = System("teacher", Searcher(base, base_index).search(queries, k)[0])
+    if "teacher-off-the-shelf" in baselines or _catalog_cached(run, run.base_teacher):
+        base = run.base_teacher
+        base_index = ItemIndex.build(item_embeddings(run, base, progress), catalog_ids, space="base")
+        out[TEACHER_BASE] = System("teacher", Searcher(base, base_index).search(queries, k)[0])
     teacher = Searcher(run.teacher, run.index)
     out[TEACHER] = System("teacher", *_search(teacher, queries, k), searcher=teacher)
     if "static-untrained" in baselines and (run.static_baseline_dir / "modules.json").exists():
@@ -195,6 +197,11 @@ def _rankings(
                 ranked, embeddings = _search(Searcher(encoder, run.index), queries, k)
                 out[label] = System("student", ranked, embeddings, exported=True)
     return out
+
+
+def _catalog_cached(run: RunDir, model) -> bool:
+    """Whether ``model``'s catalog embeddings are in the cache (a row from them costs no catalog pass)."""
+    return cache_path(model, run.catalog["text"].tolist(), run.cache_dir, role="document").exists()
 
 
 def validation_weight(

@@ -37,12 +37,12 @@ from harnesslm.models.bundled import resolve_model
 from harnesslm.models.fingerprint import texts_fingerprint
 from harnesslm.models.vocabulary import domain_vocabulary
 from harnesslm.run import provenance
-from harnesslm.run.catalog_embeddings import item_embeddings
+from harnesslm.run.catalog_embeddings import engine_for, item_embeddings
 from harnesslm.run.provenance import step_inputs
 from harnesslm.run.run_dir import RunDir, StepMissingError, console
 from harnesslm.run.students import load_student, save_student
 from harnesslm.training.align import align_student, fit_projection
-from harnesslm.training.negatives import mine_negatives
+from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
 from harnesslm.training.refine import refine_student, refinement_dataset
 from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
 from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
@@ -114,26 +114,9 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if cfg.enabled and cfg.schedule.steps > 0:
             pairs = positive_pairs(run.split("train"), run.config.data.relevant_at)
-            base_items = item_embeddings(run, model, progress)
-            base_index = ItemIndex.build(base_items, run.catalog["item_id"].tolist(), space="base")
             queries = list(dict.fromkeys(pairs.queries))
-            query_emb = encode(model, queries, batch_size=128)
-            mined = dict(
-                zip(
-                    queries,
-                    mine_negatives(
-                        queries,
-                        query_emb,
-                        base_index,
-                        pairs.positives_by_query,
-                        cfg.hard_negatives,
-                        cfg.negatives_from_rank,
-                        cfg.negatives_to_rank,
-                        cfg.schedule.seed,
-                    ),
-                    strict=True,
-                )
-            )
+            negatives = hard_negatives(run, model, queries, pairs.positives_by_query, progress)
+            mined = dict(zip(queries, negatives, strict=True))
             dataset = contrastive_dataset(
                 pairs.queries,
                 pairs.positives,
@@ -152,6 +135,31 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
                 provenance.write_record(tmp, *step_inputs(run, "teacher"))
         run.forget("teacher", "teacher_space", "index", "base_teacher")
     return metrics
+
+
+def hard_negatives(run: RunDir, model, queries: list[str], positives: dict[str, set[str]], progress: bool = True):
+    """``teacher.hard_negatives`` item ids per query, mined by ``teacher.negatives_from``: BM25 over the catalog
+    texts (its index is the run's lexical index, built once), or the off-the-shelf teacher's own index (a
+    catalog pass with ``model``, cached)."""
+    cfg = run.config.teacher
+    ranks = {"n": cfg.hard_negatives, "from_rank": cfg.negatives_from_rank, "to_rank": cfg.negatives_to_rank}
+    if cfg.hard_negatives <= 0:
+        return [[] for _ in queries]
+    if cfg.negatives_from == "bm25":
+        mined, topped_up = mine_lexical_negatives(
+            queries, run.lexical_index, positives, **ranks, seed=cfg.schedule.seed
+        )
+        if topped_up:
+            hint = " (teacher.negatives_from: teacher mines them densely)" if topped_up > len(queries) // 10 else ""
+            console.print(
+                f"[yellow]BM25 found too few candidates for {topped_up:,} of {len(queries):,} training queries; "
+                f"their hard negatives were topped up with random items{hint}[/yellow]",
+                soft_wrap=True,
+            )
+        return mined
+    base_index = ItemIndex.build(item_embeddings(run, model, progress), run.catalog["item_id"].tolist(), space="base")
+    query_emb = encode(model, queries, batch_size=128)
+    return mine_negatives(queries, query_emb, base_index, positives, **ranks, seed=cfg.schedule.seed)
 
 
 def _is_main_process() -> bool:
@@ -341,7 +349,14 @@ def _encoded_source(run: RunDir, teacher_model, name: str, texts: list[str], pro
     """A source whose texts the teacher encodes as queries (cached by teacher weights and texts)."""
     start = time.perf_counter()
     targets = (
-        cached_encode(teacher_model, texts, run.cache_dir, batch_size=128, progress=progress)
+        cached_encode(
+            teacher_model,
+            texts,
+            run.cache_dir,
+            batch_size=128,
+            progress=progress,
+            encoder=engine_for(run, teacher_model, "query"),
+        )
         if texts
         else np.zeros((0, 0), dtype=np.float32)
     )

@@ -30,6 +30,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "relevance.student.warmup_ratio": 0.1,
     "index.milvus_full_text": False,
     "index.dim": None,
+    "teacher.negatives_from": "teacher",
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""
@@ -54,10 +55,14 @@ def teacher_settings(config: RunConfig) -> dict[str, Any]:
 
 
 def index_settings(config: RunConfig) -> dict[str, Any]:
-    """The index section; a FAISS index does not depend on the Milvus settings (so adding one redoes nothing)."""
-    exclude = {"milvus_token"}
-    if config.index.kind != "milvus":
-        exclude |= {name for name in type(config.index).model_fields if name.startswith("milvus_")}
+    """The index section, less what does not change this index: another kind's settings (a FAISS index does
+    not depend on the Milvus ones, an exact one on the HNSW ones), and the engine that encoded the catalog
+    (ONNX float32 and PyTorch agree)."""
+    exclude = {"milvus_token", "encode_backend"}
+    fields = type(config.index).model_fields
+    for kind, prefixes in (("milvus", ("milvus_",)), ("hnsw", ("hnsw_",)), ("ivfpq", ("ivf_", "pq_"))):
+        if config.index.kind != kind:  # another kind's knobs do not change this index (the serving graph reads hnsw_*)
+            exclude |= {name for name in fields if name.startswith(prefixes)}
     return {"index": config.index.model_dump(mode="json", exclude=exclude)}
 
 

@@ -15,6 +15,7 @@ still describe the body in the OpenAPI schema.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
@@ -93,6 +94,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Everything loaded so far (libraries, model, index, item table: about a million objects) goes out of
+        # the cyclic collector's reach, so a full collection walks only what requests allocate: a full pass
+        # over the start-up objects stops the event loop for tens of milliseconds, a p99 spike under load.
+        gc.collect()
+        gc.freeze()
         yield
         await batcher.aclose()
 

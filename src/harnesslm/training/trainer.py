@@ -10,6 +10,7 @@ import logging
 import tempfile
 from typing import TYPE_CHECKING, Any
 
+import torch
 from datasets import Dataset
 from sentence_transformers import (
     SentenceTransformer,
@@ -153,4 +154,9 @@ def _schedule(
         "disable_tqdm": not progress,
         "dataloader_drop_last": rows >= 2 * batch_size,
         "dataloader_pin_memory": False,
+        "bf16": _gpu_bf16(),  # mixed precision on a GPU that has it; a CPU trains in float32 as before
     }
+
+
+def _gpu_bf16() -> bool:
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
