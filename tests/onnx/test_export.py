@@ -4,6 +4,7 @@ nothing behind, and ``harness export`` / bench / evaluate must pick the exports 
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -137,6 +138,24 @@ def test_int8_stays_close_and_is_smaller(exported, kind: str) -> None:
     assert info.int8_mean_cosine is not None and info.int8_mean_cosine > 0.98
     assert not np.allclose(int8.encode(QUERIES), reference, atol=1e-6), "the int8 model should really be quantized"
     assert info.files_mb["model-int8.onnx"] < 0.6 * info.files_mb["model.onnx"]
+
+
+def test_an_int8_copy_that_is_noise_is_not_kept(students, tmp_path: Path, monkeypatch) -> None:
+    """A quantization that breaks the model (all-mpnet-base-v2's did: mean cosine 0.003) is removed, and the
+    service then refuses ``onnx-int8`` instead of answering with random items."""
+    model = students["truncated"]
+    scrambled = copy.deepcopy(model)
+    with torch.no_grad():
+        for param in scrambled.parameters():
+            param.normal_()
+    noise = onnx_export.export_onnx(scrambled, tmp_path / "noise", quantize=False).folder / "model.onnx"
+    monkeypatch.setattr(onnx_export, "_quantize", lambda source, target: shutil.copy(noise, target))
+    info = export_onnx(model, tmp_path / "onnx")
+    assert info.int8_rejected and "min cosine" in info.int8_rejected
+    assert not (info.folder / "model-int8.onnx").exists()
+    with pytest.raises(FileNotFoundError, match="int8"):
+        OnnxQueryEncoder.load(info.folder, quantized=True)
+    np.testing.assert_allclose(OnnxQueryEncoder.load(info.folder).encode(QUERIES), _encode(model, QUERIES), atol=1e-4)
 
 
 def test_exported_encoder_searches_the_teacher_index_like_the_student(exported) -> None:

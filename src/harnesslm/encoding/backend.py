@@ -2,10 +2,10 @@
 
 Catalog encoding is the longest step of the recipe on a CPU. The teacher's float32 ONNX graph, run by
 onnxruntime, gives the same embeddings as PyTorch (the export is kept only when it agrees to within 1e-4 on
-sample texts) and is faster on this machine's CPU: 1.13-1.17x for the fine-tuned MiniLM teacher on Home Depot
-titles (``benchmarks/catalog_encoding.py``), with identical NDCG. int8 is faster still but moves the
-embeddings (min cosine 0.984 there) and the index's quality with them, differently on other data, so it is not
-a default. bf16 through torch was 6x *slower* here: this machine's CPU is documented with AVX-512 BF16, but the
+sample texts) and is faster on this machine's CPU for a small teacher: 1.13-1.17x for the fine-tuned MiniLM
+teacher on Home Depot titles, with identical NDCG; for all-mpnet-base-v2 it is as fast as PyTorch (0.98x)
+(``benchmarks/catalog_encoding.py``). int8 is faster still but moves the embeddings (MiniLM: min cosine 0.984;
+all-mpnet-base-v2's int8 copy is noise, mean cosine 0.003), so it is not a default. bf16 through torch was 6x *slower* here: this machine's CPU is documented with AVX-512 BF16, but the
 virtual machine exposes only AVX2 (``/proc/cpuinfo``; torch reports ``AVX2``, FAISS dispatches AVX2), so bf16 is
 emulated.
 

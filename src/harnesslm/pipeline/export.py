@@ -85,6 +85,9 @@ def export(run: RunDir, names: list[str] | None = None) -> dict:
                 "fp32_max_abs_diff": info.fp32_max_abs_diff,
                 **agreement,
             }
+            if info.int8_rejected:
+                results[cfg.name]["int8_rejected"] = info.int8_rejected
+                console.print(f"[yellow]student {cfg.name!r}: {info.int8_rejected} (serve the float32 export)")
             sizes = ", ".join(f"{name} {mb:.2f} MB" for name, mb in info.files_mb.items() if name.endswith(".onnx"))
             console.print(f"student {cfg.name!r} ({phase}) exported to {source / ONNX_DIR}: {sizes}")
         run.update_json("export.json", results)
