@@ -51,13 +51,14 @@ def test_onnx_gives_the_document_embeddings_of_pytorch_prompt_included(teacher, 
 def test_a_cache_miss_is_encoded_by_the_engine_and_a_hit_reads_the_file(teacher, tmp_path: Path) -> None:
     calls = []
 
-    def engine():
-        calls.append(1)
-        return choose_encoder(teacher, "auto", tmp_path / "onnx")
+    def engine(n: int):
+        calls.append(n)
+        return choose_encoder(teacher, "onnx", tmp_path / "onnx", texts=n)
 
     first = cached_encode(teacher, TEXTS, tmp_path / "cache", progress=False, role="document", encoder=engine)
     again = cached_encode(teacher, TEXTS, tmp_path / "cache", progress=False, role="document", encoder=engine)
-    assert calls == [1], "the engine (and its export) is only asked for on a miss"
+    assert calls == [len(TEXTS)], "the engine (and its export) is only asked for on a miss"
+    assert (tmp_path / "onnx").is_dir()
     np.testing.assert_array_equal(first, again)
     np.testing.assert_allclose(first, encode(teacher, TEXTS, role="document"), atol=1e-4)
 
@@ -114,3 +115,9 @@ def test_a_device_engine_encodes_a_copy_in_large_batches(teacher) -> None:
     np.testing.assert_allclose(got, encode(teacher, TEXTS, role="document"), atol=1e-5)
     assert choose_encoder(teacher, "auto", Path("unused"), device="cpu").name == "cpu"
     assert choose_encoder(teacher, "torch", Path("unused"), device="cpu").name == "cpu"
+
+
+def test_auto_keeps_pytorch_for_a_few_texts(teacher, tmp_path: Path) -> None:
+    assert choose_encoder(teacher, "auto", tmp_path, texts=backend.ONNX_MIN_TEXTS - 1) is None
+    assert not tmp_path.joinpath("x").exists() and not any(tmp_path.iterdir()), "no export for a few texts"
+    assert choose_encoder(teacher, "auto", tmp_path, texts=backend.ONNX_MIN_TEXTS).name == "onnx"

@@ -126,7 +126,11 @@ def test_bm25_negatives_make_no_catalog_pass_with_the_untrained_teacher(
     is left out; listing it as a baseline makes that pass, and then it is a row (and stays one, cached)."""
     config = updated(
         small_config(demo_files, tiny_teacher, tmp_path / "cache"),
-        {"teacher": {"negatives_from": "bm25", "schedule": {"steps": 2}}, "evaluation": {"baselines": ["bm25"]}},
+        {
+            "teacher": {"negatives_from": "bm25", "schedule": {"steps": 2}},
+            "evaluation": {"baselines": ["bm25"]},
+            "index": {"encode_backend": "onnx"},  # auto keeps PyTorch for a catalog this small
+        },
     )
     run = steps.prepare(config.model_copy(update={"students": []}), tmp_path / "run")
     steps.teacher(run, progress=False)

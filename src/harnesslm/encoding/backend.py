@@ -5,9 +5,12 @@ onnxruntime, gives the same embeddings as PyTorch (the export is kept only when 
 sample texts) and is faster on this machine's CPU for a small teacher: 1.13-1.17x for the fine-tuned MiniLM
 teacher on Home Depot titles, with identical NDCG; for all-mpnet-base-v2 it is as fast as PyTorch (0.98x)
 (``benchmarks/catalog_encoding.py``). int8 is faster still but moves the embeddings (MiniLM: min cosine 0.984;
-all-mpnet-base-v2's int8 copy is noise, mean cosine 0.003), so it is not a default. bf16 through torch was 6x *slower* here: this machine's CPU is documented with AVX-512 BF16, but the
-virtual machine exposes only AVX2 (``/proc/cpuinfo``; torch reports ``AVX2``, FAISS dispatches AVX2), so bf16 is
-emulated.
+all-mpnet-base-v2's int8 copy is noise, mean cosine 0.003), so it is not a default. bf16 through torch was 6x
+*slower* here: this machine's CPU is documented with AVX-512 BF16, but the virtual machine exposes only AVX2
+(``/proc/cpuinfo``; torch reports ``AVX2``, FAISS dispatches AVX2), so bf16 is emulated.
+
+``auto`` keeps PyTorch for fewer than :data:`ONNX_MIN_TEXTS` texts (the demo's catalog): they are encoded in
+about the time an export takes.
 
 ``auto`` (the default) encodes on the GPU when there is one (PyTorch, float32, batches of
 :data:`GPU_BATCH_SIZE`); on a CPU it uses ONNX when the ``onnx`` extra is installed and the teacher exports (a
@@ -47,6 +50,9 @@ Backend = Literal["auto", "torch", "onnx"]
 Encoder = Callable[[list[str]], np.ndarray]
 FAILED = ".export-failed"
 """Beside an export folder's name: why this teacher could not be exported (so it is not tried again)."""
+ONNX_MIN_TEXTS = 10_000
+"""``auto`` exports to ONNX only for at least this many texts: exporting and checking MiniLM takes ~5 s, mpnet
+~30 s, so a small catalog (the demo's) is done with PyTorch before an export would be."""
 GPU_BATCH_SIZE = 512
 """Catalog texts per batch on a GPU: short product titles leave a large GPU mostly idle at the CPU's 64."""
 
@@ -123,17 +129,24 @@ def onnx_encoder(model: SentenceTransformer, root: Path, role: Role = "document"
 
 
 def choose_encoder(
-    model: SentenceTransformer, backend: Backend, root: Path, role: Role = "document", device: str | None = None
+    model: SentenceTransformer,
+    backend: Backend,
+    root: Path,
+    role: Role = "document",
+    device: str | None = None,
+    texts: int | None = None,
 ) -> Engine | None:
-    """What encodes ``model``'s catalog for ``backend`` (see the module docstring); None is PyTorch on the CPU.
+    """What encodes ``texts`` texts of ``model`` for ``backend`` (see the module docstring); None is PyTorch on
+    the CPU.
 
     ``device`` is the GPU (default: :func:`accelerator`). ``onnx`` that cannot be had is an error; ``auto``
-    falls back to PyTorch and logs why.
+    falls back to PyTorch and logs why, and keeps PyTorch for fewer than :data:`ONNX_MIN_TEXTS` texts, which it
+    encodes in about the time an export takes.
     """
     device = device or accelerator()
     if backend != "onnx" and device is not None:
         return device_engine(model, device, role)
-    if backend == "torch":
+    if backend == "torch" or (backend == "auto" and texts is not None and texts < ONNX_MIN_TEXTS):
         return None
     found = onnx_encoder(model, root, role)
     if isinstance(found, str):

@@ -50,11 +50,12 @@ def cached_encode(
     progress: bool = True,
     fingerprint: str | None = None,
     role: Role = "query",
-    encoder: Callable[[], Engine | None] | None = None,
+    encoder: Callable[[int], Engine | None] | None = None,
 ) -> np.ndarray:
     """Like :func:`encode`, but reads ``cache_dir/<model fp>-<texts fp>.npy`` when it exists.
 
-    ``encoder``, called only on a cache miss, may give another engine for the same model (its ONNX export or a
+    ``encoder``, called with the number of texts only on a cache miss, may give another engine for the same
+    model (its ONNX export or a
     GPU copy, see :mod:`harnesslm.encoding.backend`), which gives the same embeddings; None keeps PyTorch.
     The file is written to a temporary name and renamed, so an interrupted run never leaves a truncated cache
     that a later run would trust.
@@ -63,7 +64,7 @@ def cached_encode(
     cached = read_cache(path, len(texts))
     if cached is not None:
         return cached
-    engine = encoder() if encoder is not None else None
+    engine = encoder(len(texts)) if encoder is not None else None
     if engine is not None:
         embeddings = encode_in_batches(engine, texts, batch_size, progress)
     else:

@@ -47,7 +47,8 @@ def item_embeddings(run: RunDir, model, progress: bool = True) -> np.ndarray:
     )
 
 
-def engine_for(run: RunDir, model, role: Role) -> Callable[[], Engine | None]:
-    """What encodes ``model``'s texts in ``role`` on a cache miss, by ``index.encode_backend`` (asked lazily: an
-    export is only made when something is to be encoded)."""
-    return lambda: choose_encoder(model, run.config.index.encode_backend, run.cache_dir.parent / "onnx", role)
+def engine_for(run: RunDir, model, role: Role) -> Callable[[int], Engine | None]:
+    """What encodes ``model``'s texts in ``role`` on a cache miss, by ``index.encode_backend`` (asked lazily, with
+    the number of texts: an export is only made when enough is to be encoded)."""
+    root = run.cache_dir.parent / "onnx"
+    return lambda n: choose_encoder(model, run.config.index.encode_backend, root, role, texts=n)
