@@ -138,12 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             "setting": {k: row[k] for k in ("m", "ef_construction", "ef_search")},
             "test": quality(graph, exact, queries, emb, qrels, scale, args.k),
         }
-    queries, emb, qrels = splits["test"]
-    ranked = exact.search(emb, args.k)[0]
-    exact_test = evaluate_rankings(dict(zip(queries, ranked, strict=True)), qrels, scale).means["ndcg@10"]
-    queries, emb, qrels = splits["validation"]
-    ranked = exact.search(emb, args.k)[0]
-    exact_validation = evaluate_rankings(dict(zip(queries, ranked, strict=True)), qrels, scale).means["ndcg@10"]
+    exact_test, exact_validation = (
+        quality(exact, exact, *splits[split], scale, args.k)["ndcg@10"] for split in ("test", "validation")
+    )
     results = {
         "run_dir": str(args.run_dir),
         "student": name,

@@ -199,8 +199,9 @@ class IndexConfig(_Section):
     encode_batch_size: int = Field(64, ge=1)
     encode_backend: Literal["auto", "torch", "onnx"] = Field(
         "auto",
-        description="what encodes the catalog: the teacher's float32 ONNX export (same embeddings, faster on a "
-        "CPU), PyTorch, or auto: ONNX on a CPU when the teacher exports and the onnx extra is installed",
+        description="what encodes the catalog (and the alignment pool): the teacher's float32 ONNX export (same "
+        "embeddings), PyTorch, or auto: the GPU when there is one, else ONNX for 10,000 texts or more when the "
+        "teacher exports and the onnx extra is installed, else PyTorch",
     )
     encode_workers: int = Field(1, ge=1, description="processes (or Ray actors) encoding the catalog in shards")
     shard_size: int = Field(10_000, ge=1, description="items per shard when encode_workers > 1")

@@ -9,13 +9,11 @@ all-mpnet-base-v2's int8 copy is noise, mean cosine 0.003), so it is not a defau
 *slower* here: this machine's CPU is documented with AVX-512 BF16, but the virtual machine exposes only AVX2
 (``/proc/cpuinfo``; torch reports ``AVX2``, FAISS dispatches AVX2), so bf16 is emulated.
 
-``auto`` keeps PyTorch for fewer than :data:`ONNX_MIN_TEXTS` texts (the demo's catalog): they are encoded in
-about the time an export takes.
-
 ``auto`` (the default) encodes on the GPU when there is one (PyTorch, float32, batches of
-:data:`GPU_BATCH_SIZE`); on a CPU it uses ONNX when the ``onnx`` extra is installed and the teacher exports (a
-Transformer, Pooling that keeps the prompt's tokens, then Dense/Normalize); anything else encodes with PyTorch
-on the CPU as before. ``torch`` is PyTorch (on the GPU when there is one), ``onnx`` insists on ONNX. The
+:data:`GPU_BATCH_SIZE`); on a CPU it uses ONNX for :data:`ONNX_MIN_TEXTS` texts or more (fewer are encoded in
+about the time an export takes: the demo's catalog) when the ``onnx`` extra is installed and the teacher exports
+(a Transformer, Pooling that keeps the prompt's tokens, then Dense/Normalize); anything else encodes with
+PyTorch on the CPU as before. ``torch`` is PyTorch (on the GPU when there is one), ``onnx`` insists on ONNX. The
 export is made once per teacher (keyed by its weights) into the model cache; a teacher that cannot be exported
 is remembered, so it is not retried.
 

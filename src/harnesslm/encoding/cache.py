@@ -55,8 +55,8 @@ def cached_encode(
     """Like :func:`encode`, but reads ``cache_dir/<model fp>-<texts fp>.npy`` when it exists.
 
     ``encoder``, called with the number of texts only on a cache miss, may give another engine for the same
-    model (its ONNX export or a
-    GPU copy, see :mod:`harnesslm.encoding.backend`), which gives the same embeddings; None keeps PyTorch.
+    model (its ONNX export or a GPU copy, see :mod:`harnesslm.encoding.backend`), which gives the same
+    embeddings; None keeps PyTorch.
     The file is written to a temporary name and renamed, so an interrupted run never leaves a truncated cache
     that a later run would trust.
     """

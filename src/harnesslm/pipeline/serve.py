@@ -220,11 +220,11 @@ def serving_index(run: RunDir, choice: IndexChoice, encoder: Any, label: str) ->
     from harnesslm.index.item_index import ItemIndex, index_recall
 
     folder = run.serving_dir / "hnsw"
+    cfg = run.config.index
     graph = None
     if (folder / "meta.json").exists():
         graph = ItemIndex.load(folder)
         built_from = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        cfg = run.config.index
         wanted = {"hnsw_m": cfg.hnsw_m, "hnsw_ef_construction": cfg.hnsw_ef_construction}
         if any(built_from[key] != base_meta[key] for key in ("space", "size", "dim")) or any(
             built_from.get(key) != value for key, value in wanted.items()
@@ -233,7 +233,6 @@ def serving_index(run: RunDir, choice: IndexChoice, encoder: Any, label: str) ->
         elif built_from.get("hnsw_ef_search") != cfg.hnsw_ef_search:
             graph.tune(ef_search=cfg.hnsw_ef_search)
     if graph is None:
-        cfg = run.config.index
         logger.info("building the serving HNSW graph (m=%d) over %d items", cfg.hnsw_m, base_meta["size"])
         exact = run.index
         graph = ItemIndex.build(

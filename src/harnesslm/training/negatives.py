@@ -1,9 +1,10 @@
 """Hard negatives for contrastive training: mined from a ranking of the catalog, never a judged positive.
 
 Two rankers mine them. The teacher's own index (:func:`mine_negatives`) needs the whole catalog encoded by
-the model being trained, which for the off-the-shelf teacher is a catalog pass made for nothing else: the
-slowest step of the recipe with a large teacher. BM25 over the item texts (:func:`mine_lexical_negatives`)
-needs no encoding at all; lexical hard negatives are what DPR trained on (Karpukhin et al., 2020).
+the model being trained: for the off-the-shelf teacher, a catalog pass of its own, the slowest step of the
+recipe with a large teacher. BM25 over the item texts (:func:`mine_lexical_negatives`) needs no encoding at
+all; lexical hard negatives are what DPR trained on (Karpukhin et al., 2020). On Home Depot the dense miner's
+negatives trained a better MiniLM teacher (+1.0 validation NDCG@10 point, ``benchmarks/teacher_negatives.py``).
 """
 
 from __future__ import annotations
