@@ -32,6 +32,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--student", default=None, help="student to serve (default: the run's first student)")
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated concurrent client counts")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per concurrency level")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="run every concurrency level this many times (the spread of p99)"
+    )
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests after each server starts")
     parser.add_argument("--k", type=int, default=10, help="hits per query")
     parser.add_argument(
@@ -393,7 +397,7 @@ def bench_encoder(args: argparse.Namespace, encoder: str, queries: list[str]) ->
             for _ in range(args.warmup):
                 httpx.get(f"{url}/search", params={"q": next(cycle), "k": args.k}, timeout=60.0)
             levels = []
-            for concurrency in args.concurrency:
+            for repeat, concurrency in itertools.product(range(args.repeats), args.concurrency):
                 before = batcher_stats(url)
                 if args.client == "wrk":
                     level = drive_wrk(url, queries, concurrency, args.duration, args.k, args.mode)
@@ -402,9 +406,11 @@ def bench_encoder(args: argparse.Namespace, encoder: str, queries: list[str]) ->
                 after = batcher_stats(url)
                 calls = after["encoder_calls"] - before["encoder_calls"]
                 level["mean_batch"] = (after["queries"] - before["queries"]) / calls if calls else None
+                level["repeat"] = repeat
                 levels.append(level)
                 console.print(
-                    f"  {encoder} x{concurrency}: {level['rps']:.1f} req/s, p50 {_ms(level['p50_ms'])} ms, "
+                    f"  {encoder} x{concurrency} #{repeat + 1}: {level['rps']:.1f} req/s, "
+                    f"p50 {_ms(level['p50_ms'])} ms, "
                     f"p99 {_ms(level['p99_ms'])} ms, {level['errors']} errors"
                 )
             return {
@@ -414,6 +420,7 @@ def bench_encoder(args: argparse.Namespace, encoder: str, queries: list[str]) ->
                 "index": health.get("index"),
                 "batching": health.get("batcher", {}).get("enabled"),
                 "levels": levels,
+                "spread": spread(levels),
             }
         finally:
             stop_server(process)
@@ -443,10 +450,46 @@ def show(results: dict) -> None:
                 "-" if batch is None else f"{batch:.1f}",
             )
     console.print(table)
+    if results["settings"].get("repeats", 1) > 1:
+        show_spread(results)
     show_breakdown(results)
     for encoder, outcome in results["encoders"].items():
         if outcome["status"] != "ok":
             console.print(f"[red]{encoder}:[/red] {outcome['error']}", soft_wrap=True, highlight=False)
+
+
+def spread(levels: list[dict]) -> dict[int, dict[str, float]]:
+    """Per client count: the min, median and max p99 and throughput over the repeats."""
+    by_clients: dict[int, list[dict]] = {}
+    for level in levels:
+        by_clients.setdefault(level["concurrency"], []).append(level)
+    return {
+        clients: {
+            "runs": len(runs),
+            **{f"p99_ms_{name}": fn([r["p99_ms"] for r in runs]) for name, fn in _SUMMARIES},
+            **{f"rps_{name}": fn([r["rps"] for r in runs]) for name, fn in _SUMMARIES},
+        }
+        for clients, runs in by_clients.items()
+    }
+
+
+_SUMMARIES = (("min", min), ("median", statistics.median), ("max", max))
+
+
+def show_spread(results: dict) -> None:
+    table = Table(title="spread over repeats: p99 ms and req/s (min / median / max)")
+    for column in ("encoder", "clients", "runs", "p99 ms", "req/s"):
+        table.add_column(column, justify="left" if column == "encoder" else "right")
+    for encoder, outcome in results["encoders"].items():
+        for clients, row in outcome.get("spread", {}).items():
+            table.add_row(
+                encoder,
+                str(clients),
+                str(row["runs"]),
+                " / ".join(f"{row[f'p99_ms_{n}']:.1f}" for n, _ in _SUMMARIES),
+                " / ".join(f"{row[f'rps_{n}']:.0f}" for n, _ in _SUMMARIES),
+            )
+    console.print(table)
 
 
 def show_breakdown(results: dict) -> None:
@@ -479,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {
             "duration_s": args.duration,
+            "repeats": args.repeats,
             "concurrency": args.concurrency,
             "k": args.k,
             "threads": args.threads,

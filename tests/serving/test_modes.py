@@ -121,13 +121,16 @@ def test_workers_rebuild_the_app_from_the_cli_options(
 ) -> None:
     import uvicorn
 
+    from harnesslm.serving import workers
+
     served: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    monkeypatch.setattr(workers, "serve_workers", lambda app, **kwargs: served.update(app=app, **kwargs) or 0)
     monkeypatch.setenv(ServeOptions.ENV, "")  # restored (unset) after the test; the CLI sets it for the workers
     args = ["serve", str(run.root), "--workers", "2", "--mode", "hybrid", "--max-k", "12"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert served["app"] == "harnesslm.pipeline.serve:app_from_env" and served["factory"] and served["workers"] == 2
+    assert served["app"] == "harnesslm.pipeline.serve:app_from_env" and served["workers"] == 2
     with TestClient(app_from_env()) as test_client:  # what each worker process does
         health = test_client.get("/health").json()
         assert health["limits"]["max_k"] == 12 and health["limits"]["default_mode"] == "hybrid"

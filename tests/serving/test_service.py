@@ -162,7 +162,7 @@ def test_invalid_requests_are_422_naming_the_problem(
 def test_the_fast_get_route_answers_as_fastapis_route_would(
     client: TestClient, queries: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """GET /search is answered by a plain Starlette route; odd requests fall through to FastAPI's own route."""
+    """GET /search is answered ahead of FastAPI's stack; odd or failing requests go through to FastAPI's route."""
     api_routes = [r for r in client.app.router.routes if isinstance(r, APIRoute) and r.path == "/search"]
     api_get = next(r for r in api_routes if "GET" in r.methods)
     fallbacks: list[str] = []
@@ -185,6 +185,10 @@ def test_the_fast_get_route_answers_as_fastapis_route_would(
     assert client.get("/search", params={"q": "drill", "mode": "nope"}).status_code == 422
     assert client.get("/search", params={"q": "drill", "limit": "3"}).status_code == 200  # extra keys: ignored
     assert len(fallbacks) == 4
+    # Well formed but refused while answering (k above max_k): FastAPI's route answers it again, with its 422.
+    too_many = client.get("/search", params={"q": "drill", "k": "1000"})
+    assert too_many.status_code == 422 and "k must be between" in too_many.json()["detail"]
+    assert fallbacks[-1] == "q=drill&k=1000"
 
 
 def test_malformed_bodies_are_rejected_by_the_schema(client: TestClient) -> None:

@@ -504,7 +504,12 @@ def serve(
         bool, typer.Option(help="Also load the teacher, for its column on the /compare page.")
     ] = False,
     workers: Annotated[
-        int, typer.Option(min=1, help="Server processes (uvicorn workers), each with its own copy of the model.")
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes, each with its own copy of the model. With 2 or more, one acceptor hands each "
+            "new connection to the worker holding the fewest, so keep-alive clients are spread evenly.",
+        ),
     ] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
@@ -517,6 +522,7 @@ def serve(
     """
     from harnesslm.pipeline.serve import ServeOptions, app_from_options
     from harnesslm.serving.errors import ServiceError
+    from harnesslm.serving.workers import serve_workers
 
     def action() -> None:
         import uvicorn
@@ -541,14 +547,11 @@ def serve(
                 return
             app_from_options(options)  # fail here, once, rather than in every worker; builds what is shared
             os.environ[ServeOptions.ENV] = options.model_dump_json()
-            uvicorn.run(
-                "harnesslm.pipeline.serve:app_from_env",
-                factory=True,
-                host=host,
-                port=port,
-                workers=workers,
-                access_log=access_log,
+            code = serve_workers(
+                "harnesslm.pipeline.serve:app_from_env", host=host, port=port, workers=workers, access_log=access_log
             )
+            if code:
+                raise typer.Exit(code)
         except (ServiceError, ValueError) as error:
             err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
             raise typer.Exit(2) from None

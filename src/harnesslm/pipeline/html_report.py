@@ -117,7 +117,10 @@ def load_figure(load: dict) -> Any:
 
     fig, (latency_ax, rps_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, outcome in load.get("encoders", {}).items():
-        levels = [level for level in outcome.get("levels", []) if level.get("p50_ms") is not None]
+        # the first pass over the client counts (with --repeats, the load test measures each count several times)
+        levels = [
+            level for level in outcome.get("levels", []) if level.get("p50_ms") is not None and not level.get("repeat")
+        ]
         if not levels:
             continue
         clients = [level["concurrency"] for level in levels]
