@@ -13,7 +13,8 @@ writes JSON.
 ``--model NAME`` measures another embedder off the shelf instead of the run's teacher (for example
 ``bundled:embeddinggemma-300m``, trained with MRL), with its own query and document prompts, over a sub-catalog
 of every test-judged item plus ``--distractors`` random others (one pass over the whole catalog with a 300M
-model takes most of an hour on 2 cores).
+model takes most of an hour on 2 cores). ``--off-the-shelf`` measures the run's teacher before fine-tuning over
+the whole catalog, from the cached pass that mined its hard negatives.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dims", default=None, help="comma-separated dimensions (default: full, /2, /4, /8)")
     parser.add_argument("--threads", type=int, default=1, help="FAISS threads for the latency (1: batch 1)")
     parser.add_argument("--model", default=None, help="an embedder off the shelf instead of the run's teacher")
+    parser.add_argument(
+        "--off-the-shelf",
+        action="store_true",
+        help="the run's teacher before fine-tuning, over the whole catalog (its cached pass: the one that mined "
+        "the teacher's hard negatives; made and cached when missing)",
+    )
     parser.add_argument("--distractors", type=int, default=10_000, help="with --model: random non-judged items")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "matryoshka.json")
     args = parser.parse_args(argv)
@@ -53,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     run = RunDir(args.run_dir)
     test = run.split("test")
     catalog = run.catalog
-    model = run.teacher
     if args.model:
         import numpy as np
 
@@ -66,8 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         picked = others.iloc[rng.choice(len(others), size=min(args.distractors, len(others)), replace=False)]
         catalog = catalog[catalog["item_id"].isin(set(test["item_id"]) | set(picked["item_id"]))]
         items = encode(model, catalog["text"].tolist(), batch_size=32, progress=True, role="document")
+    elif args.off_the_shelf:
+        model = run.base_teacher
+        items = item_embeddings(run, model, progress=True)
     else:
-        items = item_embeddings(run, run.teacher, progress=True)
+        model = run.teacher
+        items = item_embeddings(run, model, progress=True)
+    space = "base" if args.model or args.off_the_shelf else run.teacher_space
     full = items.shape[1]
     dims = [int(d) for d in args.dims.split(",")] if args.dims else [full, full // 2, full // 4, full // 8]
     qrels = qrels_of(test)
@@ -80,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for dim in dims:
         row: dict = {"dim": dim}
         for kind in ("exact", "hnsw"):
-            index = ItemIndex.build(items, ids, run.teacher_space, kind=kind, dim=dim)  # type: ignore[arg-type]
+            index = ItemIndex.build(items, ids, space, kind=kind, dim=dim)  # type: ignore[arg-type]
             ranked = index.search(query_emb, 100)[0]
             report = evaluate_rankings(dict(zip(queries, ranked, strict=True)), qrels, scale)
             latency = measure_latency(lambda q, ix=index: ix.search(query_emb[rows_of[q]][None], 10), queries[:300])
@@ -97,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "run_dir": str(args.run_dir),
         "teacher": args.model or run.config.teacher.model,
-        "off_the_shelf": bool(args.model),
+        "off_the_shelf": bool(args.model or args.off_the_shelf),
         "items": len(ids),
         "test_queries": len(queries),
         "faiss_threads": args.threads,
