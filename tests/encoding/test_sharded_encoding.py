@@ -181,3 +181,26 @@ def test_item_embeddings_uses_the_sharded_encoder_with_several_workers(
     assert seen["workers"] == 3 and seen["shard_size"] == 500 and seen["batch_size"] == 16
     assert seen["executor"] == "process" and seen["texts"] == ["a", "b"] and seen["cache_dir"] == tmp_path
     assert IndexConfig().encode_workers == 1 and IndexConfig().shard_size == 10_000
+
+
+def test_each_shard_is_handed_over_as_soon_as_it_is_done() -> None:
+    """A pass interrupted midway keeps its finished shards: results come as they finish, not all at the end."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    release = threading.Event()
+
+    def slow() -> str:
+        assert release.wait(timeout=30)
+        return "slow"
+
+    def failing() -> str:
+        release.wait(timeout=30)
+        raise RuntimeError("worker died")
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = sharded_encoding.as_finished([pool.submit(slow), pool.submit(lambda: "fast"), pool.submit(failing)])
+        assert next(results) == "fast"  # while the slow one is still running
+        release.set()
+        with pytest.raises(RuntimeError, match="worker died"):
+            list(results)

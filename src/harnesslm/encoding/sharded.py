@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Literal
 
@@ -281,13 +281,17 @@ def _run_processes(
         initargs=(source, max_seq_length, batch_size, threads, device),
     )
     try:
-        futures = {pool.submit(_encode_in_worker, index, texts) for index, texts in jobs}
-        while futures:
-            finished, futures = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in finished:
-                yield future.result()  # re-raises a worker's error here
+        yield from as_finished([pool.submit(_encode_in_worker, index, texts) for index, texts in jobs])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def as_finished(futures: Sequence[Future]) -> Iterator[Any]:
+    """Each future's result as soon as it finishes, so that its shard is saved at once (an interrupted pass
+    keeps every finished shard); a failed one raises here. (``wait(return_when=FIRST_EXCEPTION)``, used before,
+    returns only once every future is done when none fails: no shard was saved until the whole pass ended.)"""
+    for future in as_completed(futures):
+        yield future.result()
 
 
 def _run_ray(
