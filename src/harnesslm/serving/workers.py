@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -73,11 +74,11 @@ def serve_workers(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if not hasattr(socket, "send_fds"):  # pragma: no cover - Windows
         raise RuntimeError("serving several workers needs Unix file-descriptor passing (socket.send_fds)")
+    stop = _StopFlag()  # before the workers start: a Ctrl+C during their start-up still stops them cleanly
     listener = _listen(host, port)
     context = multiprocessing.get_context("spawn")
     pool = [_spawn(context, index, app, factory, access_log) for index in range(workers)]
     logger.info("serving on http://%s:%d with %d workers", host, listener.getsockname()[1], workers)
-    stop = _StopFlag()
     try:
         return _accept_loop(
             listener, pool, stop, lambda index: _spawn(context, index, app, factory, access_log), min_uptime_s
@@ -126,7 +127,11 @@ class _StopFlag:
 
 
 def _accept_loop(
-    listener: socket.socket, pool: list[_Worker], stop: _StopFlag, respawn: Any, min_uptime_s: float
+    listener: socket.socket,
+    pool: list[_Worker],
+    stop: _StopFlag,
+    respawn: Callable[[int], _Worker],
+    min_uptime_s: float,
 ) -> int:
     selector = selectors.DefaultSelector()
     selector.register(stop.wake_read, selectors.EVENT_READ, "stop")
