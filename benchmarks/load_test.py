@@ -15,7 +15,7 @@ generator whose per-request CPU is a small fraction of any Python client's, so t
 server rather than the client it shares the cores with; ``--client aiohttp`` is the Python client.
 
     python benchmarks/load_test.py runs/homedepot [--encoders teacher,numpy,onnx-int8] [--mode dense] \\
-        [--client auto|wrk|aiohttp] [--concurrency 1,4,16,64] [--duration 20] [--workers 1] \\
+        [--client auto|wrk|aiohttp] [--concurrency 1,4,16,64] [--duration 20] [--workers 1] [--pin-cpus] \\
         [--out benchmarks/results/load_test.json]
 
 The ONNX encoders need ``harness export RUN_DIR`` first; an encoder whose server does not start is recorded
@@ -72,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--index", default=None, help="server index: auto, exact or hnsw (default: the server's)")
     parser.add_argument("--mode", default="dense", choices=("dense", "lexical", "hybrid"), help="search mode sent")
     parser.add_argument("--workers", type=int, default=1, help="server processes (harness serve --workers)")
+    parser.add_argument("--pin-cpus", action="store_true", help="one core per server worker (harness serve --pin-cpus)")
     parser.add_argument(
         "--client",
         default="auto",
@@ -146,6 +147,8 @@ def start_server(args: argparse.Namespace, encoder: str, port: int, log: Path) -
         command += ["--mode", args.mode]
     if args.workers != 1:
         command += ["--workers", str(args.workers)]
+    if args.pin_cpus:
+        command.append("--pin-cpus")
     if args.student and encoder != "teacher":
         command += ["--student", args.student]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
@@ -530,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             "index": args.index,
             "mode": args.mode,
             "workers": args.workers,
+            "pin_cpus": args.pin_cpus,
             "batch_window_ms": args.batch_window_ms,
             "max_batch": args.max_batch,
             "queries": len(queries),

@@ -144,6 +144,33 @@ def test_a_manifest_of_another_model_refuses_or_recomputes(
         encode_sharded(model, texts, out, shard_size=100, workers=1, progress=False)
 
 
+def test_query_role_shards_use_the_query_prompt_and_old_manifests_stay_valid(
+    tiny_teacher: Path, texts: list[str], cache_env: Path, counted: list[int]
+) -> None:
+    from harnesslm.models.prompts import set_prompts
+
+    model = load_model(str(tiny_teacher))
+    set_prompts(model, query="Q: ", document="D: ")
+    cache = cache_env / "embeddings"
+    queries = sharded_cached_encode(model, texts[:100], cache, workers=1, shard_size=40, role="query", progress=False)
+    np.testing.assert_allclose(queries, encode(model, texts[:100], role="query"), atol=1e-5)
+    assert not np.allclose(queries, encode(model, texts[:100], role="document"), atol=1e-3)
+    assert cache_path(model, texts[:100], cache, role="query").exists()
+    assert not cache_path(model, texts[:100], cache, role="document").exists()
+
+    # a shard folder written before roles existed (no "role" in its manifest) holds documents: it is resumed
+    out = cache_env / "old"
+    encode_sharded(model, texts[:100], out, shard_size=40, workers=1, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest.pop("role") == "document"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    encoded = len(counted)
+    encode_sharded(model, texts[:100], out, shard_size=40, workers=1, progress=False)
+    assert len(counted) == encoded  # nothing encoded again
+    with pytest.raises(ShardManifestError, match="role"):  # but its document shards never pass for queries
+        encode_sharded(model, texts[:100], out, shard_size=40, workers=1, role="query", progress=False)
+
+
 def test_bad_arguments_and_missing_ray(tiny_teacher: Path, texts: list[str], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="executor"):
         encode_sharded(str(tiny_teacher), texts, tmp_path, executor="dask")  # type: ignore[arg-type]
@@ -181,6 +208,26 @@ def test_item_embeddings_uses_the_sharded_encoder_with_several_workers(
     assert seen["workers"] == 3 and seen["shard_size"] == 500 and seen["batch_size"] == 16
     assert seen["executor"] == "process" and seen["texts"] == ["a", "b"] and seen["cache_dir"] == tmp_path
     assert IndexConfig().encode_workers == 1 and IndexConfig().shard_size == 10_000
+
+
+def test_the_alignment_pool_targets_are_sharded_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large teacher encodes the pool's queries for as long as the catalog: that pass must be resumable too."""
+    from harnesslm.config import IndexConfig
+    from harnesslm.pipeline.steps import _encoded_source
+
+    seen: dict = {}
+
+    def fake(model, texts, cache_dir, **kwargs):
+        seen.update(kwargs, texts=texts)
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    monkeypatch.setattr(sharded_encoding, "sharded_cached_encode", fake)
+    run = SimpleNamespace(
+        config=SimpleNamespace(index=IndexConfig(encode_workers=2, shard_size=500)), cache_dir=tmp_path
+    )
+    source = _encoded_source(run, object(), "train_queries", ["q1", "q2", "q3"], progress=False)  # type: ignore[arg-type]
+    assert source.targets.shape == (3, 4)
+    assert seen["role"] == "query" and seen["workers"] == 2 and seen["texts"] == ["q1", "q2", "q3"]
 
 
 def test_each_shard_is_handed_over_as_soon_as_it_is_done() -> None:

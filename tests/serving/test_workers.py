@@ -22,7 +22,8 @@ APP = '''
 import os
 
 def make():
-    """Answers its worker's pid; GET /die ends the worker; BROKEN=1 fails at start-up."""
+    """Answers its worker's pid (GET /cpus: the cores it may run on); GET /die ends the worker; BROKEN=1 fails
+    at start-up."""
     if os.environ.get("BROKEN") == "1":
         raise RuntimeError("this app does not start")
 
@@ -37,8 +38,9 @@ def make():
                     return
         if scope["path"] == "/die":
             os._exit(7)
+        body = os.getpid() if scope["path"] != "/cpus" else ",".join(map(str, sorted(os.sched_getaffinity(0))))
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+        await send({"type": "http.response.body", "body": str(body).encode()})
 
     return app
 '''
@@ -50,13 +52,15 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start(tmp_path: Path, workers: int, min_uptime_s: float = 0.0, **env: str) -> tuple[subprocess.Popen, int]:
+def _start(
+    tmp_path: Path, workers: int, min_uptime_s: float = 0.0, pin_cpus: bool = False, **env: str
+) -> tuple[subprocess.Popen, int]:
     (tmp_path / "pid_app.py").write_text(textwrap.dedent(APP), encoding="utf-8")
     port = _free_port()
     code = (
         "import sys\nfrom harnesslm.serving.workers import serve_workers\n"
         f"sys.exit(serve_workers('pid_app:make', host='127.0.0.1', port={port}, workers={workers}, "
-        f"min_uptime_s={min_uptime_s}))"
+        f"min_uptime_s={min_uptime_s}, pin_cpus={pin_cpus}))"
     )
     environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), **env}
     process = subprocess.Popen([sys.executable, "-c", code], env=environ, stderr=subprocess.PIPE, text=True)
@@ -169,3 +173,21 @@ def test_sigterm_stops_the_workers(tmp_path):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs CPU affinity (Linux)")
+def test_pinned_workers_each_keep_one_core(tmp_path):
+    allowed = sorted(os.sched_getaffinity(0))
+    process, port = _start(tmp_path, workers=2, pin_cpus=True)
+    try:
+        connections = [_connect(port) for _ in range(2)]
+        cores = []
+        for connection in connections:
+            connection.request("GET", "/cpus")
+            cores.append(connection.getresponse().read().decode())
+        assert [c.isdigit() for c in cores] == [True, True], cores  # one core each
+        assert sorted(int(c) for c in cores) == sorted(allowed[i % len(allowed)] for i in range(2))
+        for connection in connections:
+            connection.close()
+    finally:
+        assert _stop(process) == 0

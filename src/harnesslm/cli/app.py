@@ -511,6 +511,10 @@ def serve(
             "new connection to the worker holding the fewest, so keep-alive clients are spread evenly.",
         ),
     ] = 1,
+    pin_cpus: Annotated[
+        bool,
+        typer.Option(help="With 2 or more workers: keep each worker on a core of its own (round robin)."),
+    ] = False,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve search over HTTP: GET/POST /search, POST /search/batch, GET /health, a comparison page at /compare;
@@ -548,7 +552,12 @@ def serve(
             app_from_options(options)  # fail here, once, rather than in every worker; builds what is shared
             os.environ[ServeOptions.ENV] = options.model_dump_json()
             code = serve_workers(
-                "harnesslm.pipeline.serve:app_from_env", host=host, port=port, workers=workers, access_log=access_log
+                "harnesslm.pipeline.serve:app_from_env",
+                host=host,
+                port=port,
+                workers=workers,
+                access_log=access_log,
+                pin_cpus=pin_cpus,
             )
             if code:
                 raise typer.Exit(code)

@@ -31,6 +31,7 @@ from harnesslm import extras
 from harnesslm.atomic import save_array, write_text
 from harnesslm.encoding.cache import cache_path, encode, read_cache
 from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
+from harnesslm.models.prompts import Role
 from harnesslm.models.students import load_model
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ def encode_sharded(
     progress: bool = True,
     device: str | None = None,
     ray_address: str | None = None,
+    role: Role = "document",
 ) -> np.ndarray:
     """Embeddings of ``texts`` (float32, L2-normalised, in order), encoded shard by shard into ``out_dir``.
+    ``role`` picks the model's document prompt (a catalog, the default) or its query prompt.
 
     Shards already in ``out_dir`` and valid (right row count, readable) are kept, so calling this again after
     a crash only encodes what is missing. ``fingerprint`` (the model's, from ``model_fingerprint``) saves
@@ -102,6 +105,7 @@ def encode_sharded(
         "count": len(texts),
         "shard_size": shard_size,
         "max_seq_length": max_seq_length,
+        "role": role,
     }
     _claim(out_dir, manifest, overwrite)
 
@@ -118,12 +122,12 @@ def encode_sharded(
         if jobs:
             if executor == "ray":
                 source = model if model is not None else str(model_path_or_name)
-                results = _run_ray(source, jobs, workers, batch_size, max_seq_length, device, ray_address)
+                results = _run_ray(source, jobs, workers, batch_size, max_seq_length, device, ray_address, role)
             elif workers == 1 or len(jobs) == 1:  # one shard left: starting processes would only cost time
-                results = _run_here(model, str(model_path_or_name), jobs, batch_size, max_seq_length, device)
+                results = _run_here(model, str(model_path_or_name), jobs, batch_size, max_seq_length, device, role)
             else:
                 results = _run_processes(
-                    model, str(model_path_or_name), jobs, workers, batch_size, max_seq_length, device, out_dir
+                    model, str(model_path_or_name), jobs, workers, batch_size, max_seq_length, device, out_dir, role
                 )
             for index, embeddings in results:
                 save_array(shard_path(out_dir, index), embeddings)
@@ -142,16 +146,17 @@ def sharded_cached_encode(
     executor: Executor = "process",
     progress: bool = True,
     fingerprint: str | None = None,
+    role: Role = "document",
 ) -> np.ndarray:
-    """:func:`~harnesslm.encoding.cache.cached_encode` with the encoding done by :func:`encode_sharded`. The
-    texts are a catalog: they are encoded as documents (the model's document prompt, when it has one).
+    """:func:`~harnesslm.encoding.cache.cached_encode` with the encoding done by :func:`encode_sharded`: a
+    catalog encoded as documents (the default), or texts encoded as queries with ``role="query"``.
 
     Reads and fills the same cache file, so either path reuses what the other computed. Shards live in a
     hidden folder next to it while encoding (a crash resumes from them) and are deleted once the file exists.
     """
     texts = list(texts)
     fingerprint = fingerprint or model_fingerprint(model)
-    path = cache_path(model, texts, cache_dir, fingerprint, role="document")
+    path = cache_path(model, texts, cache_dir, fingerprint, role=role)
     cached = read_cache(path, len(texts))
     if cached is not None:
         return cached
@@ -167,6 +172,7 @@ def sharded_cached_encode(
         fingerprint=fingerprint,
         overwrite=True,  # the folder is keyed by model and texts: only a new shard size can differ
         progress=progress,
+        role=role,
     )
     save_array(path, embeddings)
     shutil.rmtree(shards, ignore_errors=True)
@@ -178,6 +184,8 @@ def _claim(out_dir: Path, manifest: dict[str, Any], overwrite: bool) -> None:
     """Make ``out_dir`` hold shards for ``manifest``: check an existing manifest, or write a new one."""
     path = out_dir / MANIFEST
     existing = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if existing is not None:
+        existing.setdefault("role", "document")  # manifests from before roles: every shard was a document
     stray = sorted(out_dir.glob("shard-*.npy"))
     if existing == manifest:
         return
@@ -215,6 +223,7 @@ class _ShardEncoder:
         batch_size: int,
         threads: int | None = None,
         device: str | None = None,
+        role: Role = "document",
     ) -> None:
         if threads:
             import torch
@@ -225,17 +234,20 @@ class _ShardEncoder:
         if device:
             self.model.to(device)
         self.batch_size = batch_size
+        self.role: Role = role
 
     def encode(self, index: int, texts: list[str]) -> tuple[int, np.ndarray]:
-        return index, encode(self.model, texts, batch_size=self.batch_size, role="document")
+        return index, encode(self.model, texts, batch_size=self.batch_size, role=self.role)
 
 
 _WORKER: _ShardEncoder | None = None
 
 
-def _init_worker(source: str, max_seq_length: int | None, batch_size: int, threads: int, device: str | None) -> None:
+def _init_worker(
+    source: str, max_seq_length: int | None, batch_size: int, threads: int, device: str | None, role: Role
+) -> None:
     global _WORKER
-    _WORKER = _ShardEncoder(source, max_seq_length, batch_size, threads, device)
+    _WORKER = _ShardEncoder(source, max_seq_length, batch_size, threads, device, role)
 
 
 def _encode_in_worker(index: int, texts: list[str]) -> tuple[int, np.ndarray]:
@@ -250,8 +262,9 @@ def _run_here(
     batch_size: int,
     max_seq_length: int | None,
     device: str | None,
+    role: Role,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    worker = _ShardEncoder(model if model is not None else source, max_seq_length, batch_size, device=device)
+    worker = _ShardEncoder(model if model is not None else source, max_seq_length, batch_size, device=device, role=role)
     for index, texts in jobs:
         yield worker.encode(index, texts)
 
@@ -265,6 +278,7 @@ def _run_processes(
     max_seq_length: int | None,
     device: str | None,
     out_dir: Path,
+    role: Role,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Shards on a spawn-context process pool, yielded as they finish; the first failure cancels the rest."""
     if model is not None:  # workers cannot share this process's memory: give them a folder to load
@@ -278,7 +292,7 @@ def _run_processes(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(source, max_seq_length, batch_size, threads, device),
+        initargs=(source, max_seq_length, batch_size, threads, device, role),
     )
     try:
         yield from as_finished([pool.submit(_encode_in_worker, index, texts) for index, texts in jobs])
@@ -302,6 +316,7 @@ def _run_ray(
     max_seq_length: int | None,
     device: str | None,
     address: str | None,
+    role: Role,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """One Ray actor per worker, each loading the model once; a loaded model travels via the object store."""
     ray = _import_ray()
@@ -314,7 +329,7 @@ def _run_ray(
     gpus = 1 if device and device.startswith("cuda") else 0
     actor_class = ray.remote(num_cpus=threads, num_gpus=gpus)(_ShardEncoder)
     shipped = ray.put(source) if isinstance(source, SentenceTransformer) else source
-    actors = [actor_class.remote(shipped, max_seq_length, batch_size, threads, device) for _ in range(workers)]
+    actors = [actor_class.remote(shipped, max_seq_length, batch_size, threads, device, role) for _ in range(workers)]
     pool = ActorPool(actors)
     yield from pool.map_unordered(lambda actor, job: actor.encode.remote(*job), jobs)
 

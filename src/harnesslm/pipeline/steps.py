@@ -28,7 +28,7 @@ from harnesslm.atomic import atomic_directory, write_text
 from harnesslm.config import RunConfig, StaticStudentConfig
 from harnesslm.data import limit_queries, load_catalog, load_judgments, load_queries, split_by_query
 from harnesslm.data.checks import check_labels, check_positives
-from harnesslm.encoding.cache import cache_path, cached_encode, encode
+from harnesslm.encoding.cache import cache_path, encode
 from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index import build_item_index
 from harnesslm.index.item_index import ItemIndex
@@ -37,7 +37,7 @@ from harnesslm.models.bundled import resolve_model
 from harnesslm.models.fingerprint import texts_fingerprint
 from harnesslm.models.vocabulary import domain_vocabulary
 from harnesslm.run import provenance
-from harnesslm.run.catalog_embeddings import engine_for, item_embeddings
+from harnesslm.run.catalog_embeddings import encoded_texts, item_embeddings
 from harnesslm.run.provenance import step_inputs
 from harnesslm.run.run_dir import RunDir, StepMissingError, console
 from harnesslm.run.students import load_student, save_student
@@ -175,7 +175,9 @@ def build_index(run: RunDir, progress: bool = True, refresh: bool = False) -> It
     cached catalog embeddings of this teacher first, so they are encoded again."""
     with run.timed("index"):
         if refresh:
-            cache_path(run.teacher, run.catalog["text"].tolist(), run.cache_dir).unlink(missing_ok=True)
+            cache_path(run.teacher, run.catalog["text"].tolist(), run.cache_dir, role="document").unlink(
+                missing_ok=True
+            )
         embeddings = item_embeddings(run, run.teacher, progress)
         built = build_item_index(
             embeddings,
@@ -349,14 +351,7 @@ def _encoded_source(run: RunDir, teacher_model, name: str, texts: list[str], pro
     """A source whose texts the teacher encodes as queries (cached by teacher weights and texts)."""
     start = time.perf_counter()
     targets = (
-        cached_encode(
-            teacher_model,
-            texts,
-            run.cache_dir,
-            batch_size=128,
-            progress=progress,
-            encoder=engine_for(run, teacher_model, "query"),
-        )
+        encoded_texts(run, teacher_model, texts, "query", batch_size=128, progress=progress)
         if texts
         else np.zeros((0, 0), dtype=np.float32)
     )

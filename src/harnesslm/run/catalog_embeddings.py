@@ -1,9 +1,9 @@
-"""The run's catalog encoded by a model, through the embedding cache (so the same model never encodes it
-twice), on one process or in resumable shards."""
+"""The run's texts (its catalog, its alignment pool) encoded by a model, through the embedding cache (so the same
+model never encodes them twice), on one process or in resumable shards."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -14,13 +14,25 @@ from harnesslm.run.run_dir import RunDir
 
 
 def item_embeddings(run: RunDir, model, progress: bool = True) -> np.ndarray:
-    """The catalog encoded by ``model``, read from the embedding cache when this exact model did it before.
+    """The catalog encoded by ``model`` as documents, read from the embedding cache when this exact model did it
+    before (see :func:`encoded_texts`)."""
+    return encoded_texts(
+        run, model, run.catalog["text"].tolist(), "document", run.config.index.encode_batch_size, progress
+    )
+
+
+def encoded_texts(
+    run: RunDir, model, texts: Sequence[str], role: Role, batch_size: int, progress: bool = True
+) -> np.ndarray:
+    """``texts`` encoded by ``model`` in ``role``, through the embedding cache (keyed by the model's weights, the
+    texts and the role's prompt).
 
     A miss is encoded by ``index.encode_backend``: ``auto`` runs the model's float32 ONNX export on a CPU when it
     exports (same embeddings, faster), else PyTorch (:mod:`harnesslm.encoding.backend`).
 
     With ``index.encode_workers > 1`` a miss is encoded in resumable shards on that many processes (or Ray
-    actors); the result fills the same cache file.
+    actors), whatever the role: the catalog pass, and the alignment pool's teacher targets, which for a large
+    teacher cost as much as the catalog. The result fills the same cache file.
     """
     cfg = run.config.index
     if cfg.encode_workers > 1:
@@ -28,22 +40,23 @@ def item_embeddings(run: RunDir, model, progress: bool = True) -> np.ndarray:
 
         return sharded_cached_encode(
             model,
-            run.catalog["text"].tolist(),
+            texts,
             run.cache_dir,
             workers=cfg.encode_workers,
             shard_size=cfg.shard_size,
-            batch_size=cfg.encode_batch_size,
+            batch_size=batch_size,
             executor=cfg.encode_executor,
             progress=progress,
+            role=role,
         )
     return cached_encode(
         model,
-        run.catalog["text"].tolist(),
+        texts,
         run.cache_dir,
-        batch_size=cfg.encode_batch_size,
+        batch_size=batch_size,
         progress=progress,
-        role="document",
-        encoder=engine_for(run, model, "document"),
+        role=role,
+        encoder=engine_for(run, model, role),
     )
 
 
