@@ -9,6 +9,10 @@ with MRL (MiniLM, mpnet) is shown for comparison: its leading dimensions are not
 writes JSON.
 
     python benchmarks/matryoshka.py runs/hd-serve [--dims 384,256,128,64] [--out benchmarks/results/matryoshka.json]
+    python benchmarks/matryoshka.py runs/hd-gemma --off-the-shelf --dims 768,512,256,128 \
+        --out benchmarks/results/matryoshka_gemma_full.json
+
+``--dims`` defaults to the full dimension and its halves (/2, /4, /8); give a MRL teacher its trained dimensions.
 
 ``--model NAME`` measures another embedder off the shelf instead of the run's teacher (for example
 ``bundled:embeddinggemma-300m``, trained with MRL), with its own query and document prompts, over a sub-catalog
