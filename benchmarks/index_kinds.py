@@ -27,10 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from harnesslm.atomic import write_text
-from harnesslm.encoding.cache import cache_path, encode, read_cache
+from harnesslm.encoding.cache import encode, read_cache
 from harnesslm.index.item_index import ItemIndex, default_nlist, default_pq_m
 from harnesslm.index.profile import profile_index
-from harnesslm.run.catalog_embeddings import item_embeddings
+from harnesslm.run.catalog_embeddings import item_cache_path, item_embeddings
 from harnesslm.run.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def catalog_embeddings(run: RunDir, allow_encode: bool, console: Console) -> np.ndarray | None:
     """The teacher's catalog embeddings from the run's cache; None (after saying why) on a miss."""
     texts = run.catalog["text"].tolist()
-    path = cache_path(run.teacher, texts, run.cache_dir, run.teacher_space)
+    path = item_cache_path(run, run.teacher)  # the document-role file (a prompted teacher has two)
     cached = read_cache(path, len(texts))
     if cached is not None:
         console.print(f"catalog embeddings: {path} ({cached.shape[0]:,} x {cached.shape[1]})")

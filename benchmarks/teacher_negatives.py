@@ -30,12 +30,12 @@ from rich.table import Table
 
 from harnesslm.atomic import write_text
 from harnesslm.config import load_config, updated
-from harnesslm.encoding.cache import cache_path
 from harnesslm.evaluation.bootstrap import PairedBootstrap
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import qrels_of
 from harnesslm.run import provenance
+from harnesslm.run.catalog_embeddings import item_cache_path
 from harnesslm.run.run_dir import RunDir
 from harnesslm.serving.searcher import Searcher
 
@@ -49,8 +49,7 @@ def teacher_run(config, root: Path) -> tuple[RunDir, dict]:
     and what the teacher step did: whether it ran now (its timing is then measured here) and whether the
     off-the-shelf teacher's catalog embeddings were cached before it (a pass it did not pay for)."""
     run = steps.prepare(config.model_copy(update={"students": []}), root)
-    texts = run.catalog["text"].tolist()
-    cached_before = cache_path(run.base_teacher, texts, run.cache_dir, role="document").exists()
+    cached_before = item_cache_path(run, run.base_teacher).exists()
     present = (run.teacher_dir / "modules.json").exists()
     trained = provenance.must_redo("teacher", run.teacher_dir, present, *provenance.step_inputs(run, "teacher"), False)
     if trained:
@@ -58,7 +57,7 @@ def teacher_run(config, root: Path) -> tuple[RunDir, dict]:
     if trained or not (run.index_dir / "meta.json").exists():
         steps.build_index(run)
     run = RunDir(root)
-    made_pass = cache_path(run.base_teacher, texts, run.cache_dir, role="document").exists() and not cached_before
+    made_pass = item_cache_path(run, run.base_teacher).exists() and not cached_before
     return run, {
         "teacher_step_measured_now": trained,
         "off_the_shelf_pass_cached_before": cached_before,

@@ -210,6 +210,26 @@ def test_item_embeddings_uses_the_sharded_encoder_with_several_workers(
     assert IndexConfig().encode_workers == 1 and IndexConfig().shard_size == 10_000
 
 
+def test_item_cache_path_names_the_file_the_catalog_pass_writes(tiny_teacher: Path, cache_env: Path) -> None:
+    """A prompted teacher has a query-role and a document-role file for the same texts: --refresh and the
+    benchmarks must find the catalog's (the document one)."""
+    from harnesslm.config import IndexConfig
+    from harnesslm.models.prompts import set_prompts
+    from harnesslm.run.catalog_embeddings import item_cache_path, item_embeddings
+
+    model = load_model(str(tiny_teacher))
+    set_prompts(model, query="Q: ", document="D: ")
+    run = SimpleNamespace(
+        config=SimpleNamespace(index=IndexConfig(encode_backend="torch")),
+        catalog=pd.DataFrame({"text": ["cordless drill", "paint roller", "copper pipe"]}),
+        cache_dir=cache_env / "embeddings",
+    )
+    embeddings = item_embeddings(run, model, progress=False)  # type: ignore[arg-type]
+    path = item_cache_path(run, model)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(np.load(path), embeddings)
+    assert path != cache_path(model, run.catalog["text"].tolist(), run.cache_dir, role="query")
+
+
 def test_the_alignment_pool_targets_are_sharded_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A large teacher encodes the pool's queries for as long as the catalog: that pass must be resumable too."""
     from harnesslm.config import IndexConfig

@@ -28,7 +28,7 @@ from harnesslm.atomic import atomic_directory, write_text
 from harnesslm.config import RunConfig, StaticStudentConfig
 from harnesslm.data import limit_queries, load_catalog, load_judgments, load_queries, split_by_query
 from harnesslm.data.checks import check_labels, check_positives
-from harnesslm.encoding.cache import cache_path, encode
+from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index import build_item_index
 from harnesslm.index.item_index import ItemIndex
@@ -37,7 +37,7 @@ from harnesslm.models.bundled import resolve_model
 from harnesslm.models.fingerprint import texts_fingerprint
 from harnesslm.models.vocabulary import domain_vocabulary
 from harnesslm.run import provenance
-from harnesslm.run.catalog_embeddings import encoded_texts, item_embeddings
+from harnesslm.run.catalog_embeddings import encoded_texts, item_cache_path, item_embeddings
 from harnesslm.run.provenance import step_inputs
 from harnesslm.run.run_dir import RunDir, StepMissingError, console
 from harnesslm.run.students import load_student, save_student
@@ -175,9 +175,7 @@ def build_index(run: RunDir, progress: bool = True, refresh: bool = False) -> It
     cached catalog embeddings of this teacher first, so they are encoded again."""
     with run.timed("index"):
         if refresh:
-            cache_path(run.teacher, run.catalog["text"].tolist(), run.cache_dir, role="document").unlink(
-                missing_ok=True
-            )
+            item_cache_path(run, run.teacher).unlink(missing_ok=True)
         embeddings = item_embeddings(run, run.teacher, progress)
         built = build_item_index(
             embeddings,

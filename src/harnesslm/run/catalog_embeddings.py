@@ -4,11 +4,12 @@ model never encodes them twice), on one process or in resumable shards."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from harnesslm.encoding.backend import Engine, choose_encoder
-from harnesslm.encoding.cache import cached_encode
+from harnesslm.encoding.cache import cache_path, cached_encode
 from harnesslm.models.prompts import Role
 from harnesslm.run.run_dir import RunDir
 
@@ -19,6 +20,12 @@ def item_embeddings(run: RunDir, model, progress: bool = True) -> np.ndarray:
     return encoded_texts(
         run, model, run.catalog["text"].tolist(), "document", run.config.index.encode_batch_size, progress
     )
+
+
+def item_cache_path(run: RunDir, model) -> Path:
+    """The embedding-cache file that holds the run's catalog encoded by ``model`` (as documents), whichever path
+    (one process or shards) wrote it."""
+    return cache_path(model, run.catalog["text"].tolist(), run.cache_dir, role="document")
 
 
 def encoded_texts(
