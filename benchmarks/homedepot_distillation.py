@@ -117,6 +117,13 @@ STATIC_GRID = {
     "subwords, 256-d": {"domain_vocabulary": 0, "pca_dims": 256},
     "+ domain words, 256-d": {"domain_vocabulary": 20_000, "pca_dims": 256},
     "+ domain words, 384-d": {"domain_vocabulary": 20_000, "pca_dims": None},
+    # only the tokens the shop's texts use are distilled (the rest a zero row): the fix for a teacher with a huge
+    # vocabulary (EmbeddingGemma's 262,144 tokens), checked here against the full table it replaces.
+    "+ domain words, 384-d, shop tokens only": {
+        "domain_vocabulary": 20_000,
+        "pca_dims": None,
+        "distill_tokens": "shop",
+    },
 }
 STATIC_TUNE_STEPS = 1500
 
@@ -161,19 +168,48 @@ def stage_tune(config: RunConfig, out: Path, align_grid: dict[str, dict], refine
 
 
 def stage_tune_student(
-    config: RunConfig, out: Path, name: str, grid: dict[str, dict], align_steps: int, folder: str
+    config: RunConfig,
+    out: Path,
+    name: str,
+    grid: dict[str, dict],
+    align_steps: int,
+    folder: str,
+    only: list[str] | None = None,
 ) -> dict:
-    """One student's alignment settings (the truncated 2-layer start, the static table), each on validation."""
+    """One student's alignment settings (the truncated 2-layer start, the static table), each on validation.
+
+    ``only`` keeps the grid's variants with those labels."""
     main = prepared_teacher(config, out / "main")
     teacher_val = steps.validation_scorer(main)(main.teacher)
     student = next(s for s in config.students if s.name == name)
     rows = {}
     for label, overrides in grid.items():
+        if only and label not in only:
+            continue
         run = _variant(main, config, out / folder / _slug(label), student, {"align": {"steps": align_steps}}, overrides)
         rows[label] = _phase_row(
             run, "aligned", lambda r: steps.align(r, progress=False), teacher_val, name=student.name
         )
+        if overrides.get("distill_tokens") == "shop":
+            rows[label] |= shop_token_coverage(run, run.config.students[0])
     return {"teacher_validation_ndcg@10": teacher_val, "align_steps": align_steps, "variants": rows}
+
+
+def shop_token_coverage(run: RunDir, student: StudentConfig) -> dict:
+    """How much of the table a shop-tokens distillation filled, and how many validation queries hold a token no
+    shop text uses (such a token is skipped by that student)."""
+    from harnesslm.models.shop_tokens import static_tokenizer, used_token_ids
+
+    tokenizer = static_tokenizer(run.teacher.tokenizer, steps.static_vocabulary(run, student))
+    used = set(used_token_ids(tokenizer, steps.shop_texts(run)))
+    queries = list(run.split("validation")["query"].drop_duplicates())
+    encoded = tokenizer.encode_batch(queries, add_special_tokens=False)
+    missing = sum(1 for enc in encoded if set(enc.ids) - used)
+    return {
+        "table_tokens": tokenizer.get_vocab_size(),
+        "shop_tokens": len(used),
+        "validation_queries_with_an_unused_token_%": 100 * missing / len(queries),
+    }
 
 
 def _variant(main: RunDir, config: RunConfig, root: Path, student: StudentConfig, *patches: dict) -> RunDir:
@@ -373,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", default="2,4", help="truncated students' layer counts")
     parser.add_argument("--synthetic", default="", help="synthetic-query item counts for the pool table, e.g. 500,2000")
     parser.add_argument("--pool-steps", type=int, default=750, help="alignment steps of every pool variant")
+    parser.add_argument(
+        "--variant", action="append", help="a tune-static variant's label, to run only those (repeatable)"
+    )
     parser.add_argument("--small-queries", type=int, default=120)
     parser.add_argument("--small-layers", default="2", help="truncated students of the small-data run")
     args = parser.parse_args(argv)
@@ -397,9 +436,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             print_tune_student(result["tune_truncated"], "2-layer truncated student")
         elif stage == "tune-static":
-            result["tune_static"] = stage_tune_student(
-                config, args.out, "static", STATIC_GRID, STATIC_TUNE_STEPS, "tune-static"
+            tuned = stage_tune_student(
+                config, args.out, "static", STATIC_GRID, STATIC_TUNE_STEPS, "tune-static", args.variant
             )
+            earlier = result.get("tune_static", {}).get("variants", {}) if args.variant else {}
+            result["tune_static"] = tuned | {"variants": earlier | tuned["variants"]}
             print_tune_student(result["tune_static"], "Static student's table")
         elif stage == "main":
             result["main"] = stage_recipe(config, args.out / "main")

@@ -15,6 +15,7 @@ from sentence_transformers import SentenceTransformer
 from harnesslm.config import RunConfig, StaticStudentConfig, TruncatedStudentConfig, updated
 from harnesslm.index.item_index import IndexMismatchError, ItemIndex
 from harnesslm.models.fingerprint import model_fingerprint
+from harnesslm.models.shop_tokens import used_token_ids
 from harnesslm.models.students import read_student_meta, transformer_layers
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE, evaluate
@@ -571,3 +572,18 @@ def test_router_export_is_one_model_student_for_queries_teacher_for_documents(fi
     assert card.startswith("---\nlibrary_name: sentence-transformers")
     assert finished_run.teacher_space in card and "static (refined)" in card and "Licence:" in card
     assert "| teacher (fine-tuned) |" in card and "p50 ms" in card
+
+
+def test_shop_token_distillation_keeps_the_pool_and_catalog_tokens_only(finished_run: RunDir, tmp_path: Path) -> None:
+    run = RunDir(Path(shutil.copytree(finished_run.root, tmp_path / "run")))  # the baseline is rewritten
+    static_cfg = run.config.students[0].model_copy(update={"distill_tokens": "shop"})
+    table = steps.distill_static_baseline(run, static_cfg)
+    texts = steps.shop_texts(run)
+    assert set(run.query_pool()) <= set(texts)
+    assert not set(run.split("test")["query"]) & set(texts) - set(run.catalog["text"])
+    weights = table.embedding.weight.detach().numpy()
+    used = used_token_ids(table.tokenizer, texts)
+    assert np.abs(weights[used]).sum(axis=1).min() > 0
+    assert not np.delete(weights, used, axis=0).any()
+    cached = sorted(p.name for p in (run.cache_dir.parent / "static").iterdir())
+    assert any("-shop-" in name for name in cached) and any("-shop-" not in name for name in cached)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,20 +48,30 @@ def embedding_dim(model: SentenceTransformer) -> int:
 
 
 def distill_static(
-    teacher: SentenceTransformer, pca_dims: int | None = 256, vocabulary: list[str] | None = None
+    teacher: SentenceTransformer,
+    pca_dims: int | None = 256,
+    vocabulary: list[str] | None = None,
+    texts: Sequence[str] | None = None,
 ) -> StaticEmbedding:
     """A model2vec static embedding table distilled from the teacher's own tokenizer vocabulary.
 
     Each vocabulary token goes through the teacher once; the outputs (PCA-reduced, Zipf/SIF-weighted) become
     the table. ``vocabulary`` adds whole words as tokens of their own (see ``models.vocabulary``). Uses
     model2vec's ``distill_from_model`` on the in-memory teacher, so a fine-tuned teacher that was never saved to
-    a hub works too.
+    a hub works too. With ``texts``, only the tokens those texts use are distilled (``models.shop_tokens``).
     """
     from model2vec.distill import distill_from_model
 
     transformer = teacher[0]
     if not isinstance(transformer, Transformer):
         raise ValueError("static distillation needs a teacher whose first module is a Transformer")
+    if texts is not None:
+        from harnesslm.models.shop_tokens import distill_shop_tokens
+
+        tokenizer, table = distill_shop_tokens(
+            transformer.auto_model, teacher.tokenizer, texts, vocabulary or (), pca_dims
+        )
+        return StaticEmbedding(tokenizer, embedding_weights=torch.from_numpy(table))
     static_model = distill_from_model(
         model=transformer.auto_model,
         tokenizer=teacher.tokenizer,

@@ -442,11 +442,14 @@ def distill_static_baseline(run: RunDir, cfg: StaticStudentConfig):
     key = f"{run.teacher_space}-pca{cfg.pca_dims}"
     if vocabulary:
         key += f"-vocab{len(vocabulary)}-{texts_fingerprint(vocabulary)[:12]}"
+    texts = shop_texts(run) if cfg.distill_tokens == "shop" else None
+    if texts is not None:
+        key += f"-shop-{texts_fingerprint(texts)[:12]}"
     cached = run.cache_dir.parent / "static" / key
     if (cached / "modules.json").exists():
         table = student_models.load_model(str(cached))[0]
     else:
-        table = student_models.distill_static(run.teacher, cfg.pca_dims, vocabulary)
+        table = student_models.distill_static(run.teacher, cfg.pca_dims, vocabulary, texts)
         with atomic_directory(cached) as tmp:
             student_models.static_model(table).save(str(tmp))
     with atomic_directory(run.static_baseline_dir) as tmp:
@@ -464,6 +467,12 @@ def static_vocabulary(run: RunDir, cfg: StaticStudentConfig) -> list[str]:
         return []
     texts = [*run.split("train")["query"].drop_duplicates(), *run.catalog["text"]]
     return domain_vocabulary(run.teacher.tokenizer, texts, cfg.domain_vocabulary)
+
+
+def shop_texts(run: RunDir) -> list[str]:
+    """The texts whose tokens a ``distill_tokens: shop`` table keeps: the query pool (training and extra
+    queries) and the catalog; never validation or test queries."""
+    return list(dict.fromkeys([*run.query_pool(), *run.catalog["text"]]))
 
 
 def _copy_table(table):

@@ -1,0 +1,56 @@
+"""Distilling only the tokens a shop's texts use: the same rows as model2vec's full table, zeros elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harnesslm.models.shop_tokens import used_token_ids
+from harnesslm.models.students import distill_static, load_model, static_model
+
+SHOP = ["cordless drill kit", "brass door hinge", "drill bits"]
+
+
+@pytest.fixture(scope="module")
+def tables(tiny_teacher: Path):
+    teacher = load_model(str(tiny_teacher))
+    full = distill_static(teacher, pca_dims=None, vocabulary=["zorblat"])
+    shop = distill_static(teacher, pca_dims=None, vocabulary=["zorblat"], texts=[*SHOP, "zorblat"])
+    return full, shop
+
+
+def test_used_rows_match_the_full_table_and_the_rest_are_zero(tables) -> None:
+    full, shop = tables
+    assert shop.tokenizer.get_vocab() == full.tokenizer.get_vocab()
+    used = used_token_ids(shop.tokenizer, [*SHOP, "zorblat"])
+    assert 0 < len(used) < shop.embedding.weight.shape[0] // 2
+    assert shop.tokenizer.encode("zorblat", add_special_tokens=False).tokens == ["zorblat"]
+    weights = shop.embedding.weight.detach().numpy()
+    np.testing.assert_allclose(weights[used], full.embedding.weight.detach().numpy()[used], atol=1e-5)
+    unused = np.setdiff1d(np.arange(len(weights)), used)
+    assert not weights[unused].any()
+
+
+def test_a_shop_text_encodes_as_with_the_full_table(tables) -> None:
+    full, shop = tables
+    texts = ["drill hinge", "zorblat kit"]
+    np.testing.assert_allclose(static_model(shop).encode(texts), static_model(full).encode(texts), atol=1e-5)
+
+
+def test_a_word_no_shop_text_uses_adds_nothing(tables, tiny_teacher: Path) -> None:
+    _, shop = tables
+    model = static_model(shop)
+    vocab = load_model(str(tiny_teacher)).tokenizer.get_vocab()
+    unseen = next(w for w in ("bolt", "screw", "lamp", "paint", "valve") if w in vocab)
+    assert unseen not in {t for text in SHOP for t in text.split()}
+    np.testing.assert_allclose(model.encode([f"drill {unseen}"]), model.encode(["drill"]), atol=1e-5)
+
+
+def test_pca_is_fitted_on_the_used_tokens(tiny_teacher: Path) -> None:
+    texts = [*SHOP, "hammer", "wrench", "nail"]
+    table = distill_static(load_model(str(tiny_teacher)), pca_dims=4, texts=texts)
+    assert table.get_embedding_dimension() == 4
+    used = used_token_ids(table.tokenizer, texts)
+    assert np.abs(table.embedding.weight.detach().numpy()[used]).sum(axis=1).min() > 0
