@@ -117,8 +117,9 @@ STATIC_GRID = {
     "subwords, 256-d": {"domain_vocabulary": 0, "pca_dims": 256},
     "+ domain words, 256-d": {"domain_vocabulary": 20_000, "pca_dims": 256},
     "+ domain words, 384-d": {"domain_vocabulary": 20_000, "pca_dims": None},
-    # only the tokens the shop's texts use are distilled (the rest a zero row): the fix for a teacher with a huge
-    # vocabulary (EmbeddingGemma's 262,144 tokens), checked here against the full table it replaces.
+    # only the tokens the shop's texts use are distilled, the others' rows predicted from their input embeddings:
+    # the fix for a teacher with a huge vocabulary (EmbeddingGemma's 262,144 tokens), checked here against the
+    # full table it replaces.
     "+ domain words, 384-d, shop tokens only": {
         "domain_vocabulary": 20_000,
         "pca_dims": None,

@@ -35,6 +35,7 @@ from harnesslm.index.item_index import ItemIndex
 from harnesslm.models import students as student_models
 from harnesslm.models.bundled import resolve_model
 from harnesslm.models.fingerprint import texts_fingerprint
+from harnesslm.models.shop_tokens import TABLE_VERSION
 from harnesslm.models.vocabulary import domain_vocabulary
 from harnesslm.run import provenance
 from harnesslm.run.catalog_embeddings import encoded_texts, item_cache_path, item_embeddings
@@ -444,7 +445,7 @@ def distill_static_baseline(run: RunDir, cfg: StaticStudentConfig):
         key += f"-vocab{len(vocabulary)}-{texts_fingerprint(vocabulary)[:12]}"
     texts = shop_texts(run) if cfg.distill_tokens == "shop" else None
     if texts is not None:
-        key += f"-shop-{texts_fingerprint(texts)[:12]}"
+        key += f"-shop{TABLE_VERSION}-{texts_fingerprint(texts)[:12]}"
     cached = run.cache_dir.parent / "static" / key
     if (cached / "modules.json").exists():
         table = student_models.load_model(str(cached))[0]
