@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tokenizers import Tokenizer
-from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+if TYPE_CHECKING:  # the pipeline imports TABLE_VERSION: keep transformers out of its import
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 # model2vec's defaults for distill_from_model, kept so a shop table differs from a full one only in its rows.
 SIF_COEFFICIENT = 1e-4
