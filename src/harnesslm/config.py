@@ -323,7 +323,8 @@ class StaticStudentConfig(_Student):
         ge=0,
         description="up to this many words of the training queries and catalog texts (seen at least twice, "
         "missing from the teacher's tokenizer) become whole tokens of the table, so `dewalt` has a row of its own "
-        "instead of `dew ##al ##t`; 0 keeps the teacher's subword vocabulary",
+        "instead of `dew ##al ##t`; 0 keeps the teacher's subword vocabulary. Only a WordPiece (BERT-family) teacher "
+        "tokenizer takes whole words: for BPE or SentencePiece teachers (Gemma, Qwen) this is left out with a warning",
     )
     distill_tokens: Literal["all", "shop"] = Field(
         "all",

@@ -350,6 +350,27 @@ def test_domain_vocabulary_picks_frequent_words_the_tokenizer_lacks(tiny_teacher
     assert domain_vocabulary(tokenizer, texts, size=0) == []
 
 
+def test_domain_vocabulary_is_left_out_for_a_sentencepiece_style_tokenizer(caplog: pytest.LogCaptureFixture) -> None:
+    """Gemma's tokenizer turns spaces into ``▁`` before it splits, and builds tokens only through BPE merges: an
+    added word would never be produced inside a query, so none is chosen (and nothing breaks downstream)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from harnesslm.models.vocabulary import domain_vocabulary, takes_whole_words
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.normalizer = normalizers.Replace(" ", "▁")
+    backend.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous")
+    texts = ["zorblat hinge", "zorblat drill", "cordless drill bit", "hinge pin"] * 3
+    backend.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=40, special_tokens=["<unk>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
+
+    assert not takes_whole_words(tokenizer)
+    with caplog.at_level("WARNING", logger="harnesslm.models.vocabulary"):
+        assert domain_vocabulary(tokenizer, texts, size=10) == []
+    assert "BPE" in caplog.text and "left out" in caplog.text
+
+
 def test_distill_static_with_a_domain_vocabulary_keeps_new_words_whole(tiny_teacher: Path) -> None:
     teacher = load_model(str(tiny_teacher))
     plain = distill_static(teacher, pca_dims=16)

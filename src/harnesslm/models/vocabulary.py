@@ -5,14 +5,28 @@ of its own for each brand, material and product word lets alignment give it the 
 distils such words through the teacher (``distill_from_model(vocabulary=...)``); this module only chooses
 them. It reads words the way the teacher's tokenizer does (its own normalizer and pre-tokenizer), so a word
 chosen here is the token the student sees at query time.
+
+Only WordPiece tokenizers (the BERT family) can take such words. A BPE or SentencePiece tokenizer (Gemma, Qwen,
+RoBERTa) marks a word inside a text with a prefix (``▁drill``, ``Ġdrill``) and builds tokens only through its
+merges: a word added to its vocabulary is never produced inside a query, so its row would be dead weight, and
+model2vec's rewrite of such a tokenizer can break its merges. For those the vocabulary is left out, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 
+from tokenizers.models import WordPiece
 from transformers import PreTrainedTokenizerFast
+
+logger = logging.getLogger(__name__)
+
+
+def takes_whole_words(tokenizer: PreTrainedTokenizerFast) -> bool:
+    """Whether a word added to the tokenizer's vocabulary is produced as one token wherever it occurs."""
+    return isinstance(tokenizer.backend_tokenizer.model, WordPiece)
 
 
 def domain_vocabulary(
@@ -22,9 +36,19 @@ def domain_vocabulary(
 
     Words seen fewer than ``min_count`` times are left out (typos and part numbers mostly), and so are words
     the tokenizer already has: their rows come with the teacher's own vocabulary. Ties keep first-seen order,
-    so the choice is deterministic.
+    so the choice is deterministic. A tokenizer that cannot take whole words (see :func:`takes_whole_words`) gets
+    none.
     """
     if size <= 0:
+        return []
+    if not takes_whole_words(tokenizer):
+        kind = type(tokenizer.backend_tokenizer.model).__name__
+        logger.warning(
+            "domain_vocabulary=%d left out: the teacher's %s tokenizer never produces added words inside a text "
+            "(only WordPiece tokenizers do); the static table keeps the teacher's own tokens",
+            size,
+            kind,
+        )
         return []
     backend = tokenizer.backend_tokenizer
     normalize = backend.normalizer.normalize_str if backend.normalizer else (lambda s: s)
