@@ -30,8 +30,9 @@ if TYPE_CHECKING:  # the pipeline imports TABLE_VERSION: keep transformers out o
 # model2vec's defaults for distill_from_model, kept so a shop table differs from a full one only in its rows.
 SIF_COEFFICIENT = 1e-4
 TOKEN_REMOVE_PATTERN = r"\[unused\d+\]"
-# Part of a shop table's cache key: bump it when the rows this module writes change (2: unused rows predicted).
-TABLE_VERSION = 2
+# Part of a shop table's cache key: bump it when the rows this module writes change (2: unused rows predicted;
+# 3: texts read with word starts, so a text's first word counts its word-start tokens as used).
+TABLE_VERSION = 3
 
 
 def used_token_ids(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 10_000) -> list[int]:
@@ -49,8 +50,11 @@ def used_token_ids(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 10_0
 
 
 def static_tokenizer(tokenizer: PreTrainedTokenizerFast, vocabulary: Sequence[str] = ()) -> Tokenizer:
-    """The tokenizer model2vec gives a static table of ``tokenizer`` with ``vocabulary``'s whole words added."""
-    return _static_vocabulary(tokenizer, vocabulary)[0].to_tokenizer()
+    """The tokenizer model2vec gives a static table of ``tokenizer`` with ``vocabulary``'s whole words added, reading
+    first words as word starts (``models.word_starts``)."""
+    from harnesslm.models.word_starts import with_word_starts
+
+    return with_word_starts(_static_vocabulary(tokenizer, vocabulary)[0].to_tokenizer())
 
 
 def distill_shop_tokens(
@@ -69,9 +73,11 @@ def distill_shop_tokens(
     from model2vec.tokenizer import turn_tokens_into_ids
     from skeletoken.external.transformers import reshape_embeddings
 
+    from harnesslm.models.word_starts import with_word_starts
+
     static_model, original = _static_vocabulary(tokenizer, vocabulary)
     tokens = static_model.sorted_vocabulary
-    static = static_model.to_tokenizer()
+    static = with_word_starts(static_model.to_tokenizer())
     used = used_token_ids(static, texts)
     if not used:
         raise ValueError("the shop's texts use none of the teacher's tokens")

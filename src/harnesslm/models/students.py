@@ -28,6 +28,7 @@ from sentence_transformers.sentence_transformer.modules import (
 )
 
 from harnesslm.models.layers import keep_first_layers
+from harnesslm.models.word_starts import with_word_starts
 
 STUDENT_META = "harness_student.json"
 
@@ -59,6 +60,7 @@ def distill_static(
     the table. ``vocabulary`` adds whole words as tokens of their own (see ``models.vocabulary``). Uses
     model2vec's ``distill_from_model`` on the in-memory teacher, so a fine-tuned teacher that was never saved to
     a hub works too. With ``texts``, only the tokens those texts use are distilled (``models.shop_tokens``).
+    The table's tokenizer reads a text's first word as a word start (``models.word_starts``).
     """
     from model2vec.distill import distill_from_model
 
@@ -85,7 +87,7 @@ def distill_static(
         getattr(static_model, "token_mapping", None),
         getattr(static_model, "weights", None),
     )
-    return StaticEmbedding(static_model.tokenizer, embedding_weights=weights.float())
+    return StaticEmbedding(with_word_starts(static_model.tokenizer), embedding_weights=weights.float())
 
 
 def static_model(table: StaticEmbedding) -> SentenceTransformer:

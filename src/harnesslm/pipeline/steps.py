@@ -37,6 +37,7 @@ from harnesslm.models.bundled import resolve_model
 from harnesslm.models.fingerprint import texts_fingerprint
 from harnesslm.models.shop_tokens import TABLE_VERSION
 from harnesslm.models.vocabulary import domain_vocabulary
+from harnesslm.models.word_starts import with_word_starts
 from harnesslm.run import provenance
 from harnesslm.run.catalog_embeddings import encoded_texts, item_cache_path, item_embeddings
 from harnesslm.run.provenance import step_inputs
@@ -449,6 +450,8 @@ def distill_static_baseline(run: RunDir, cfg: StaticStudentConfig):
     cached = run.cache_dir.parent / "static" / key
     if (cached / "modules.json").exists():
         table = student_models.load_model(str(cached))[0]
+        # a full table cached before first words were read as word starts: same rows, tokenizer brought up to date
+        table.tokenizer = with_word_starts(table.tokenizer)
     else:
         table = student_models.distill_static(run.teacher, cfg.pca_dims, vocabulary, texts)
         with atomic_directory(cached) as tmp:
