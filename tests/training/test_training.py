@@ -23,6 +23,7 @@ from harnesslm.index.item_index import ItemIndex
 from harnesslm.losses import FrozenItemContrastiveLoss
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.models.students import load_model, projection_of, static_model, static_student
+from harnesslm.training import table_rows
 from harnesslm.training.align import align_student, fit_projection
 from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
 from harnesslm.training.refine import refine_student, refinement_dataset
@@ -339,6 +340,61 @@ def test_refine_student_skips_empty_work(shop: Shop) -> None:
     config = StaticStudentConfig(name="s", refine={"steps": 5})
     assert refine_student(student, empty, shop.items, shop.targets, config, progress=False) == {}
     assert model_fingerprint(student) == before
+
+
+# training only the used rows of a static table -------------------------------------------------------------
+def _train_both_ways(shop: Shop, monkeypatch: pytest.MonkeyPatch, run) -> tuple[dict, dict, list[str]]:
+    """``run(student)`` with the full table trained, then with the used rows only; the two final states."""
+    states = []
+    for limit in (0.0, 1.0):  # 0: no table is small enough to compact; 1: every table is
+        monkeypatch.setattr(table_rows, "USED_SHARE_LIMIT", limit)
+        student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
+        run(student)
+        states.append({k: v.clone() for k, v in student.state_dict().items()})
+    return states[0], states[1], list(states[0])
+
+
+def test_training_the_used_rows_only_is_the_same_alignment(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = shop.pool[:60]
+    table = _random_static(shop.tokenizer, dim=8)
+    rows = table_rows.used_rows(table, texts)
+    assert 0 < len(rows) < 0.5 * table.num_embeddings  # the case the compact table is for
+    config = StaticStudentConfig(name="s", align={"steps": 8, "batch_size": 16, "learning_rate": 1e-2})
+    full, compact, names = _train_both_ways(
+        shop, monkeypatch, lambda s: align_student(s, texts, shop.pool_targets[:60], config, progress=False)
+    )
+    for name in names:
+        torch.testing.assert_close(compact[name], full[name], atol=1e-6, rtol=1e-5)
+    start = _random_static(shop.tokenizer, dim=8).embedding.weight.detach()
+    table_key = next(n for n in names if n.endswith("embedding.weight"))
+    unused = np.setdiff1d(np.arange(len(start)), rows)
+    assert torch.equal(compact[table_key][unused], start[unused])  # never used: never moved
+    assert not torch.equal(compact[table_key][rows], start[rows])
+
+
+def test_training_the_used_rows_only_is_the_same_refinement(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = _refinement_data(shop)
+    config = StaticStudentConfig(name="s", refine={"steps": 6, "batch_size": 16, "learning_rate": 1e-2})
+    full, compact, names = _train_both_ways(
+        shop, monkeypatch, lambda s: refine_student(s, dataset, shop.items, shop.targets, config, progress=False)
+    )
+    for name in names:
+        torch.testing.assert_close(compact[name], full[name], atol=1e-6, rtol=1e-5)
+
+
+def test_checkpoint_selection_sees_the_trained_rows(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(table_rows, "USED_SHARE_LIMIT", 1.0)
+    student, start, _, recorder = _align_with(shop, [0.5, 0.4, 0.7, 0.6])  # start, steps 2, 4, 6
+    assert len(set(recorder.by_step.values())) == 6
+    assert model_fingerprint(student) == recorder.by_step[4] != start  # the best step restored, not the last
+    start_table = _random_static(shop.tokenizer, dim=8).embedding.weight
+    assert not torch.equal(student[0].embedding.weight, start_table)  # the full table holds the trained rows
+
+
+def test_a_transformer_student_trains_as_itself(shop: Shop) -> None:
+    teacher = load_model(str(shop.teacher_path))
+    with table_rows.rows_in_use(teacher, shop.pool) as (model, callbacks):
+        assert model is teacher and callbacks == []
 
 
 # teacher fine-tuning ---------------------------------------------------------------------------------------

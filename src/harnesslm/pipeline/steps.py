@@ -28,7 +28,6 @@ from harnesslm.atomic import atomic_directory, write_text
 from harnesslm.config import RunConfig, StaticStudentConfig
 from harnesslm.data import limit_queries, load_catalog, load_judgments, load_queries, split_by_query
 from harnesslm.data.checks import check_labels, check_positives
-from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index import build_item_index
 from harnesslm.index.item_index import ItemIndex
@@ -160,7 +159,7 @@ def hard_negatives(run: RunDir, model, queries: list[str], positives: dict[str, 
             )
         return mined
     base_index = ItemIndex.build(item_embeddings(run, model, progress), run.catalog["item_id"].tolist(), space="base")
-    query_emb = encode(model, queries, batch_size=128)
+    query_emb = encoded_texts(run, model, queries, "query", 128, progress)
     return mine_negatives(queries, query_emb, base_index, positives, **ranks, seed=cfg.schedule.seed)
 
 
@@ -499,7 +498,7 @@ def refine(run: RunDir, names: list[str] | None = None, progress: bool = True) -
         queries = list(dict.fromkeys(pairs.queries))
         query_rows = {q: i for i, q in enumerate(queries)}
         item_rows = {item: i for i, item in enumerate(run.catalog["item_id"])}
-        targets = encode(run.teacher, queries, batch_size=128)
+        targets = encoded_texts(run, run.teacher, queries, "query", 128, progress)  # cached: reruns skip it
         items = item_embeddings(run, run.teacher, progress)
         index_ = run.index
         index_.check_space(run.teacher_space)

@@ -12,6 +12,7 @@ from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss
 
 from harnesslm.config import StudentConfig
 from harnesslm.models.students import projection_of
+from harnesslm.training.table_rows import rows_in_use
 from harnesslm.training.trainer import schedule_args, train
 
 
@@ -66,12 +67,12 @@ def align_student(
     if schedule.steps <= 0 or not len(queries):
         return {}
     dataset = Dataset.from_dict({"query": list(queries), "label": teacher_embeddings.astype(np.float32).tolist()})
-    loss = EmbedDistillLoss(student, distance_metric=schedule.loss)
-    return train(
-        student,
-        dataset.shuffle(seed=schedule.seed),
-        loss,
-        **schedule_args(schedule),
-        progress=progress,
-        callbacks=callbacks,
-    )
+    with rows_in_use(student, queries) as (model, write_back):
+        return train(
+            model,
+            dataset.shuffle(seed=schedule.seed),
+            EmbedDistillLoss(model, distance_metric=schedule.loss),
+            **schedule_args(schedule),
+            progress=progress,
+            callbacks=[*write_back, *(callbacks or [])],
+        )

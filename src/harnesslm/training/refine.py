@@ -11,6 +11,7 @@ from sentence_transformers import SentenceTransformer
 
 from harnesslm.config import StudentConfig
 from harnesslm.losses import FrozenItemContrastiveLoss
+from harnesslm.training.table_rows import rows_in_use
 from harnesslm.training.trainer import schedule_args, train
 
 
@@ -49,18 +50,19 @@ def refine_student(
     schedule = config.refine
     if schedule.steps <= 0 or not len(dataset):
         return {}
-    loss = FrozenItemContrastiveLoss(
-        student,
-        torch.from_numpy(item_embeddings),
-        torch.from_numpy(query_targets),
-        temperature=schedule.temperature,
-        align_weight=schedule.align_weight,
-    )
-    return train(
-        student,
-        dataset.shuffle(seed=schedule.seed),
-        loss,
-        **schedule_args(schedule),
-        progress=progress,
-        callbacks=callbacks,
-    )
+    with rows_in_use(student, dataset["query"]) as (model, write_back):
+        loss = FrozenItemContrastiveLoss(
+            model,
+            torch.from_numpy(item_embeddings),
+            torch.from_numpy(query_targets),
+            temperature=schedule.temperature,
+            align_weight=schedule.align_weight,
+        )
+        return train(
+            model,
+            dataset.shuffle(seed=schedule.seed),
+            loss,
+            **schedule_args(schedule),
+            progress=progress,
+            callbacks=[*write_back, *(callbacks or [])],
+        )
