@@ -140,6 +140,8 @@ STATIC_ALIGN_GRID = {
     "lr 2e-3, 6000 steps": {"align": {"steps": 6000}},
     # the pool without its pseudo-queries (57,056 of its 73,658 texts): real queries weigh more
     "lr 2e-3, 1500 steps, no pseudo-queries": {"align": {"steps": 1500}, "pool": {"pseudo_queries": 0}},
+    # every text read lower-cased: Gemma's tokenizer is cased, the catalog texts in the pool are Title Case
+    "lr 2e-3, 6000 steps, lower-cased": {"align": {"steps": 6000}, "lowercase": True},
 }
 
 # The `tune-static-refine` stage: refinement settings for the config's own static student, each starting from

@@ -326,6 +326,12 @@ class StaticStudentConfig(_Student):
         "instead of `dew ##al ##t`; 0 keeps the teacher's subword vocabulary. Only a WordPiece (BERT-family) teacher "
         "tokenizer takes whole words: for BPE or SentencePiece teachers (Gemma, Qwen) this is left out with a warning",
     )
+    lowercase: bool = Field(
+        False,
+        description="read every text lower-cased (a Lowercase normalizer first in the table's tokenizer, saved with "
+        "the student): for a cased teacher tokenizer (EmbeddingGemma, Qwen) when catalog texts are Title Case and "
+        "shoppers type lower case. An uncased tokenizer (BERT uncased) is left as it is",
+    )
     distill_tokens: Literal["all", "shop"] = Field(
         "all",
         description="the teacher's tokens distilled into the table: all of its vocabulary (model2vec's way), or only "

@@ -217,7 +217,8 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
                 table_key = (cfg.pca_dims, cfg.domain_vocabulary)
                 if table_key not in tables:
                     tables[table_key] = distill_static_baseline(run, cfg)
-                student = student_models.static_student(_copy_table(tables[table_key]), teacher_dim)
+                table = _copy_table(tables[table_key], lowercase=cfg.lowercase)
+                student = student_models.static_student(table, teacher_dim)
             else:
                 base = (
                     student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
@@ -478,11 +479,15 @@ def shop_texts(run: RunDir) -> list[str]:
     return list(dict.fromkeys([*run.query_pool(), *run.catalog["text"]]))
 
 
-def _copy_table(table):
-    """A fresh StaticEmbedding with its own weights, so training one student leaves the baseline intact."""
+def _copy_table(table, lowercase: bool = False):
+    """A fresh StaticEmbedding with its own weights, so training one student leaves the baseline intact; with
+    ``lowercase`` its tokenizer reads every text lower-cased (:mod:`harnesslm.models.lowercase`)."""
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
-    return StaticEmbedding(table.tokenizer, embedding_weights=table.embedding.weight.detach().clone())
+    from harnesslm.models.lowercase import lowercased
+
+    tokenizer = lowercased(table.tokenizer) if lowercase else table.tokenizer
+    return StaticEmbedding(tokenizer, embedding_weights=table.embedding.weight.detach().clone())
 
 
 # refine ----------------------------------------------------------------------------------------------------

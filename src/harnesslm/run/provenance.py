@@ -31,6 +31,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "index.milvus_full_text": False,
     "index.dim": None,
     "teacher.negatives_from": "teacher",
+    "student.lowercase": False,
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""
