@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 from sentence_transformers.sentence_transformer.modules import StaticEmbedding
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from harnesslm.models.lowercase import lowercased, reads_case
 from harnesslm.models.students import load_model
@@ -16,19 +15,8 @@ from harnesslm.pipeline.steps import _copy_table
 TEXTS = ["cordless drill", "Cordless Drill", "DeWalt drill bit set", "dewalt hinge", "Hinge Pin"] * 5
 
 
-def _cased_sentencepiece_style() -> Tokenizer:
-    """A cased BPE tokenizer built like Gemma's, first words read as word starts."""
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Replace(" ", "\u2581")
-    tokenizer.pre_tokenizer = pre_tokenizers.Split("\u2581", behavior="merged_with_next")
-    tokenizer.train_from_iterator(
-        [" " + t for t in TEXTS], trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>"])
-    )
-    return with_word_starts(tokenizer)
-
-
-def test_title_case_reads_like_lower_case_and_word_starts_survive() -> None:
-    tokenizer = _cased_sentencepiece_style()
+def test_title_case_reads_like_lower_case_and_word_starts_survive(sentencepiece_style) -> None:
+    tokenizer = with_word_starts(sentencepiece_style(TEXTS, 120))
     assert reads_case(tokenizer)
     assert tokenizer.encode("Cordless Drill").ids != tokenizer.encode("cordless drill").ids
 
@@ -51,8 +39,8 @@ def test_an_uncased_tokenizer_is_left_as_it_is(tiny_teacher: Path) -> None:
     assert lowercased(backend) is backend
 
 
-def test_a_lowercase_student_table_reads_capitals_like_lower_case() -> None:
-    tokenizer = _cased_sentencepiece_style()
+def test_a_lowercase_student_table_reads_capitals_like_lower_case(sentencepiece_style) -> None:
+    tokenizer = with_word_starts(sentencepiece_style(TEXTS, 120))
     weights = torch.randn(tokenizer.get_vocab_size(), 4, generator=torch.Generator().manual_seed(0))
     table = StaticEmbedding(tokenizer, embedding_weights=weights)
     student_table = _copy_table(table, lowercase=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from harnesslm.models.students import distill_static, load_model
 from harnesslm.models.word_starts import reads_first_word_mid_word, with_word_starts
@@ -12,19 +12,8 @@ from harnesslm.models.word_starts import reads_first_word_mid_word, with_word_st
 TEXTS = ["cordless drill", "drill bit set", "cordless hinge", "hinge pin", "pin drill"] * 5
 
 
-def _sentencepiece_style() -> Tokenizer:
-    """A BPE tokenizer built like Gemma's: spaces become ``▁`` and mark the word that follows them."""
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Replace(" ", "\u2581")
-    tokenizer.pre_tokenizer = pre_tokenizers.Split("\u2581", behavior="merged_with_next")
-    tokenizer.train_from_iterator(
-        [" " + t for t in TEXTS], trainers.BpeTrainer(vocab_size=80, special_tokens=["<unk>"])
-    )
-    return tokenizer
-
-
-def test_the_first_word_gets_the_tokens_it_has_after_a_space() -> None:
-    tokenizer = _sentencepiece_style()
+def test_the_first_word_gets_the_tokens_it_has_after_a_space(sentencepiece_style) -> None:
+    tokenizer = sentencepiece_style(TEXTS, 80)
     assert reads_first_word_mid_word(tokenizer)
     assert tokenizer.encode("drill").ids != tokenizer.encode("pin drill").ids[-len(tokenizer.encode("drill").ids) :]
 
