@@ -133,13 +133,17 @@ STATIC_TUNE_STEPS = 1500
 # default, tuned on MiniLM; on Gemma validation dipped from 0.334 (closed-form start) to 0.292 at the warm-up's
 # peak before it climbed to 0.341. 6,000 steps won with both teachers and is now the default.
 STATIC_ALIGN_GRID = {
-    "lr 2e-3, 1500 steps (the previous default)": {"align": {"steps": 1500}},
-    "lr 1e-3, 1500 steps": {"align": {"steps": 1500, "learning_rate": 1e-3}},
-    "lr 5e-4, 1500 steps": {"align": {"steps": 1500, "learning_rate": 5e-4}},
-    "lr 2e-3, 3000 steps": {"align": {"steps": 3000}},
-    "lr 2e-3, 6000 steps": {"align": {"steps": 6000}},
+    "lr 2e-3, 1500 steps (the previous default)": {"align": {"steps": 1500}, "lowercase": False},
+    "lr 1e-3, 1500 steps": {"align": {"steps": 1500, "learning_rate": 1e-3}, "lowercase": False},
+    "lr 5e-4, 1500 steps": {"align": {"steps": 1500, "learning_rate": 5e-4}, "lowercase": False},
+    "lr 2e-3, 3000 steps": {"align": {"steps": 3000}, "lowercase": False},
+    "lr 2e-3, 6000 steps": {"align": {"steps": 6000}, "lowercase": False},
     # the pool without its pseudo-queries (57,056 of its 73,658 texts): real queries weigh more
-    "lr 2e-3, 1500 steps, no pseudo-queries": {"align": {"steps": 1500}, "pool": {"pseudo_queries": 0}},
+    "lr 2e-3, 1500 steps, no pseudo-queries": {
+        "align": {"steps": 1500},
+        "lowercase": False,
+        "pool": {"pseudo_queries": 0},
+    },
     # every text read lower-cased: Gemma's tokenizer is cased, the catalog texts in the pool are Title Case
     "lr 2e-3, 6000 steps, lower-cased": {"align": {"steps": 6000}, "lowercase": True},
 }
@@ -204,11 +208,10 @@ def stage_tune_static_refine(config: RunConfig, out: Path, align_result: dict, g
     winner = dict(STATIC_ALIGN_GRID[best])
     if pool := winner.pop("pool", None):
         config = updated(config, {"pool": pool})
-    align_patch = updated_student(static, winner).align.model_dump()
     rows = {}
     for label, overrides in grid.items():
-        root = out / "tune-static-refine" / _slug(label)
-        run = _variant(main, config, root, static, {"align": align_patch}, overrides)
+        root = out / "tune-static-refine" / _slug(best) / _slug(label)
+        run = _variant(main, config, root, static, winner, overrides)  # the winner's student settings, then these
         target = run.student_dir("static", "aligned")
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -508,10 +511,9 @@ def main(argv: list[str] | None = None) -> int:
             print_tune_student(result["tune_static_align"], "Static student's alignment")
         elif stage == "tune-static-refine":
             own = config.model_copy(update={"students": [own_static or config.students[0]]})
-            result["tune_static_refine"] = stage_tune_static_refine(
-                own, args.out, result["tune_static_align"], STATIC_REFINE_GRID
-            )
-            refined = result["tune_static_refine"]
+            refined = stage_tune_static_refine(own, args.out, result["tune_static_align"], STATIC_REFINE_GRID)
+            # one entry per alignment winner: a later winner (a new alignment variant) keeps the earlier rows
+            result.setdefault("tune_static_refine", {})[refined["align_winner"]] = refined
             title = f"Static student's refinement, from {refined['align_winner']} (validation queries)"
             console.print(_validation_table(title, refined["variants"]))
         elif stage == "main":
