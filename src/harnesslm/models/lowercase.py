@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from tokenizers import Tokenizer, normalizers
 
+from harnesslm.models.word_starts import with_normalizers_first
+
 _PROBE = "AbC xYz"
 
 
@@ -29,9 +31,4 @@ def lowercased(tokenizer: Tokenizer) -> Tokenizer:
     """``tokenizer`` itself when it already ignores case (BERT uncased), else a copy that lower-cases first."""
     if not reads_case(tokenizer):
         return tokenizer
-    fixed = Tokenizer.from_str(tokenizer.to_str())
-    steps = [normalizers.Lowercase()]
-    if fixed.normalizer is not None:
-        steps.append(fixed.normalizer)
-    fixed.normalizer = normalizers.Sequence(steps)
-    return fixed
+    return with_normalizers_first(tokenizer, [normalizers.Lowercase()])

@@ -35,9 +35,11 @@ def with_word_starts(tokenizer: Tokenizer) -> Tokenizer:
     """
     if not reads_first_word_mid_word(tokenizer):
         return tokenizer
+    return with_normalizers_first(tokenizer, [normalizers.Strip(left=True, right=False), normalizers.Prepend(" ")])
+
+
+def with_normalizers_first(tokenizer: Tokenizer, steps: list) -> Tokenizer:
+    """A copy of ``tokenizer`` that runs ``steps`` before its own normalizer (the original is left as it is)."""
     fixed = Tokenizer.from_str(tokenizer.to_str())
-    steps = [normalizers.Strip(left=True, right=False), normalizers.Prepend(" ")]
-    if fixed.normalizer is not None:
-        steps.append(fixed.normalizer)
-    fixed.normalizer = normalizers.Sequence(steps)
+    fixed.normalizer = normalizers.Sequence([*steps, *([fixed.normalizer] if fixed.normalizer is not None else [])])
     return fixed
