@@ -242,6 +242,18 @@ def test_batcher_groups_concurrent_requests_and_matches_unbatched(run: RunDir, q
     assert stats["encoder_calls"] == len(capped.calls) and stats["queries"] == len(queries)
 
 
+def test_lone_requests_skip_the_batching_window(run: RunDir, queries: list[str]) -> None:
+    """One client at a time: nothing can join its batch, so its request must not wait out the window."""
+    app, encoder = counting_app(run, batch_window_ms=2_000)
+    with TestClient(app) as client:
+        for query in queries[:3]:
+            response = client.get("/search", params={"q": query, "k": K})
+            assert response.status_code == 200, response.text
+            queue = next(p for p in response.headers["Server-Timing"].split(", ") if p.startswith("queue;"))
+            assert float(queue.partition(";dur=")[2]) < 1_000, queue
+    assert encoder.calls == [1, 1, 1]
+
+
 # start-up checks ---------------------------------------------------------------------------------------
 def test_mismatched_teacher_space_refuses_to_start(run: RunDir, tmp_path: Path) -> None:
     info = ModelInfo(name="static", kind="static", encoder="pytorch", space="not-the-index-space")
