@@ -148,6 +148,7 @@ class MicroBatcher:
         self._full = asyncio.Event()
         self._queued = 0
         self._carry = None
+        self._last_batch_jobs, self._busy = 1, False
         self._worker = loop.create_task(self._run(), name="harnesslm-micro-batcher")
 
     async def _run(self) -> None:
