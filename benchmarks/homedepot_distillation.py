@@ -146,6 +146,22 @@ STATIC_ALIGN_GRID = {
     },
     # every text read lower-cased: Gemma's tokenizer is cased, the catalog texts in the pool are Title Case
     "lr 2e-3, 6000 steps, lower-cased": {"align": {"steps": 6000}, "lowercase": True},
+    # the table taken from a BERT-family model (`base`): its WordPiece tokenizer takes the shop's whole words,
+    # which a BPE or SentencePiece teacher's cannot; the projection and alignment carry it into the teacher's space
+    "mpnet's table + shop words, 6000 steps": {
+        "align": {"steps": 6000},
+        "base": "bundled:all-mpnet-base-v2",
+        "domain_vocabulary": 20_000,
+        "distill_tokens": "all",
+        "lowercase": False,
+    },
+    "MiniLM's table + shop words (384-d), 6000 steps": {
+        "align": {"steps": 6000},
+        "base": "bundled:all-MiniLM-L6-v2",
+        "domain_vocabulary": 20_000,
+        "distill_tokens": "all",
+        "lowercase": False,
+    },
 }
 
 # The `tune-static-refine` stage: refinement settings for the config's own static student, each starting from
@@ -257,7 +273,8 @@ def shop_token_coverage(run: RunDir, student: StudentConfig) -> dict:
     shop text uses (such a token is skipped by that student)."""
     from harnesslm.models.shop_tokens import static_tokenizer, used_token_ids
 
-    tokenizer = static_tokenizer(run.teacher.tokenizer, steps.static_vocabulary(run, student))
+    source = steps.static_source(run, student)
+    tokenizer = static_tokenizer(source.tokenizer, steps.static_vocabulary(run, student, source))
     used = set(used_token_ids(tokenizer, steps.shop_texts(run)))
     queries = list(run.split("validation")["query"].drop_duplicates())
     encoded = tokenizer.encode_batch(queries, add_special_tokens=False)

@@ -311,9 +311,17 @@ class _Student(_Section):
 
 
 class StaticStudentConfig(_Student):
-    """A token-embedding table distilled from the (fine-tuned) teacher with model2vec, mean-pooled."""
+    """A token-embedding table distilled with model2vec from the (fine-tuned) teacher, or from ``base``;
+    mean-pooled."""
 
     kind: Literal["static"] = "static"
+    base: str | None = Field(
+        None,
+        description="the model whose tokenizer and token outputs make the table (path, hub id or bundled:NAME); "
+        "default: the fine-tuned teacher. The projection and alignment carry its space into the teacher's, so a "
+        "BERT-family model (WordPiece: it takes the shop's whole words) can serve a teacher whose tokenizer cannot "
+        "(EmbeddingGemma, Qwen)",
+    )
     # On Home Depot validation (1,500 alignment steps): subwords at 256-d kept 98.4% of the teacher's NDCG@10;
     # adding the shop's words 99.7%; and at the teacher's own width (no PCA) 100.7%
     # (benchmarks/homedepot_distillation.py --stage tune-static).

@@ -509,6 +509,30 @@ def test_a_prompted_teacher_is_used_with_its_prompts_everywhere(tmp_path: Path, 
     assert not any(student.prompts.values())  # students take the raw query
 
 
+def test_a_static_student_takes_its_table_from_its_base_model(tmp_path: Path, demo_files, finished_run) -> None:
+    """``base`` distils the table from another model (its tokenizer, its width); the projection carries it into
+    the teacher's space, and the run's untrained baseline stays the teacher's own table."""
+    from conftest import build_tiny_bert
+
+    run = RunDir(Path(shutil.copytree(finished_run.root, tmp_path / "run")))
+    base_path = build_tiny_bert(tmp_path / "base", run.catalog["text"].tolist(), hidden=24, seed=1)
+    base = SentenceTransformer(str(base_path), device="cpu")
+    baseline = (run.static_baseline_dir / "model.safetensors").read_bytes()
+    cfg = StaticStudentConfig(name="based", base=str(base_path), domain_vocabulary=0, align={"steps": 4})
+    table = steps.distill_static_baseline(run, cfg)
+    assert table.get_embedding_dimension() == 24  # the base's width, not the teacher's (32)
+    words = set(base.tokenizer.get_vocab()) - set(base.tokenizer.all_special_tokens)
+    assert words <= set(table.tokenizer.get_vocab())  # the base's tokens (model2vec reorders them)
+    assert not set(run.teacher.tokenizer.get_vocab()) <= set(table.tokenizer.get_vocab())
+    assert (run.static_baseline_dir / "model.safetensors").read_bytes() == baseline
+    run.config.students.append(cfg)
+    steps.align(run, ["based"], progress=False)
+    student = load_student(run, "based", "aligned")
+    queries = run.split("validation")["query"].tolist()[:4]
+    assert student.encode(queries).shape == (4, run.teacher.get_embedding_dimension())
+    assert student[0].get_embedding_dimension() == 24
+
+
 def test_hybrid_rows_fuse_bm25_with_a_weight_chosen_on_validation(finished_run: RunDir) -> None:
     from harnesslm.evaluation.fusion import WEIGHTS
 

@@ -33,7 +33,7 @@ from harnesslm.index import build_item_index
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.models import students as student_models
 from harnesslm.models.bundled import resolve_model
-from harnesslm.models.fingerprint import texts_fingerprint
+from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
 from harnesslm.models.shop_tokens import TABLE_VERSION
 from harnesslm.models.vocabulary import domain_vocabulary
 from harnesslm.models.word_starts import with_word_starts
@@ -214,7 +214,7 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
         tables: dict[tuple[int | None, int], object] = {}
         for cfg in run.students(names):
             if cfg.kind == "static":
-                table_key = (cfg.pca_dims, cfg.domain_vocabulary)
+                table_key = (cfg.base, cfg.pca_dims, cfg.domain_vocabulary, cfg.distill_tokens)
                 if table_key not in tables:
                     tables[table_key] = distill_static_baseline(run, cfg)
                 table = _copy_table(tables[table_key], lowercase=cfg.lowercase)
@@ -434,14 +434,17 @@ def _pool_cache(run: RunDir) -> Path:
 
 
 def distill_static_baseline(run: RunDir, cfg: StaticStudentConfig):
-    """model2vec-distil the teacher once; save the untrained static model as a baseline; return its table.
+    """model2vec-distil the table's source (the teacher, or ``cfg.base``) once; save the untrained static model
+    as a baseline; return its table.
 
-    The table is cached on disk keyed by the teacher's weights, ``pca_dims`` and the domain vocabulary:
-    distilling passes the whole vocabulary through the teacher (minutes for a large one), and a rerun of
-    alignment should not pay again.
+    The table is cached on disk keyed by the source's weights, ``pca_dims`` and the domain vocabulary:
+    distilling passes the whole vocabulary through the source (minutes for a large one), and a rerun of
+    alignment should not pay again. The baseline (``static-untrained``) is the teacher's own table when the run
+    has one, so a student with another ``base`` does not replace it.
     """
-    vocabulary = static_vocabulary(run, cfg)
-    key = f"{run.teacher_space}-pca{cfg.pca_dims}"
+    source = static_source(run, cfg)
+    vocabulary = static_vocabulary(run, cfg, source)
+    key = f"{run.teacher_space if cfg.base is None else model_fingerprint(source)}-pca{cfg.pca_dims}"
     if vocabulary:
         key += f"-vocab{len(vocabulary)}-{texts_fingerprint(vocabulary)[:12]}"
     texts = shop_texts(run) if cfg.distill_tokens == "shop" else None
@@ -453,24 +456,33 @@ def distill_static_baseline(run: RunDir, cfg: StaticStudentConfig):
         # a full table cached before first words were read as word starts: same rows, tokenizer brought up to date
         table.tokenizer = with_word_starts(table.tokenizer)
     else:
-        table = student_models.distill_static(run.teacher, cfg.pca_dims, vocabulary, texts)
+        table = student_models.distill_static(source, cfg.pca_dims, vocabulary, texts)
         with atomic_directory(cached) as tmp:
             student_models.static_model(table).save(str(tmp))
-    with atomic_directory(run.static_baseline_dir) as tmp:
-        student_models.save_student(
-            student_models.static_model(table),
-            tmp,
-            student_models.StudentMeta(kind="static", phase="untrained"),
-        )
+    if cfg.base is None or not (run.static_baseline_dir / "modules.json").exists():
+        with atomic_directory(run.static_baseline_dir) as tmp:
+            student_models.save_student(
+                student_models.static_model(table),
+                tmp,
+                student_models.StudentMeta(kind="static", phase="untrained"),
+            )
     return table
 
 
-def static_vocabulary(run: RunDir, cfg: StaticStudentConfig) -> list[str]:
-    """The shop's own words a static student gets as whole tokens: from training queries and catalog texts."""
+def static_source(run: RunDir, cfg: StaticStudentConfig):
+    """The model a static student's table is distilled from: ``cfg.base``, else the fine-tuned teacher."""
+    if cfg.base is None:
+        return run.teacher
+    return student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
+
+
+def static_vocabulary(run: RunDir, cfg: StaticStudentConfig, source=None) -> list[str]:
+    """The shop's own words a static student gets as whole tokens (from training queries and catalog texts),
+    for the tokenizer of its table's ``source`` (default: the teacher)."""
     if not cfg.domain_vocabulary:
         return []
     texts = [*run.split("train")["query"].drop_duplicates(), *run.catalog["text"]]
-    return domain_vocabulary(run.teacher.tokenizer, texts, cfg.domain_vocabulary)
+    return domain_vocabulary((source or run.teacher).tokenizer, texts, cfg.domain_vocabulary)
 
 
 def shop_texts(run: RunDir) -> list[str]:
