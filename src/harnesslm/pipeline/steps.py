@@ -49,6 +49,8 @@ from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_
 from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
 
 if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
     from harnesslm.index.milvus_index import MilvusItemIndex
 
 logger = logging.getLogger(__name__)
@@ -469,14 +471,14 @@ def distill_static_baseline(run: RunDir, cfg: StaticStudentConfig):
     return table
 
 
-def static_source(run: RunDir, cfg: StaticStudentConfig):
+def static_source(run: RunDir, cfg: StaticStudentConfig) -> SentenceTransformer:
     """The model a static student's table is distilled from: ``cfg.base``, else the fine-tuned teacher."""
     if cfg.base is None:
         return run.teacher
     return student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
 
 
-def static_vocabulary(run: RunDir, cfg: StaticStudentConfig, source=None) -> list[str]:
+def static_vocabulary(run: RunDir, cfg: StaticStudentConfig, source: SentenceTransformer | None = None) -> list[str]:
     """The shop's own words a static student gets as whole tokens (from training queries and catalog texts),
     for the tokenizer of its table's ``source`` (default: the teacher)."""
     if not cfg.domain_vocabulary:
