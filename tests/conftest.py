@@ -54,6 +54,13 @@ def build_tiny_bert(folder: Path, texts: list[str], hidden: int = 32, layers: in
 
 
 @pytest.fixture(scope="session")
+def tiny_bert_builder():
+    """:func:`build_tiny_bert`, for tests in folders with a conftest of their own (``from conftest import``
+    would find theirs)."""
+    return build_tiny_bert
+
+
+@pytest.fixture(scope="session")
 def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small demo shop written as CSV files (Home Depot column names)."""
     from harnesslm.demo.shop import write_demo_shop

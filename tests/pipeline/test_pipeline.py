@@ -509,13 +509,11 @@ def test_a_prompted_teacher_is_used_with_its_prompts_everywhere(tmp_path: Path, 
     assert not any(student.prompts.values())  # students take the raw query
 
 
-def test_a_static_student_takes_its_table_from_its_base_model(tmp_path: Path, demo_files, finished_run) -> None:
+def test_a_static_student_takes_its_table_from_its_base_model(tmp_path: Path, finished_run, tiny_bert_builder) -> None:
     """``base`` distils the table from another model (its tokenizer, its width); the projection carries it into
     the teacher's space, and the run's untrained baseline stays the teacher's own table."""
-    from conftest import build_tiny_bert
-
     run = RunDir(Path(shutil.copytree(finished_run.root, tmp_path / "run")))
-    base_path = build_tiny_bert(tmp_path / "base", run.catalog["text"].tolist(), hidden=24, seed=1)
+    base_path = tiny_bert_builder(tmp_path / "base", run.catalog["text"].tolist(), hidden=24, seed=1)
     base = SentenceTransformer(str(base_path), device="cpu")
     baseline = (run.static_baseline_dir / "model.safetensors").read_bytes()
     cfg = StaticStudentConfig(name="based", base=str(base_path), domain_vocabulary=0, align={"steps": 4})
