@@ -213,7 +213,7 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
         run.update_json("pool.json", {"size": len(pool), "sources": pool.sources})
         teacher_dim = pool.targets.shape[1]
         scorer = validation_scorer(run)
-        tables: dict[tuple[int | None, int], object] = {}
+        tables: dict[tuple, object] = {}  # one distilled table per (base, width, words, tokens distilled)
         for cfg in run.students(names):
             if cfg.kind == "static":
                 table_key = (cfg.base, cfg.pca_dims, cfg.domain_vocabulary, cfg.distill_tokens)
