@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sentence_transformers import SentenceTransformer
 
 from harnesslm.encoding import backend
@@ -115,6 +116,17 @@ def test_a_device_engine_encodes_a_copy_in_large_batches(teacher) -> None:
     np.testing.assert_allclose(got, encode(teacher, TEXTS, role="document"), atol=1e-5)
     assert choose_encoder(teacher, "auto", Path("unused"), device="cpu").name == "cpu"
     assert choose_encoder(teacher, "torch", Path("unused"), device="cpu").name == "cpu"
+
+
+def test_a_device_engine_can_encode_in_bfloat16(teacher) -> None:
+    """bf16 weights (a GPU's fast path) give float32 embeddings near float32's, and the caller's model keeps
+    its float32 weights."""
+    reference = encode_in_batches(device_engine(teacher, "cpu"), TEXTS, progress=False)
+    got = encode_in_batches(device_engine(teacher, "cpu", dtype=torch.bfloat16), TEXTS, progress=False)
+    assert got.dtype == np.float32 and got.shape == reference.shape
+    cosines = np.sum(got * reference, axis=1)
+    assert cosines.min() > 0.98 and not np.allclose(got, reference, atol=1e-6)  # rounded, yet the same vectors
+    assert next(teacher.parameters()).dtype == torch.float32
 
 
 def test_auto_keeps_pytorch_for_a_few_texts(teacher, tmp_path: Path) -> None:

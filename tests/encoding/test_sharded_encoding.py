@@ -210,6 +210,30 @@ def test_item_embeddings_uses_the_sharded_encoder_with_several_workers(
     assert IndexConfig().encode_workers == 1 and IndexConfig().shard_size == 10_000
 
 
+def test_a_gpu_encodes_in_one_process_whatever_the_workers(
+    tiny_teacher: Path, cache_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers share out CPU cores; on a GPU a config written for a CPU (encode_workers: 2) encodes in one
+    process, in the GPU's large batches, into the same cache file."""
+    from harnesslm.config import IndexConfig
+    from harnesslm.run import catalog_embeddings
+    from harnesslm.run.catalog_embeddings import item_cache_path, item_embeddings
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("sharded across processes on a GPU")
+
+    monkeypatch.setattr(sharded_encoding, "sharded_cached_encode", refuse)
+    monkeypatch.setattr(catalog_embeddings, "accelerator", lambda: "cuda")
+    model = load_model(str(tiny_teacher))
+    run = SimpleNamespace(
+        config=SimpleNamespace(index=IndexConfig(encode_workers=2, encode_backend="torch")),
+        catalog=pd.DataFrame({"text": ["cordless drill", "paint roller", "copper pipe"]}),
+        cache_dir=cache_env / "embeddings",
+    )
+    embeddings = item_embeddings(run, model, progress=False)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(np.load(item_cache_path(run, model)), embeddings)  # type: ignore[arg-type]
+
+
 def test_item_cache_path_names_the_file_the_catalog_pass_writes(tiny_teacher: Path, cache_env: Path) -> None:
     """A prompted teacher has a query-role and a document-role file for the same texts: --refresh and the
     benchmarks must find the catalog's (the document one)."""

@@ -412,8 +412,15 @@ def test_fine_tune_teacher_changes_weights(shop: Shop) -> None:
     assert teacher.max_seq_length == 16
     before = model_fingerprint(teacher)
     config = TeacherConfig(schedule={"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "warmup_ratio": 0.0})
-    metrics = fine_tune_teacher(teacher, dataset, config, progress=False)
+    steps: list[int] = []
+
+    class Steps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs) -> None:
+            steps.append(state.global_step)
+
+    metrics = fine_tune_teacher(teacher, dataset, config, progress=False, callbacks=[Steps()])
     assert math.isfinite(metrics["train_loss"])
+    assert steps == [1, 2], "the trainer's callbacks see every step"
     assert model_fingerprint(teacher) != before
     assert not teacher.training
     # the fixture's folder on disk is untouched

@@ -72,9 +72,12 @@ def accelerator() -> str | None:
     return "cuda" if torch.cuda.is_available() else None
 
 
-def device_engine(model: SentenceTransformer, device: str, role: Role = "document") -> Engine:
-    """``model`` (a copy, so the caller's stays where it is) encoding on ``device`` in float32."""
-    moved = copy.deepcopy(model).to(device)
+def device_engine(
+    model: SentenceTransformer, device: str, role: Role = "document", dtype: torch.dtype = torch.float32
+) -> Engine:
+    """``model`` (a copy, so the caller's stays where it is) encoding on ``device`` with weights in ``dtype``
+    (embeddings come back as float32 either way)."""
+    moved = copy.deepcopy(model).to(device=device, dtype=dtype)
 
     def encode(texts: list[str]) -> np.ndarray:
         embeddings = encode_as(

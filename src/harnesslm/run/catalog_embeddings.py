@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harnesslm.encoding.backend import Engine, choose_encoder
+from harnesslm.encoding.backend import Engine, accelerator, choose_encoder
 from harnesslm.encoding.cache import cache_path, cached_encode
 from harnesslm.models.prompts import Role
 from harnesslm.run.run_dir import RunDir
@@ -39,10 +39,12 @@ def encoded_texts(
 
     With ``index.encode_workers > 1`` a miss is encoded in resumable shards on that many processes (or Ray
     actors), whatever the role: the catalog pass, and the alignment pool's teacher targets, which for a large
-    teacher cost as much as the catalog. The result fills the same cache file.
+    teacher cost as much as the catalog. The result fills the same cache file. Processes share out CPU cores:
+    on a GPU (without Ray) one process encodes in large batches instead, which is what a config written for a
+    CPU then gets unchanged.
     """
     cfg = run.config.index
-    if cfg.encode_workers > 1:
+    if cfg.encode_workers > 1 and (cfg.encode_executor == "ray" or accelerator() is None):
         from harnesslm.encoding.sharded import sharded_cached_encode
 
         return sharded_cached_encode(

@@ -57,9 +57,14 @@ def contrastive_dataset(
 
 
 def fine_tune_teacher(
-    model: SentenceTransformer, dataset: Dataset, config: TeacherConfig, progress: bool = True
+    model: SentenceTransformer,
+    dataset: Dataset,
+    config: TeacherConfig,
+    progress: bool = True,
+    callbacks: list | None = None,
 ) -> dict[str, float]:
-    """In-batch + hard-negative InfoNCE (``MultipleNegativesRankingLoss``, scale = 1 / temperature)."""
+    """In-batch + hard-negative InfoNCE (``MultipleNegativesRankingLoss``, scale = 1 / temperature);
+    ``callbacks`` are the trainer's (``transformers.TrainerCallback``)."""
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
     return train(
         model,
@@ -68,4 +73,5 @@ def fine_tune_teacher(
         prompts=training_prompts(model, dataset.column_names),
         **schedule_args(config.schedule),
         progress=progress,
+        callbacks=callbacks,
     )
