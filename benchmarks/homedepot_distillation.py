@@ -179,7 +179,7 @@ def stage_pool(config: RunConfig, out: Path, synthetic: list[int], align_steps: 
     """Every variant aligns the default static student for the same ``align_steps`` (the best state kept)."""
     main = prepared_teacher(config, out / "main")
     teacher_val = steps.validation_scorer(main)(main.teacher)
-    static = next(s for s in config.students if s.kind == "static")
+    static = static_student(config)
     rows = {}
     for label, settings in pool_variants(synthetic).items():
         root = out / "pool" / f"{align_steps}-steps" / _slug(label)
@@ -195,7 +195,7 @@ def stage_tune(config: RunConfig, out: Path, align_grid: dict[str, dict], refine
     """The static student's alignment budget, then its refinement settings, each chosen on validation."""
     main = prepared_teacher(config, out / "main")
     teacher_val = steps.validation_scorer(main)(main.teacher)
-    static = next(s for s in config.students if s.kind == "static")
+    static = static_student(config)
     result: dict = {"teacher_validation_ndcg@10": teacher_val, "align": {}, "refine": {}}
     for label, overrides in align_grid.items():
         run = _variant(main, config, out / "tune" / f"align-{_slug(label)}", static, overrides)
@@ -217,7 +217,7 @@ def stage_tune_static_refine(config: RunConfig, out: Path, align_result: dict, g
     """Refinement settings of the config's static student, each from the alignment winner (validation)."""
     main = prepared_teacher(config, out / "main")
     teacher_val = steps.validation_scorer(main)(main.teacher)
-    static = next(s for s in config.students if s.kind == "static")
+    static = static_student(config)
     variants = align_result["variants"]
     best = max(variants, key=lambda k: variants[k]["validation_ndcg@10"])
     aligned_run = out / "tune-static-align" / _slug(best)
@@ -284,6 +284,13 @@ def shop_token_coverage(run: RunDir, student: StudentConfig) -> dict:
         "shop_tokens": len(used),
         "validation_queries_with_an_unused_token_%": 100 * missing / len(queries),
     }
+
+
+def static_student(config: RunConfig) -> StudentConfig | None:
+    """The config's static student the stages tune: the one named ``static`` (for EmbeddingGemma, its own
+    table; ``static-mpnet-table`` is a grid variant), else the first static one."""
+    statics = [s for s in config.students if s.kind == "static"]
+    return next((s for s in statics if s.name == "static"), statics[0] if statics else None)
 
 
 def _variant(main: RunDir, config: RunConfig, root: Path, student: StudentConfig, *patches: dict) -> RunDir:
@@ -496,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data not found: {config.data.catalog.path} (the benchmark needs ../shared/data/homedepot)")
         return 2
     layers = [int(k) for k in args.layers.split(",")]
-    own_static = next((s for s in config.students if s.kind == "static"), None)
+    own_static = static_student(config)
     config = config.model_copy(update={"students": [student_config(s) for s in students(config, layers)]})
     result = json.loads(args.json.read_text()) if args.json.exists() else {}
     for stage in args.stage.split(","):

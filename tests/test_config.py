@@ -55,3 +55,17 @@ def test_sections_are_frozen_and_updated_makes_a_new_config() -> None:
     assert changed.teacher.schedule.steps == 3 and changed.relevance.student.steps == 9
     assert config.teacher.schedule.steps == 60 and config.relevance.student.steps == 400
     assert changed.teacher.schedule.learning_rate == config.teacher.schedule.learning_rate
+
+
+@pytest.mark.parametrize("name", ["homedepot", "homedepot-minilm", "homedepot-serve", "homedepot-gemma"])
+def test_the_shipped_configs_load(name: str) -> None:
+    """Every config under configs/ parses, with unique student names (a typo in a key fails here, not an hour
+    into a run)."""
+    from pathlib import Path
+
+    from harnesslm.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    config = load_config(path)
+    names = [s.name for s in config.students]
+    assert names and len(set(names)) == len(names)
