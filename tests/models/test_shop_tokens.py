@@ -56,3 +56,21 @@ def test_pca_is_fitted_on_the_used_tokens(tiny_teacher: Path) -> None:
     assert table.get_embedding_dimension() == 4
     used = used_token_ids(table.tokenizer, texts)
     assert np.abs(table.embedding.weight.detach().numpy()[used]).sum(axis=1).min() > 0
+
+
+@pytest.mark.parametrize("texts", [None, [*SHOP, "zorblat"]], ids=["full table", "shop tokens"])
+def test_a_tokenizer_that_pads_to_a_fixed_length_distils_the_same_table(tiny_teacher: Path, texts) -> None:
+    """all-MiniLM-L6-v2 and all-mpnet-base-v2 ship tokenizers that pad every text to 128 ids; an added word must
+    still be read as its own pieces, not followed by attended padding."""
+    teacher = load_model(str(tiny_teacher))
+    padded = load_model(str(tiny_teacher))
+    pad = padded.tokenizer.pad_token
+    padded.tokenizer.backend_tokenizer.enable_padding(length=16, pad_id=padded.tokenizer.pad_token_id, pad_token=pad)
+    padded.tokenizer.backend_tokenizer.enable_truncation(max_length=16)
+    assert len(padded.tokenizer.backend_tokenizer.encode("zorblat").ids) == 16
+    plain = distill_static(teacher, pca_dims=None, vocabulary=["zorblat"], texts=texts)
+    got = distill_static(padded, pca_dims=None, vocabulary=["zorblat"], texts=texts)
+    np.testing.assert_allclose(
+        got.embedding.weight.detach().numpy(), plain.embedding.weight.detach().numpy(), atol=1e-6
+    )
+    assert len(padded.tokenizer.backend_tokenizer.encode("zorblat").ids) == 16, "the teacher's tokenizer is untouched"

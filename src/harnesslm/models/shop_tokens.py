@@ -31,8 +31,10 @@ if TYPE_CHECKING:  # the pipeline imports TABLE_VERSION: keep transformers out o
 SIF_COEFFICIENT = 1e-4
 TOKEN_REMOVE_PATTERN = r"\[unused\d+\]"
 # Part of a shop table's cache key: bump it when the rows this module writes change (2: unused rows predicted;
-# 3: texts read with word starts, so a text's first word counts its word-start tokens as used).
-TABLE_VERSION = 3
+# 3: texts read with word starts, so a text's first word counts its word-start tokens as used; 4: added words
+# distilled without the tokenizer's fixed padding, ``models.vocabulary.unpadded``). Full tables with added words
+# carry it in their key too.
+TABLE_VERSION = 4
 
 
 def used_token_ids(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 10_000) -> list[int]:
@@ -146,7 +148,9 @@ def _static_vocabulary(tokenizer: PreTrainedTokenizerFast, vocabulary: Sequence[
     from model2vec.tokenizer import clean_and_create_vocabulary
     from skeletoken import TokenizerModel
 
-    original = TokenizerModel.from_transformers_tokenizer(tokenizer).prune_added_tokens()
+    from harnesslm.models.vocabulary import unpadded
+
+    original = TokenizerModel.from_transformers_tokenizer(unpadded(tokenizer)).prune_added_tokens()
     static_model = original.deep_copy()
     if static_model.adds_prefix_space is not None:
         static_model.adds_prefix_space = True

@@ -28,6 +28,7 @@ from sentence_transformers.sentence_transformer.modules import (
 )
 
 from harnesslm.models.layers import keep_first_layers
+from harnesslm.models.vocabulary import unpadded
 from harnesslm.models.word_starts import with_word_starts
 
 STUDENT_META = "harness_student.json"
@@ -76,7 +77,7 @@ def distill_static(
         return StaticEmbedding(tokenizer, embedding_weights=torch.from_numpy(table))
     static_model = distill_from_model(
         model=transformer.auto_model,
-        tokenizer=teacher.tokenizer,
+        tokenizer=unpadded(teacher.tokenizer),
         vocabulary=vocabulary or None,
         pca_dims=pca_dims,
         quantize_to="float32",

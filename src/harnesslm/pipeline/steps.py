@@ -448,7 +448,7 @@ def distill_static_baseline(run: RunDir, cfg: StaticStudentConfig):
     vocabulary = static_vocabulary(run, cfg, source)
     key = f"{run.teacher_space if cfg.base is None else model_fingerprint(source)}-pca{cfg.pca_dims}"
     if vocabulary:
-        key += f"-vocab{len(vocabulary)}-{texts_fingerprint(vocabulary)[:12]}"
+        key += f"-vocab{len(vocabulary)}-{texts_fingerprint(vocabulary)[:12]}-v{TABLE_VERSION}"
     texts = shop_texts(run) if cfg.distill_tokens == "shop" else None
     if texts is not None:
         key += f"-shop{TABLE_VERSION}-{texts_fingerprint(texts)[:12]}"
