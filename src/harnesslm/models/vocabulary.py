@@ -37,7 +37,7 @@ def unpadded(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
     (all-MiniLM-L6-v2 and all-mpnet-base-v2: 128). model2vec encodes each added word with that tokenizer and
     then attends to every id it got, so ``dewalt`` was read as ``[CLS] dew ##al ##t [SEP]`` followed by 123
     attended ``[PAD]`` tokens: its row was mostly padding, and those words took ~25x longer to distil than the
-    rest of the vocabulary (the last ~15% of all-mpnet-base-v2's table took most of its time).
+    rest of the vocabulary. (A teacher saved by the recipe pads only to a batch's longest text: unaffected.)
     """
     plain = copy.deepcopy(tokenizer)
     plain.backend_tokenizer.no_padding()
