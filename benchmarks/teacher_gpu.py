@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     for batch_size in args.batch_sizes:
         row = timed_fine_tuning(run, batch_size, args.steps, args.warmup, device)
         result["fine_tuning"].append(row)
-        console.print(f"batch {batch_size}: {row['seconds_per_step']:.3f} s a step, peak {row['peak_gpu_gib']} GiB")
+        peak = "-" if row["peak_gpu_gib"] is None else f"{row['peak_gpu_gib']:.1f}"
+        console.print(f"batch {batch_size}: {row['seconds_per_step']:.3f} s a step, peak {peak} GiB")
         write_text(args.out, json.dumps(result, indent=2))
     print_tables(result)
     return 0
