@@ -424,6 +424,23 @@ def test_align_settings_leave_out_the_other_kinds_keys() -> None:
     assert provenance.align_settings(config, static)["student"]["domain_vocabulary"] == static.domain_vocabulary
 
 
+def test_a_static_student_made_by_older_table_code_is_redone(tmp_path: Path, monkeypatch) -> None:
+    """A fix to table distillation changes no setting: the table code's version in the record redoes it."""
+    static, truncated = StaticStudentConfig(name="s"), TruncatedStudentConfig(name="t", layers=2)
+    config = RunConfig.model_validate(
+        {"data": {"catalog": {"path": "c.csv"}, "judgments": {"path": "j.csv"}}, "students": [static, truncated]}
+    )
+    assert "static_table_version" not in provenance.align_settings(config, truncated)
+    written = provenance.align_settings(config, static)
+    before = {key: value for key, value in written.items() if key != "static_table_version"}
+    provenance.write_record(tmp_path, before, {"teacher": "t"})  # a record from before versions were recorded
+    assert provenance.stale_reason(tmp_path, written, {"teacher": "t"}) is None
+
+    monkeypatch.setattr(provenance, "TABLE_VERSION", written["static_table_version"] + 1)
+    reason = provenance.stale_reason(tmp_path, provenance.align_settings(config, static), {"teacher": "t"})
+    assert reason == f"static_table_version {written['static_table_version']} -> {written['static_table_version'] + 1}"
+
+
 def test_training_metrics_go_to_the_run_log_not_the_terminal(finished_run: RunDir) -> None:
     log = (finished_run.root / "logs" / "run.log").read_text()
     assert "'loss'" in log and " align INFO harnesslm.training.trainer: step " in log

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harnesslm.config import STUDENT_LEGACY, RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
+from harnesslm.models.shop_tokens import TABLE_VERSION
 
 if TYPE_CHECKING:
     from harnesslm.run.run_dir import RunDir
@@ -32,6 +33,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "index.dim": None,
     "teacher.negatives_from": "teacher",
     "student.lowercase": False,
+    "static_table_version": 4,  # the version when records began to carry it (earlier tables: unknown)
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""
@@ -68,12 +70,20 @@ def index_settings(config: RunConfig) -> dict[str, Any]:
 
 
 def align_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]:
-    """Everything of the student but its refinement, plus the alignment pool and checkpoint selection."""
-    return {
+    """Everything of the student but its refinement, plus the alignment pool and checkpoint selection.
+
+    A static student also records the version of the code that distils its table (``TABLE_VERSION``): a fix
+    that changes the table's rows changes no setting, and without it an upgraded toolkit would call the
+    student made by the old code current.
+    """
+    settings = {
         "student": student.model_dump(mode="json", exclude={"refine"}),
         "pool": config.pool.model_dump(mode="json"),
         "selection": config.selection.model_dump(mode="json"),
     }
+    if student.kind == "static":
+        settings["static_table_version"] = TABLE_VERSION
+    return settings
 
 
 def refine_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]:
