@@ -611,6 +611,24 @@ def test_router_export_is_one_model_student_for_queries_teacher_for_documents(fi
     assert card.startswith("---\nlibrary_name: sentence-transformers")
     assert finished_run.teacher_space in card and "static (refined)" in card and "Licence:" in card
     assert "| teacher (fine-tuned) |" in card and "p50 ms" in card
+    pool = finished_run.read_json("pool.json")
+    assert f"alignment pool of {pool['size']:,} texts" in card  # what alignment read, not only the prepared queries
+
+
+def test_the_model_card_names_the_alignment_pool_by_source() -> None:
+    from harnesslm.pipeline.model_card import training_data
+
+    data = {"items": 1200, "judgments": 50, "queries": {"train": 30, "validation": 10}, "query_pool": 30}
+    pool = {
+        "size": 75,
+        "sources": {"train_queries": {"kept": 30}, "extra_queries": {"kept": 0}, "pseudo_queries": {"kept": 45}},
+    }
+    assert training_data(data, pool) == (
+        "Catalog of 1,200 items; 50 judged query-item pairs; queries 30 train, 10 validation; "
+        "alignment pool of 75 texts (train queries 30, pseudo queries 45)."
+    )
+    assert training_data(data, {}).endswith("alignment pool of 30 queries.")  # a run not aligned yet
+    assert training_data({}, pool) == "(the run records no data summary)"
 
 
 def test_shop_token_distillation_reads_the_pool_and_catalog_only(finished_run: RunDir, tmp_path: Path) -> None:

@@ -69,13 +69,7 @@ def model_card(run: RunDir, student: str, phase: str, teacher_space: str) -> str
         "## Training data",
         "",
     ]
-    if data:
-        lines.append(
-            f"Catalog of {data.get('items', 0):,} items; {data.get('judgments', 0):,} judged query-item pairs; "
-            f"queries per split {data.get('queries')}; alignment pool of {data.get('query_pool', 0):,} queries."
-        )
-    else:
-        lines.append("(the run records no data summary)")
+    lines.append(training_data(data, run.read_json("pool.json")))
     lines += ["", "## Quality on held-out queries", ""]
     rows = [(name, values) for name, values in metrics.items() if name in ("teacher (fine-tuned)", label, "BM25")]
     if rows:
@@ -109,6 +103,28 @@ def model_card(run: RunDir, student: str, phase: str, teacher_space: str) -> str
         f"- Teacher: `{teacher}`, fine-tuned in the run; its space fingerprint is `{teacher_space}` (the item "
         "index must carry the same one).",
         f"- Licence: {licence}. The student is derived from the teacher's embeddings, so the teacher's terms apply.",
-        "",
     ]
+    base = next((getattr(s, "base", None) for s in run.config.students if s.name == student), None)
+    if base:
+        lines.append(
+            f"- The student was made from `{base}` (its table or layers), then trained into the teacher's space; "
+            f"its licence, {teacher_licence(base)[1]}, applies too."
+        )
+    lines.append("")
     return "\n".join(lines)
+
+
+def training_data(data: dict, pool: dict) -> str:
+    """The card's data summary from the run's ``data.json`` and ``pool.json`` (what alignment trained on, by
+    source: the prepared query pool alone leaves out the catalog texts and pseudo-queries added at ``align``)."""
+    if not data:
+        return "(the run records no data summary)"
+    text = (
+        f"Catalog of {data.get('items', 0):,} items; {data.get('judgments', 0):,} judged query-item pairs; "
+        f"queries {', '.join(f'{n:,} {split}' for split, n in data.get('queries', {}).items())}; "
+    )
+    sources = {name: s["kept"] for name, s in pool.get("sources", {}).items() if s.get("kept")}
+    if "size" in pool:
+        parts = ", ".join(f"{name.replace('_', ' ')} {kept:,}" for name, kept in sources.items())
+        return text + f"alignment pool of {pool['size']:,} texts" + (f" ({parts})." if parts else ".")
+    return text + f"alignment pool of {data.get('query_pool', 0):,} queries."
