@@ -116,6 +116,20 @@ def test_serving_threads_leave_the_event_loop_a_core() -> None:
     assert serving_threads() >= 1
 
 
+def test_the_service_pins_numpys_blas_threads_too() -> None:
+    """A static student's projection runs in numpy: its BLAS must not take every core beside the workers."""
+    from threadpoolctl import ThreadpoolController
+
+    from harnesslm.pipeline.serve import pin_threads
+
+    controller = ThreadpoolController()
+    if not controller.select(user_api="blas").lib_controllers:
+        pytest.skip("numpy is linked to no BLAS that threadpoolctl can see")
+    with controller.limit(limits=2, user_api="blas"):  # restores the test process's own limits on exit
+        pin_threads(1)
+        assert {lib["num_threads"] for lib in controller.select(user_api="blas").info()} == {1}
+
+
 def test_workers_rebuild_the_app_from_the_cli_options(
     run: RunDir, monkeypatch: pytest.MonkeyPatch, queries: list[str]
 ) -> None:

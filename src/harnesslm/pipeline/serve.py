@@ -314,11 +314,20 @@ def _load_onnx(folder: Path, quantized: bool, threads: int | None) -> QueryEncod
 
 
 def pin_threads(threads: int) -> None:
-    """Fix torch and FAISS intra-op threads (ONNX Runtime gets them when its session is built)."""
+    """Fix torch, FAISS and numpy's BLAS intra-op threads (ONNX Runtime gets them when its session is built).
+
+    numpy's BLAS matters for a static student with a projection (``pooled @ W`` in the numpy encoder): by
+    default OpenBLAS runs it on every core, and beside a second worker and the client those threads wait on
+    each other. Measured on EmbeddingGemma's mpnet-table student, 2 workers, 4 clients: 283 requests/s with
+    5.8 ms encoding a request, against 2,407 requests/s and 0.13 ms with one BLAS thread
+    (``benchmarks/results/load_test_gemma_mpnet_table.json``).
+    """
     import faiss
     import torch
+    from threadpoolctl import threadpool_limits
 
     if threads < 1:
         raise ServiceError(f"threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")  # for the process's life, as torch's and FAISS's
