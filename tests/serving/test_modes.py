@@ -125,9 +125,17 @@ def test_the_service_pins_numpys_blas_threads_too() -> None:
     controller = ThreadpoolController()
     if not controller.select(user_api="blas").lib_controllers:
         pytest.skip("numpy is linked to no BLAS that threadpoolctl can see")
-    with controller.limit(limits=2, user_api="blas"):  # restores the test process's own limits on exit
-        pin_threads(1)
-        assert {lib["num_threads"] for lib in controller.select(user_api="blas").info()} == {1}
+    import faiss
+    import torch
+
+    torch_threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    try:
+        with controller.limit(limits=2, user_api="blas"):  # restores the test process's own limits on exit
+            pin_threads(1)
+            assert {lib["num_threads"] for lib in controller.select(user_api="blas").info()} == {1}
+    finally:  # pin_threads also pinned torch and FAISS: later tests keep the process's own threads
+        torch.set_num_threads(torch_threads)
+        faiss.omp_set_num_threads(faiss_threads)
 
 
 def test_workers_rebuild_the_app_from_the_cli_options(

@@ -104,7 +104,7 @@ def model_card(run: RunDir, student: str, phase: str, teacher_space: str) -> str
         "index must carry the same one).",
         f"- Licence: {licence}. The student is derived from the teacher's embeddings, so the teacher's terms apply.",
     ]
-    base = next((getattr(s, "base", None) for s in run.config.students if s.name == student), None)
+    base = next((s.base for s in run.config.students if s.name == student), None)  # both kinds have one
     if base:
         lines.append(
             f"- The student was made from `{base}` (its table or layers), then trained into the teacher's space; "
