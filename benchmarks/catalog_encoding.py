@@ -27,7 +27,6 @@ release): they are tried and reported as unavailable when they fail. Prints a ta
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -39,7 +38,6 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.encoding.backend import Engine, encode_in_batches, onnx_encoder
 from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
@@ -47,6 +45,7 @@ from harnesslm.index.item_index import ItemIndex
 from harnesslm.models.prompts import prompt_of
 from harnesslm.pipeline.evaluate import qrels_of
 from harnesslm.run.run_dir import RunDir
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ("fp32", "bf16", "onnx", "onnx-int8", "st-onnx", "st-openvino")
@@ -115,6 +114,7 @@ def encoders(teacher, source: str, settings: list[str], batch_size: int, tmp: Pa
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     run = RunDir(args.run_dir)
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": rows,
         "fastest_within_0.2_ndcg_points": fastest,
     }
-    write_text(args.out, json.dumps(results, indent=2))
+    record.save(args.out, results)
     which = f"{args.model} off the shelf" if args.model else f"{run.config.teacher.model} fine-tuned"
     table = Table(title=f"catalog encoding, {which} ({args.threads} threads)")
     for column in ("setting", "texts/s", "x fp32", "mean cos", "min cos", "NDCG@10", "R@100"):

@@ -17,7 +17,7 @@ Stages (each resumable: a finished run directory is reused, so stages can run on
 
     python benchmarks/homedepot_distillation.py --stage pool,main,small
 
-Writes ``benchmarks/results/homedepot_distillation.json`` (merged stage by stage) and prints the tables.
+Writes one file per stage, ``benchmarks/results/homedepot_distillation_<stage>.json``, and prints the tables.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.config import (
     RunConfig,
     StudentConfig,
@@ -47,6 +47,7 @@ from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import TEACHER
 from harnesslm.pipeline.recipe import run_recipe
 from harnesslm.run.run_dir import RunDir
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "homedepot_distillation.json"
@@ -479,6 +480,7 @@ def print_tune(result: dict) -> None:
 
 # main ------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot-minilm.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "hd-distillation")
@@ -505,8 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     layers = [int(k) for k in args.layers.split(",")]
     own_static = static_student(config)
     config = config.model_copy(update={"students": [student_config(s) for s in students(config, layers)]})
-    result = json.loads(args.json.read_text()) if args.json.exists() else {}
     for stage in args.stage.split(","):
+        result: dict = {}  # one file per stage and invocation: figures of two runs are never merged
         if stage == "pool":
             synthetic = [int(n) for n in args.synthetic.split(",") if n]
             result["pool"] = stage_pool(config, args.out, synthetic, args.pool_steps)
@@ -523,21 +525,19 @@ def main(argv: list[str] | None = None) -> int:
             tuned = stage_tune_student(
                 config, args.out, "static", STATIC_GRID, STATIC_TUNE_STEPS, "tune-static", args.variant
             )
-            earlier = result.get("tune_static", {}).get("variants", {}) if args.variant else {}
-            result["tune_static"] = tuned | {"variants": earlier | tuned["variants"]}
+            result["tune_static"] = tuned
             print_tune_student(result["tune_static"], "Static student's table")
         elif stage == "tune-static-align":
             # the config's own static student (its table settings), not the default one the other stages use
             own = config.model_copy(update={"students": [own_static or config.students[0]]})
             tuned = stage_tune_student(own, args.out, "static", STATIC_ALIGN_GRID, 0, "tune-static-align", args.variant)
-            earlier = result.get("tune_static_align", {}).get("variants", {}) if args.variant else {}
-            result["tune_static_align"] = tuned | {"variants": earlier | tuned["variants"]}
+            result["tune_static_align"] = tuned
             print_tune_student(result["tune_static_align"], "Static student's alignment")
         elif stage == "tune-static-refine":
             own = config.model_copy(update={"students": [own_static or config.students[0]]})
-            refined = stage_tune_static_refine(own, args.out, result["tune_static_align"], STATIC_REFINE_GRID)
-            # one entry per alignment winner: a later winner (a new alignment variant) keeps the earlier rows
-            result.setdefault("tune_static_refine", {})[refined["align_winner"]] = refined
+            aligned = json.loads(stage_file(args.json, "tune-static-align").read_text())["tune_static_align"]
+            refined = stage_tune_static_refine(own, args.out, aligned, STATIC_REFINE_GRID)
+            result["tune_static_refine"] = {refined["align_winner"]: refined}
             title = f"Static student's refinement, from {refined['align_winner']} (validation queries)"
             console.print(_validation_table(title, refined["variants"]))
         elif stage == "main":
@@ -558,9 +558,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unknown stage {stage!r}")
         result["config"] = str(args.config)
-        write_text(args.json, json.dumps(result, indent=2, default=float))
-    console.print(f"saved {args.json}")
+        only = f"-{re.sub(r'[^a-z0-9]+', '-', args.variant.lower())}" if args.variant else ""
+        saved = record.save(stage_file(args.json, stage + only), result)
+        console.print(f"saved {saved}")
     return 0
+
+
+def stage_file(path: Path, stage: str) -> Path:
+    """Where one stage's figures go: ``homedepot_distillation_<stage>.json`` beside ``--json``."""
+    return path.with_name(f"{path.stem}_{stage.replace('-', '_')}.json")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ and Recall@100 recovery, latency and throughput ratios vs the teacher, and the w
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.config import load_config
 from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE
@@ -26,6 +24,7 @@ from harnesslm.pipeline.recipe import run_recipe
 from harnesslm.run.catalog_embeddings import item_embeddings
 from harnesslm.run.run_dir import RunDir
 from harnesslm.serving.searcher import Searcher
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,6 +156,7 @@ def _interval(ci: list[float] | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "homedepot")
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.summarise_only:
         summary = summarise(RunDir(args.out))
-        write_text(args.json, json.dumps(summary, indent=2))
+        record.save(args.json, summary)
         print_summary(summary, Console())
         print(f"saved {args.json}")
         return 0
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     run = run_recipe(config, args.out, force=args.force)
     summary = summarise(run)
     summary["hnsw"] = hnsw_against_exact(run)
-    write_text(args.json, json.dumps(summary, indent=2))
+    record.save(args.json, summary)
     print_summary(summary, Console())
     print(f"saved {args.json}")
     return 0

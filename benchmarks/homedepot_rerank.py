@@ -1,6 +1,6 @@
 """Benchmark: the re-ranking stage on the real Home Depot data, on top of a finished recipe run.
 
-On the run's held-out test queries (never used to train anything), it measures NDCG@10 after re-ranking the
+On the run's validation queries (``--final``: its held-out test queries, once), it measures NDCG@10 after re-ranking the
 retriever's top-K with: no re-ranker, the cross-encoder relevance teacher, and the small distilled re-ranker
 trained with each loss (margin-MSE, approxNDCG, ListNet, ListMLE, LambdaLoss, RankNet) on the same teacher-
 labelled data and the same budget (steps x lists x items); then the margin-MSE student's NDCG@10 as the
@@ -16,7 +16,6 @@ Every trained model is kept in the run directory, so a rerun only evaluates.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -24,10 +23,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.config import RelevanceConfig
 from harnesslm.pipeline import relevance as stage
 from harnesslm.run.run_dir import RunDir
+from results_json import ResultsFile, refuse_second_final
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ["margin_mse", "approx_ndcg", "listnet", "listmle", "lambdaloss", "ranknet"]
@@ -74,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "retrieval NDCG@10 before/after to the existing results file",
     )
     parser.add_argument("--stage", choices=["all", *STAGES], default="all", help="run only up to this stage")
+    parser.add_argument(
+        "--final",
+        action="store_true",
+        help="evaluate on the test queries, once (default: the validation queries, where choices are made)",
+    )
+    parser.add_argument("--rescore", action="store_true", help="with --final: score test again on this commit")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "homedepot_rerank.json")
     return parser.parse_args(argv)
 
@@ -120,11 +125,12 @@ def curve_system(point: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     args = parse_args(argv)
     run = RunDir(args.run)
     configure(run, args)
     if args.bi_encoder:
-        return bi_encoder(run, args)
+        return bi_encoder(run, args, record)
     last = len(STAGES) if args.stage == "all" else STAGES.index(args.stage) + 1
     todo = STAGES[:last]
     if not (run.relevance_teacher_dir / "config.json").exists():
@@ -150,16 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     rerankers = {stage.TEACHER_RERANKER: stage.load_relevance_teacher(run)}
     rerankers |= {f"student ({loss})": stage.load_reranker(run, loss) for loss in losses}
     rerankers |= {curve_system(p): stage.load_reranker(run, str(curve_folder(run, p))) for p in points}
-    result = stage.rerank_evaluation(run, rerankers)
+    split = "test" if args.final else "validation"
+    out = args.out if args.final else args.out.with_name(f"{args.out.stem}_validation.json")
+    rescored = refuse_second_final(out, args.rescore) if args.final else 0
+    result = stage.rerank_evaluation(run, rerankers, split=split)
     summary = summarise(run, result, comparison, points)
     print_tables(summary)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(args.out, json.dumps(summary, indent=2, default=float))
-    Console().print(f"wrote {args.out}")
+    record.extra["rescored"] = rescored
+    record.save(out, summary, {split: result["queries"]})
+    Console().print(f"wrote {out}")
     return 0
 
 
-def bi_encoder(run: RunDir, args: argparse.Namespace) -> int:
+def bi_encoder(run: RunDir, args: argparse.Namespace, record: ResultsFile) -> int:
     """Distil the cross-encoder teacher into the retriever itself (frozen teacher item embeddings) per loss."""
     labelled = stage.label(run)
     results = {}
@@ -172,10 +181,9 @@ def bi_encoder(run: RunDir, args: argparse.Namespace) -> int:
     for loss, found in results.items():
         table.add_row(loss, found["student"], f"{found['before']['ndcg@10']:.4f}", f"{found['after']['ndcg@10']:.4f}")
     Console().print(table)
-    summary = json.loads(args.out.read_text()) if args.out.exists() else {}
-    summary["bi_encoder"] = {"config": run.config.relevance.model_dump(), "losses": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(args.out, json.dumps(summary, indent=2, default=float))
+    summary = {"bi_encoder": {"config": run.config.relevance.model_dump(), "losses": results}}
+    # a file of its own: results of two runs are never merged into one
+    record.save(args.out.with_name(f"{args.out.stem}_bi_encoder.json"), summary)
     return 0
 
 
@@ -201,7 +209,8 @@ def summarise(run: RunDir, result: dict, comparison, points: list[dict]) -> dict
         "data": str(run.config.data.judgments.path),
         "retriever": result["retriever"],
         "k": result["k"],
-        "test_queries": result["queries"],
+        "split": result["split"],
+        "queries": result["queries"],
         "relevance_config": run.config.relevance.model_dump(),
         "loss_comparison_pairs": {
             "judged": int(comparison["judged"].sum()),
@@ -222,7 +231,10 @@ def summarise(run: RunDir, result: dict, comparison, points: list[dict]) -> dict
 
 def print_tables(summary: dict) -> None:
     console = Console()
-    table = Table(title=f"Re-ranking the {summary['retriever']} top-{summary['k']} ({summary['test_queries']} queries)")
+    title = (
+        f"Re-ranking the {summary['retriever']} top-{summary['k']} ({summary['queries']} {summary['split']} queries)"
+    )
+    table = Table(title=title)
     for column in ("system", "NDCG@10", "MRR@10", "P@10", "% of teacher", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column == "system" else "right")
     for name, values in summary["systems"].items():

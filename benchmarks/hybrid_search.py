@@ -15,7 +15,6 @@ the service's thread setting. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.evaluation.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, PairedBootstrap
 from harnesslm.evaluation.latency import measure_latency, thread_info
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
@@ -35,6 +33,7 @@ from harnesslm.run.run_dir import RunDir
 from harnesslm.run.students import latest_phase, load_student
 from harnesslm.serving.searcher import HybridSearcher, Searcher
 from harnesslm.serving.static_encoder import StaticQueryEncoder
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -51,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    provenance = ResultsFile.start(__file__, argv)
     args = parse_args(argv)
     run = RunDir(args.run_dir)
     threads = serving_threads()
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": {"serving": threads, **thread_info()},
         "systems": rows,
     }
-    write_text(args.out, json.dumps(results, indent=2))
+    provenance.save(args.out, results)
     table = Table(title=f"hybrid search on {len(queries):,} held-out test queries")
     for column in ("system", "dense weight", "NDCG@10 [95% CI]", "Recall@100", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column == "system" else "right")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import shutil
 import sys
 import tempfile
@@ -26,12 +25,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.encoding.cache import encode, read_cache
 from harnesslm.index.item_index import ItemIndex, default_nlist, default_pq_m
 from harnesslm.index.profile import profile_index
 from harnesslm.run.catalog_embeddings import item_cache_path, item_embeddings
 from harnesslm.run.run_dir import RunDir
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("exact", "hnsw", "ivfpq", "sq8", "milvus")
@@ -212,6 +211,7 @@ def print_table(summary: dict, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     args = parse_args(argv)
     console = Console()
     if not console.is_terminal:  # a log file: do not squeeze the table into 80 columns
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = benchmark(args, console)
     if summary is None:
         return 2
-    write_text(args.json, json.dumps(summary, indent=2))
+    record.save(args.json, summary)
     print_table(summary, console)
     console.print(f"saved {args.json}")
     return 0

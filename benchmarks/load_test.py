@@ -46,8 +46,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.run.run_dir import RunDir
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = ("teacher", "pytorch", "numpy", "onnx", "onnx-int8")
@@ -514,6 +514,7 @@ def show_breakdown(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     args = parse_args(argv)
     run = RunDir(args.run_dir)
     queries = list(dict.fromkeys(run.split("test")["query"])) or run.query_pool()
@@ -549,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     for encoder in args.encoders:
         console.rule(f"[bold]{encoder}")
         results["encoders"][encoder] = bench_encoder(args, encoder, queries)
-        write_text(args.out, json.dumps(results, indent=2))
+        record.save(args.out, results)
     show(results)
     console.print(f"results: {args.out}")
     return 0 if all(o["status"] == "ok" for o in results["encoders"].values()) else 1

@@ -24,7 +24,6 @@ the whole catalog, from the cached pass that mined its hard negatives.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,7 +31,6 @@ import faiss
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.latency import measure_latency
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
@@ -40,12 +38,14 @@ from harnesslm.index.item_index import ItemIndex
 from harnesslm.pipeline.evaluate import qrels_of
 from harnesslm.run.catalog_embeddings import item_embeddings
 from harnesslm.run.run_dir import RunDir
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--dims", default=None, help="comma-separated dimensions (default: full, /2, /4, /8)")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "faiss_threads": args.threads,
         "rows": rows,
     }
-    write_text(args.out, json.dumps(results, indent=2))
+    record.save(args.out, results)
     table = Table(title=f"Matryoshka index dimensions, {args.model or run.config.teacher.model} ({len(ids):,} items)")
     for column in ("dim", "NDCG@10", "Recall@100", "exact p50 ms", "HNSW NDCG@10", "HNSW p50 ms", "exact MB"):
         table.add_column(column, justify="right")

@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from harnesslm.atomic import write_text
 from harnesslm.pipeline.html_report import write_html_report
 from harnesslm.pipeline.serve import app_from_run
 from harnesslm.run.run_dir import RunDir
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,7 @@ def chromium_shot(url: str, out: Path, width: int = 1400, height: int = 1000) ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--query", required=True, help="the query shown on the comparison page")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             s["label"]: {"took_ms": s["took_ms"], "top3": [h["title"] for h in s["hits"][:3]]} for s in shown["systems"]
         },
     }
-    write_text(args.out_dir / "compare_page.json", json.dumps(summary, indent=2))
+    record.save(args.out_dir / "compare_page.json", summary)
     report = write_html_report(RunDir(args.run_dir), args.load_test)
     chromium_shot(report.resolve().as_uri(), args.out_dir / "html_report.png", height=2600)
     print(json.dumps(summary, indent=2))

@@ -20,7 +20,6 @@ and reports it and the baseline on the test queries (the final figure only). Pri
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.config import IndexConfig
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
 from harnesslm.index.item_index import ItemIndex, index_recall
@@ -38,6 +36,7 @@ from harnesslm.pipeline.evaluate import qrels_of
 from harnesslm.run.run_dir import RunDir
 from harnesslm.run.students import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -80,6 +79,7 @@ def quality(index: ItemIndex, exact: ItemIndex, queries: list[str], emb: np.ndar
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     args = parse_args(argv)
     faiss.omp_set_num_threads(1)
     run = RunDir(args.run_dir)
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": finals.get("baseline"),
         "library_default": {k: getattr(DEFAULT, k) for k in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search")},
     }
-    write_text(args.out, json.dumps(results, indent=2))
+    record.save(args.out, results)
     table = Table(title=f"serving HNSW, {name} queries, {exact.meta.size:,} items ({exact.meta.dim}-d), 1 thread")
     for column in ("M", "efC", "ef", "build s", f"val R@{args.k}", "val NDCG@10", "p50 ms", "p99 ms"):
         table.add_column(column, justify="right")

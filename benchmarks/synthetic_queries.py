@@ -13,7 +13,6 @@ share of items with at least one kept query; 10 (title -> queries) examples per 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harnesslm.alignment.synthetic_queries import QueryWriter, select_examples
-from harnesslm.atomic import write_text
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ["llama_cpp", "transformers"]
@@ -107,6 +106,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    record = ResultsFile.start(__file__, argv)
     args = parse_args(argv)
     per_items = [int(n) for n in args.per_item.split(",")]
     data = load_data(args.data.resolve(), args.items, args.seed)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     shots = select_examples(data[0], relevance=data[1])
     settings["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]  # other jobs share the CPU
     payload = {"settings": settings, "prompt_examples": [{"title": t, "queries": q} for t, q in shots], "rows": rows}
-    write_text(args.out, json.dumps(payload, indent=2) + "\n")
+    record.save(args.out, payload)
     print(f"saved {args.out}")
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import random
 import sys
 import time
@@ -49,10 +48,10 @@ from rich.console import Console
 from rich.table import Table
 from transformers import TrainerCallback
 
-from harnesslm.atomic import write_text
 from harnesslm.encoding.backend import accelerator, device_engine, encode_in_batches
 from harnesslm.run.run_dir import RunDir
 from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -159,6 +158,7 @@ def timed_fine_tuning(run: RunDir, batch_size: int, steps: int, warmup: int, dev
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     args = parse_args(argv)
     device = args.device or accelerator()
     if device is None:
@@ -190,13 +190,13 @@ def main(argv: list[str] | None = None) -> int:
             row.update(mean_cosine_to_fp32=float(cosines.mean()), min_cosine_to_fp32=float(cosines.min()))
         result["encoding"][setting] = row
         console.print(f"{setting}: {row['texts_per_s']:,.0f} texts/s ({seconds:.1f} s)")
-        write_text(args.out, json.dumps(result, indent=2))  # what is measured survives a later failure
+        record.save(args.out, result)  # what is measured survives a later failure
     for batch_size in args.batch_sizes:
         row = timed_fine_tuning(run, batch_size, args.steps, args.warmup, device)
         result["fine_tuning"].append(row)
         peak = "-" if row["peak_gpu_gib"] is None else f"{row['peak_gpu_gib']:.1f}"
         console.print(f"batch {batch_size}: {row['seconds_per_step']:.3f} s a step, peak {peak} GiB")
-        write_text(args.out, json.dumps(result, indent=2))
+        record.save(args.out, result)
     print_tables(result)
     return 0
 

@@ -20,7 +20,6 @@ a rerun reads what was encoded before. Run it alone: timings are wall time on a 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.atomic import write_text
 from harnesslm.config import load_config, updated
 from harnesslm.evaluation.bootstrap import PairedBootstrap
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
@@ -38,6 +36,7 @@ from harnesslm.run import provenance
 from harnesslm.run.catalog_embeddings import item_cache_path
 from harnesslm.run.run_dir import RunDir
 from harnesslm.serving.searcher import Searcher
+from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 MINERS = ("bm25", "teacher")
@@ -77,6 +76,7 @@ def scores(run: RunDir, split: str) -> tuple[list[str], dict[str, np.ndarray], d
 
 
 def main(argv: list[str] | None = None) -> int:
+    record = ResultsFile.start(__file__, argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot-minilm.yaml")
     parser.add_argument("--miners", default=",".join(MINERS), help="comma-separated: bm25, teacher")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "miners": rows,
         "best_on_validation": max(rows, key=lambda m: rows[m]["validation"]["ndcg@10"]),
     }
-    write_text(args.json, json.dumps(results, indent=2))
+    record.save(args.json, results)
     table = Table(title=f"teacher hard negatives, {base.teacher.model} fine-tuned {base.teacher.schedule.steps} steps")
     columns = ("miner", "val NDCG@10", f"val vs {first}", "val R@100", "test NDCG@10 [95% CI]", f"test vs {first}")
     columns += ("test R@100", "teacher s")

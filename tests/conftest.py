@@ -88,3 +88,29 @@ def cache_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("HARNESSLM_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(autouse=True)
+def threads_restored():
+    """Undo what a test does to torch's, FAISS's and numpy's BLAS threads (the service pins them for the
+    process's life, as it should when serving), so no later test runs pinned to one thread."""
+    import faiss
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    saved = (torch.get_num_threads(), faiss.omp_get_max_threads(), threadpool_info())
+    yield
+    torch.set_num_threads(saved[0])
+    faiss.omp_set_num_threads(saved[1])
+    threadpool_limits(limits=saved[2])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Name every test that did not run, and why, at the end of the run (CI and `make test` alike): a skip is a
+    test that did not run, not a pass."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    terminalreporter.section(f"{len(skipped)} tests did not run")
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        terminalreporter.line(f"{report.nodeid}: {reason.removeprefix('Skipped: ')}")

@@ -7,7 +7,8 @@ The public API is the same set of steps the ``harness`` command runs::
     run = run_recipe(load_config("configs/homedepot.yaml"), "runs/homedepot")
 
 or step by step: ``prepare``, ``teacher``, ``build_index``, ``align``, ``refine``, ``evaluate``, ``bench``; then
-``export`` (ONNX encoders for serving).
+``export`` (ONNX encoders for serving). Outside a run directory, ``distill_query_encoder(teacher, texts, ...)``
+returns a query encoder for a teacher's index in one call.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ _EXPORTS = {
     "RunConfig": "harnesslm.config",
     "StudentConfig": "harnesslm.config",
     "load_config": "harnesslm.config",
+    "ItemSpace": "harnesslm.distill",
+    "distill_query_encoder": "harnesslm.distill",
     "bench": "harnesslm.pipeline.bench",
     "evaluate": "harnesslm.pipeline.evaluate",
     "export": "harnesslm.pipeline.export",
@@ -37,6 +40,7 @@ _EXPORTS = {
     "teacher": "harnesslm.pipeline.steps",
 }
 __all__ = [
+    "ItemSpace",
     "RunConfig",
     "RunDir",
     "StudentConfig",
@@ -44,6 +48,7 @@ __all__ = [
     "bench",
     "build_index",
     "demo_config",
+    "distill_query_encoder",
     "evaluate",
     "export",
     "load_config",
@@ -56,6 +61,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from harnesslm.config import RunConfig, StudentConfig, load_config
+    from harnesslm.distill import ItemSpace, distill_query_encoder
     from harnesslm.pipeline.bench import bench
     from harnesslm.pipeline.evaluate import evaluate
     from harnesslm.pipeline.export import export

@@ -6,6 +6,7 @@ Every setting has a default that works on the built-in demo data and reads the H
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
@@ -31,11 +32,24 @@ class Schedule(_Section):
     linear warm-up over ``warmup_ratio`` of the steps, seeded. Every step that trains takes one (the teacher,
     each student's alignment and refinement); a partial one in a config file keeps its owner's defaults."""
 
-    steps: int = Field(ge=0, description="optimizer steps; 0 skips the training")
+    steps: int = Field(ge=0, description="optimizer steps (the cap when `epochs` is set); 0 skips the training")
     batch_size: int = Field(ge=1)
     learning_rate: float = Field(gt=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     seed: int = 0
+    epochs: float | None = Field(
+        None,
+        gt=0,
+        description="a budget in passes over the phase's data (the alignment pool, the training pairs): the phase "
+        "runs whichever is shorter, `steps` or this many epochs, so a small shop trains for fewer steps than a "
+        "large one. None: `steps` alone",
+    )
+
+    def steps_for(self, rows: int) -> int:
+        """The optimizer steps this schedule runs over ``rows`` training rows: ``steps``, capped at ``epochs``."""
+        if self.epochs is None or rows <= 0:
+            return self.steps
+        return min(self.steps, max(1, math.ceil(self.epochs * rows / min(self.batch_size, rows))))
 
 
 def _fill_schedules(data: Any, defaults: dict[str, dict[str, Any]], legacy: dict[str, tuple[str, ...]]) -> Any:
@@ -241,12 +255,23 @@ class PoolConfig(_Section):
     seed: int = 0
 
 
+PATIENCE, MIN_DELTA = 3, 0.0
+"""Early-stopping defaults (``selection.patience``, ``selection.min_delta``): TODO chosen on validation."""
+
+
 class SelectionConfig(_Section):
     """Choices made on the validation split: each phase keeps its best checkpoint, never a worse student."""
 
     enabled: bool = Field(True, description="score validation NDCG@10 during training and keep the best")
-    evaluations: int = Field(10, ge=1, description="validation scorings per phase (evenly spaced)")
+    evaluations: int = Field(10, ge=1, description="validation scorings per phase (evenly spaced over its steps)")
     max_queries: int | None = Field(2000, ge=1, description="validation queries scored (None: all)")
+    patience: int | None = Field(
+        PATIENCE,
+        ge=1,
+        description="early stopping: a phase stops once this many scorings in a row gained less than `min_delta` "
+        "over the best so far (the best state is kept, as always); None trains every step",
+    )
+    min_delta: float = Field(MIN_DELTA, ge=0, description="the validation NDCG@10 gain that counts as improving")
 
 
 class AlignConfig(Schedule):
@@ -339,6 +364,13 @@ class StaticStudentConfig(_Student):
         description="read every text lower-cased (a Lowercase normalizer first in the table's tokenizer, saved with "
         "the student): for a cased teacher tokenizer (EmbeddingGemma, Qwen) when catalog texts are Title Case and "
         "shoppers type lower case. An uncased tokenizer (BERT uncased) is left as it is",
+    )
+    phrases: int = Field(
+        0,
+        ge=0,
+        description="up to this many of the shop's frequent runs of 2-3 words (`cordless drill`, `3/4 in.`; seen 10 "
+        "times or more in the query pool and catalog texts) become tokens of the table, each with a row of its own "
+        "that starts as the sum of its words' rows (models/phrases.py). WordPiece tables only; 0: none",
     )
     distill_tokens: Literal["all", "shop"] = Field(
         "all",
@@ -458,7 +490,11 @@ class RelevanceConfig(_Section):
         "or any model name/path (its first layers and a new head)",
     )
     student_layers: int = Field(
-        3, ge=1, description="first transformer layers kept in the small cross-encoder (2 did not learn on HD)"
+        3,
+        ge=1,
+        description="first transformer layers kept in the small cross-encoder (2 did not learn on Home Depot; that "
+        "comparison was made on test queries, before benchmarks/homedepot_rerank.py chose on validation, and has "
+        "not been redone)",
     )
     student_losses: list[RankingLoss] = Field(default_factory=lambda: ["margin_mse"])
     student: Schedule = Field(

@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
+from harnesslm.distill import copy_table
 from harnesslm.models.lowercase import lowercased, reads_case
 from harnesslm.models.students import load_model
 from harnesslm.models.word_starts import with_word_starts
-from harnesslm.pipeline.steps import _copy_table
 
 TEXTS = ["cordless drill", "Cordless Drill", "DeWalt drill bit set", "dewalt hinge", "Hinge Pin"] * 5
 
@@ -43,10 +43,10 @@ def test_a_lowercase_student_table_reads_capitals_like_lower_case(sentencepiece_
     tokenizer = with_word_starts(sentencepiece_style(TEXTS, 120))
     weights = torch.randn(tokenizer.get_vocab_size(), 4, generator=torch.Generator().manual_seed(0))
     table = StaticEmbedding(tokenizer, embedding_weights=weights)
-    student_table = _copy_table(table, lowercase=True)
+    student_table = copy_table(table, lowercase=True)
     upper, lower = (student_table(student_table.preprocess([t]))["sentence_embedding"] for t in ("DeWalt", "dewalt"))
     torch.testing.assert_close(upper, lower)
     assert reads_case(table.tokenizer)  # the baseline table keeps its own tokenizer
-    kept = _copy_table(table)
+    kept = copy_table(table)
     title, lower = (kept(kept.preprocess([t]))["sentence_embedding"] for t in ("Cordless", "cordless"))
     assert not torch.equal(title, lower)

@@ -19,6 +19,7 @@ from harnesslm.models.shop_tokens import used_token_ids
 from harnesslm.models.students import read_student_meta, transformer_layers
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE, evaluate
+from harnesslm.pipeline.model_card import judged_on
 from harnesslm.pipeline.recipe import run_recipe
 from harnesslm.pipeline.steps import load_student
 from harnesslm.run import provenance
@@ -308,18 +309,27 @@ def test_stale_student_is_refused_by_a_new_index(finished_run: RunDir, tmp_path:
 
 
 def test_evaluate_any_judged_file_with_custom_columns(finished_run: RunDir, tmp_path: Path) -> None:
-    test = finished_run.split("test")
+    run = RunDir(shutil.copytree(finished_run.root, tmp_path / "run"))  # the shared run keeps its own metrics
+    run.update_json("metrics.json", {"stale_block": {"from": "an earlier evaluation"}})
+    test = run.split("test")
     custom = pd.DataFrame({"q": test["query"], "sku": test["item_id"], "grade": test["label"]})
     path = tmp_path / "my_judgments.jsonl"
     custom.to_json(path, orient="records", lines=True)
     result = evaluate(
-        finished_run,
+        run,
         path,
         {"query_column": "q", "item_column": "sku", "label_column": "grade"},
         progress=False,
     )
     assert result["judgments"] == str(path)
     assert result["queries"] == test["query"].nunique()
+    assert run.read_json("metrics.json") == json.loads(json.dumps(result, default=float))  # replaced whole
+    assert judged_on(run.read_json("metrics.json")) == f"On {result['queries']:,} queries judged in {path} " + (
+        "(given to `harness evaluate --judgments`)."
+    )
+    assert judged_on({"queries": 838, "judgments": "test split"}) == (
+        "On the run's 838 test queries, on which no choice was made."
+    )
 
 
 def test_steps_need_their_inputs(tmp_path: Path, demo_files, tiny_teacher) -> None:

@@ -3,6 +3,7 @@ re-ranking and its report rows."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,24 @@ def _config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfi
 
 
 @pytest.fixture(scope="module")
-def run(demo_files, tiny_teacher, tmp_path_factory) -> RunDir:
+def recipe(demo_files, tiny_teacher, tmp_path_factory) -> Path:
+    """A finished recipe (teacher, index, students), never changed: each test works on a copy of it."""
     root = tmp_path_factory.mktemp("rel")
-    return run_recipe(_config(demo_files, tiny_teacher, root / "cache"), root / "run", progress=False)
+    return run_recipe(_config(demo_files, tiny_teacher, root / "cache"), root / "run", progress=False).root
+
+
+@pytest.fixture
+def run(recipe: Path, tmp_path: Path) -> RunDir:
+    """A fresh copy of the finished recipe, without a relevance stage, whatever ran before."""
+    return RunDir(shutil.copytree(recipe, tmp_path / "run"))
+
+
+@pytest.fixture(scope="module")
+def taught(recipe: Path, tmp_path_factory) -> RunDir:
+    """A copy of the recipe with the cross-encoder relevance teacher trained, for the tests of what uses it."""
+    run = RunDir(shutil.copytree(recipe, tmp_path_factory.mktemp("taught") / "run"))
+    stage.relevance_teacher(run, progress=False)
+    return run
 
 
 def test_soft_targets_scale_grades_to_probabilities() -> None:
@@ -173,17 +189,17 @@ def test_stage_trains_labels_distils_and_evaluates(run: RunDir) -> None:
     assert "## Re-ranking the static (refined) top-10" in report and "student (margin_mse)" in report
 
 
-def test_stage_redoes_only_what_changed_settings_touch(run: RunDir, capsys) -> None:
-    stage.relevance(run, losses=["margin_mse"], progress=False)  # brings every part up to date
-    teacher_file = next(p for p in run.relevance_teacher_dir.iterdir() if p.suffix == ".safetensors")
-    reranker_file = next(p for p in run.reranker_dir("margin_mse").iterdir() if p.suffix == ".safetensors")
+def test_stage_redoes_only_what_changed_settings_touch(taught: RunDir, capsys) -> None:
+    stage.relevance(taught, losses=["margin_mse"], progress=False)  # brings every part up to date
+    teacher_file = next(p for p in taught.relevance_teacher_dir.iterdir() if p.suffix == ".safetensors")
+    reranker_file = next(p for p in taught.reranker_dir("margin_mse").iterdir() if p.suffix == ".safetensors")
     teacher_mtime, reranker_mtime = teacher_file.stat().st_mtime_ns, reranker_file.stat().st_mtime_ns
     capsys.readouterr()
-    stage.relevance(run, losses=["margin_mse"], progress=False)
+    stage.relevance(taught, losses=["margin_mse"], progress=False)
     assert (teacher_file.stat().st_mtime_ns, reranker_file.stat().st_mtime_ns) == (teacher_mtime, reranker_mtime)
 
-    steps = run.config.relevance.student.steps + 1  # only the re-ranker depends on it
-    changed = RunDir(run.root, updated(run.config, {"relevance": {"student": {"steps": steps}}}))
+    steps = taught.config.relevance.student.steps + 1  # only the re-ranker depends on it
+    changed = RunDir(taught.root, updated(taught.config, {"relevance": {"student": {"steps": steps}}}))
     stage.relevance(changed, losses=["margin_mse"], progress=False)
     said = " ".join(capsys.readouterr().err.split())
     assert teacher_file.stat().st_mtime_ns == teacher_mtime
@@ -192,7 +208,7 @@ def test_stage_redoes_only_what_changed_settings_touch(run: RunDir, capsys) -> N
 
 
 def test_distill_reranker_steps_override_the_config_for_that_run_only(
-    run: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    taught: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = []
 
@@ -201,39 +217,39 @@ def test_distill_reranker_steps_override_the_config_for_that_run_only(
         return {}
 
     monkeypatch.setattr(stage.distill, "distill_reranker", record)
-    labelled = stage.label(run, progress=False)
-    stage.distill_reranker(run, "margin_mse", labelled, tmp_path / "a", progress=False, steps=7)
-    stage.distill_reranker(run, "margin_mse", labelled, tmp_path / "b", progress=False)
-    assert seen == [7, run.config.relevance.student.steps] and seen[1] != 7
-    assert "distillation/a" in run.read_json("relevance.json")
+    labelled = stage.label(taught, progress=False)
+    stage.distill_reranker(taught, "margin_mse", labelled, tmp_path / "a", progress=False, steps=7)
+    stage.distill_reranker(taught, "margin_mse", labelled, tmp_path / "b", progress=False)
+    assert seen == [7, taught.config.relevance.student.steps] and seen[1] != 7
+    assert "distillation/a" in taught.read_json("relevance.json")
 
 
 @pytest.mark.parametrize("loss", ["margin_mse", "approx_ndcg"])
-def test_bi_encoder_distillation_trains_the_student_and_keeps_the_index(run: RunDir, loss: str) -> None:
-    labelled = stage.label(run, progress=False)
-    before = stage.load_student(run, "static", "refined").encode(["power drill"])
-    result = stage.distill_bi_encoder(run, loss, labelled=labelled, progress=False)
+def test_bi_encoder_distillation_trains_the_student_and_keeps_the_index(taught: RunDir, loss: str) -> None:
+    labelled = stage.label(taught, progress=False)
+    before = stage.load_student(taught, "static", "refined").encode(["power drill"])
+    result = stage.distill_bi_encoder(taught, loss, labelled=labelled, progress=False)
     assert result["student"] == "static" and result["from_phase"] == "refined"
     assert set(result["before"]) == set(result["after"]) >= {"ndcg@10", "recall@100"}
-    folder = run.bi_encoder_dir("static", loss)
+    folder = taught.bi_encoder_dir("static", loss)
     from harnesslm.models.students import load_model, read_student_meta
 
-    assert read_student_meta(folder).teacher_space == run.index.meta.space
+    assert read_student_meta(folder).teacher_space == taught.index.meta.space
     after = load_model(str(folder)).encode(["power drill"])
     assert after.shape == before.shape and not np.allclose(after, before)  # it trained
     # the saved refined student itself is untouched
-    assert np.allclose(stage.load_student(run, "static", "refined").encode(["power drill"]), before)
+    assert np.allclose(stage.load_student(taught, "static", "refined").encode(["power drill"]), before)
 
 
-def test_rerank_one_query_sorts_candidates_by_cross_encoder_score(run: RunDir) -> None:
-    query = run.split("test")["query"].iloc[0]
-    ranked = stage.rerank(run, query, "teacher", k=8)
+def test_rerank_one_query_sorts_candidates_by_cross_encoder_score(taught: RunDir) -> None:
+    query = taught.split("test")["query"].iloc[0]
+    ranked = stage.rerank(taught, query, "teacher", k=8)
     assert len(ranked) == 8
     scores = [s for _, s, _ in ranked]
     assert scores == sorted(scores, reverse=True)
-    model = stage.load_reranker(run, "teacher")
+    model = stage.load_reranker(taught, "teacher")
     ids = [i for i, _, _ in ranked]
-    direct = Reranker(model, run.item_texts).scores(query, ids)
+    direct = Reranker(model, taught.item_texts).scores(query, ids)
     assert np.allclose(direct, scores, atol=1e-5)
 
 

@@ -15,7 +15,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 from transformers import TrainerCallback
 
-from harnesslm.config import StaticStudentConfig, TeacherConfig
+from harnesslm.config import Schedule, StaticStudentConfig, TeacherConfig
 from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
 from harnesslm.index.bm25 import BM25Retriever
@@ -464,11 +464,11 @@ class _Fingerprints(TrainerCallback):
         return control
 
 
-def _align_with(shop: Shop, scores: list[float], steps: int = 6, every: int = 2):
+def _align_with(shop: Shop, scores: list[float], steps: int = 6, every: int = 2, **early):
     student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
     start = model_fingerprint(student)
     scorer = _ScriptedScorer(scores)
-    keeper = KeepBest(student, scorer, every=every, start_score=scorer(student))
+    keeper = KeepBest(student, scorer, every=every, start_score=scorer(student), **early)
     recorder = _Fingerprints(student)
     config = StaticStudentConfig(name="s", align={"steps": steps, "batch_size": 32, "learning_rate": 1e-2})
     align_student(student, shop.pool, shop.pool_targets, config, progress=False, callbacks=[keeper, recorder])
@@ -490,6 +490,43 @@ def test_keep_best_keeps_the_start_when_training_only_hurts(shop: Shop) -> None:
     assert keeper.selection.best_step == 0
     assert model_fingerprint(student) == start
     assert keeper.selection.as_dict("untrained start")["kept"] == "untrained start"
+
+
+def test_keep_best_stops_after_patience_scorings_without_a_gain(shop: Shop) -> None:
+    # start 0.5; step 2 gains; steps 4 and 6 do not beat 0.7 by 0.05 (6 is higher, but by less): stop at 6 of 12
+    student, _, keeper, recorder = _align_with(
+        shop, [0.5, 0.7, 0.6, 0.72, 0.9, 0.9, 0.9], steps=12, patience=2, min_delta=0.05
+    )
+    selection = keeper.selection.as_dict("start")
+    assert [step for step, _ in keeper.selection.history] == [0, 2, 4, 6]
+    assert max(recorder.by_step) == 6  # no step ran after the stop
+    assert (selection["planned_steps"], selection["stopped_step"]) == (12, 6)
+    assert selection["kept"] == "step 6"  # the best state is still kept, even when its gain was below min_delta
+    assert model_fingerprint(student) == recorder.by_step[6]
+    assert selection["stopped"].startswith("early: 2 scorings in a row")
+
+
+def test_keep_best_without_patience_runs_the_whole_budget(shop: Shop) -> None:
+    _, _, keeper, recorder = _align_with(shop, [0.5, 0.4, 0.3, 0.2])
+    selection = keeper.selection.as_dict("start")
+    assert max(recorder.by_step) == 6
+    assert (selection["stopped_step"], selection["stopped"]) == (6, "ran its whole budget")
+
+
+def test_an_epoch_budget_caps_the_steps_by_the_data() -> None:
+    schedule = Schedule(steps=6000, batch_size=128, learning_rate=1e-3, epochs=3)
+    assert schedule.steps_for(117_000) == 2743  # ceil(3 x 117,000 / 128): under the cap
+    assert schedule.steps_for(1_000_000) == 6000  # the step cap wins on a large pool
+    assert schedule.steps_for(50) == 3  # a pool smaller than a batch: one batch of 50 per epoch
+    assert Schedule(steps=6000, batch_size=128, learning_rate=1e-3).steps_for(117_000) == 6000
+
+
+def test_alignment_runs_the_epoch_budget(shop: Shop) -> None:
+    student = static_student(_random_static(shop.tokenizer, dim=8), teacher_dim=32)
+    recorder = _Fingerprints(student)
+    config = StaticStudentConfig(name="s", align={"steps": 1000, "batch_size": 32, "learning_rate": 1e-2, "epochs": 2})
+    align_student(student, shop.pool, shop.pool_targets, config, progress=False, callbacks=[recorder])
+    assert max(recorder.by_step) == config.align.steps_for(len(shop.pool)) < 1000
 
 
 def test_validation_scorer_matches_evaluate_rankings(shop: Shop) -> None:

@@ -33,7 +33,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from rich.progress import Progress
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Transformer
 
@@ -41,6 +40,7 @@ from harnesslm import extras
 from harnesslm.atomic import write_text
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.models.prompts import Role, encode_as, prompt_of
+from harnesslm.progress import progress as progress_lines
 
 logger = logging.getLogger(__name__)
 
@@ -167,13 +167,12 @@ def encode_in_batches(
     batch_size = engine.batch_size or batch_size
     order = np.argsort([-len(t) for t in texts], kind="stable")
     out: np.ndarray | None = None
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{label} {len(texts):,} texts ({engine.name})", total=len(texts))
+    with progress_lines(f"{label} ({engine.name})", len(texts), progress) as advance:
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             embeddings = engine.encode([texts[i] for i in rows])
             if out is None:
                 out = np.empty((len(texts), embeddings.shape[1]), dtype=np.float32)
             out[rows] = embeddings
-            bar.advance(task, len(rows))
+            advance(len(rows))
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)

@@ -17,6 +17,8 @@ from harnesslm.atomic import save_array
 from harnesslm.encoding.backend import Engine, encode_in_batches
 from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
 from harnesslm.models.prompts import Role, encode_as, prompt_of
+from harnesslm.progress import interactive
+from harnesslm.progress import progress as progress_lines
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def cached_encode(
     if engine is not None:
         embeddings = encode_in_batches(engine, texts, batch_size, progress)
     else:
-        embeddings = encode(model, texts, batch_size=batch_size, progress=progress, role=role)
+        embeddings = _encode_in_chunks(model, texts, batch_size, progress, role)
     save_array(path, embeddings)
     return embeddings
 
@@ -98,3 +100,20 @@ def read_cache(path: Path, count: int) -> np.ndarray | None:
         return None
     logger.info("embeddings read from cache %s", path)
     return cached
+
+
+CHUNK = 4096
+"""Texts per call of the model's own ``encode`` when a progress display follows a large encoding."""
+
+
+def _encode_in_chunks(model: SentenceTransformer, texts: Sequence[str], batch_size: int, progress: bool, role: Role):
+    """:func:`encode` in chunks, so a long PyTorch pass shows its progress (a bar, or timed lines in a log)."""
+    texts = list(texts)
+    if not progress or len(texts) <= CHUNK:
+        return encode(model, texts, batch_size=batch_size, progress=progress and interactive(), role=role)
+    parts = []
+    with progress_lines("encoding (PyTorch)", len(texts), progress) as advance:
+        for start in range(0, len(texts), CHUNK):
+            parts.append(encode(model, texts[start : start + CHUNK], batch_size=batch_size, role=role))
+            advance(len(parts[-1]))
+    return np.concatenate(parts)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from rich.progress import Progress
 from sentence_transformers import SentenceTransformer
 
 from harnesslm import extras
@@ -33,6 +32,7 @@ from harnesslm.encoding.cache import cache_path, encode, read_cache
 from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
 from harnesslm.models.prompts import Role
 from harnesslm.models.students import load_model
+from harnesslm.progress import progress as progress_lines
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +117,8 @@ def encode_sharded(
     done = len(bounds) - len(pending)
     logger.info("%d shards of %d items: %d done, %d to encode", len(bounds), shard_size, done, len(pending))
 
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"encoding {len(texts):,} texts ({workers} workers)", total=len(bounds), completed=done)
+    description = f"encoding {len(texts):,} texts in shards of {shard_size:,} ({workers} workers)"
+    with progress_lines(description, len(bounds), progress, unit="shards", completed=done) as advance:
         if jobs:
             if executor == "ray":
                 source = model if model is not None else str(model_path_or_name)
@@ -131,7 +131,7 @@ def encode_sharded(
                 )
             for index, embeddings in results:
                 save_array(shard_path(out_dir, index), embeddings)
-                bar.advance(task)
+                advance(1)
     shutil.rmtree(out_dir / MODEL_COPY, ignore_errors=True)
     return np.concatenate([np.load(shard_path(out_dir, i)) for i, _, _ in bounds])
 

@@ -7,6 +7,11 @@ Buettcher, SIGIR 2009) needs no score calibration between the two: an item score
 The weight ``w`` is chosen on validation queries (``harnesslm.evaluation.fusion.choose_weight``), never on the
 test split; evaluation, the Python API and the service fuse with the same function.
 
+What fusion does to Recall@``FUSION_DEPTH``: an item only BM25 found, at its rank 1, outscores the dense list's
+last item when ``(1 - w) / (k + 1) > w / (k + depth)``, that is for ``w < (k + depth) / (2k + depth + 1)``
+(0.724 at k=60, depth 100). From that weight up the fused top-100 is the dense top-100 reordered and Recall@100
+cannot change; below it BM25's best items enter the top 100 (``benchmarks/hybrid_recall.py`` measures it).
+
 Written here because neither FAISS nor bm25s fuses rankings, and the formula is four lines.
 """
 

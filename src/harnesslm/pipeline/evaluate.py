@@ -118,7 +118,7 @@ def evaluate(
             if TEACHER in found:
                 result["worst_queries"] = _worst_queries(found, per_query, queries)
         result.update(_ann_recall(run, queries, k, found[TEACHER].query_embeddings))
-        run.update_json("metrics.json", result)
+        run.write_json("metrics.json", result)  # replaced whole: no block of an earlier evaluation survives
     return result
 
 

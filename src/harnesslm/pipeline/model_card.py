@@ -84,7 +84,7 @@ def model_card(run: RunDir, student: str, phase: str, teacher_space: str) -> str
                 f"{_cell(v.get('recall@100'), v.get('recall@100_ci'))} | {kept} |"
             )
         lines.append("")
-        lines.append(f"On {run.read_json('metrics.json').get('queries', 0):,} test queries no choice was made on.")
+        lines.append(judged_on(run.read_json("metrics.json")))
     else:
         lines.append("(the run was not evaluated: `harness evaluate` fills this table)")
     lines += ["", "## Query latency (batch 1)", ""]
@@ -128,3 +128,13 @@ def training_data(data: dict, pool: dict) -> str:
         parts = ", ".join(f"{name.replace('_', ' ')} {kept:,}" for name, kept in sources.items())
         return text + f"alignment pool of {pool['size']:,} texts" + (f" ({parts})." if parts else ".")
     return text + f"alignment pool of {data.get('query_pool', 0):,} queries."
+
+
+def judged_on(metrics: dict) -> str:
+    """Which judgments the figures were computed on, in words: the run's own test split (no choice was made on
+    it), or the file given to ``harness evaluate --judgments``."""
+    queries = metrics.get("queries", 0)
+    source = metrics.get("judgments", "test split")
+    if source == "test split":
+        return f"On the run's {queries:,} test queries, on which no choice was made."
+    return f"On {queries:,} queries judged in {source} (given to `harness evaluate --judgments`)."

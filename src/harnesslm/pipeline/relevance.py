@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -279,14 +280,14 @@ def distill_bi_encoder(
 
 def retrieval_metrics(run: RunDir, encoder) -> dict[str, float]:
     """First-stage quality of ``encoder`` on the (capped) test queries, top-100 from the teacher's index."""
-    qrels = _test_qrels(run)
+    qrels = _qrels(run)
     ids, _ = Searcher(encoder, run.index).search(list(qrels), 100)
     return evaluate_rankings(dict(zip(qrels, ids, strict=True)), qrels, _scale(run)).means
 
 
-def _test_qrels(run: RunDir) -> dict[str, dict[str, float]]:
-    test = run.split("test")
-    qrels = qrels_from_judgments(test["query"], test["item_id"], test["label"])
+def _qrels(run: RunDir, split: str = "test") -> dict[str, dict[str, float]]:
+    frame = run.split(split)
+    qrels = qrels_from_judgments(frame["query"], frame["item_id"], frame["label"])
     return {q: qrels[q] for q in list(qrels)[: run.config.relevance.eval_queries]}
 
 
@@ -296,15 +297,17 @@ def rerank_evaluation(
     rerankers: dict[str, CrossEncoder] | None = None,
     latency: bool = True,
     progress: bool = True,
+    split: Literal["test", "validation"] = "test",
 ) -> dict:
-    """NDCG@10 etc. of the retriever's top-K on test queries, as retrieved and after each re-ranker, and the
-    per-query latency of re-ranking K candidates (one query at a time, as online)."""
+    """NDCG@10 etc. of the retriever's top-K on the test queries (or the validation queries, where choices
+    between re-rankers are made), as retrieved and after each re-ranker, and the per-query latency of
+    re-ranking K candidates (one query at a time, as online)."""
     cfg = run.config.relevance
     if rerankers is None:
         rerankers = {TEACHER_RERANKER: load_relevance_teacher(run)}
         rerankers |= {f"student ({loss})": load_reranker(run, loss) for loss in available_rerankers(run)}
     found = candidates(run, progress)
-    qrels = _test_qrels(run)
+    qrels = _qrels(run, split)
     retrieved = {q: found[q] for q in qrels}
     scale = _scale(run)
     systems = {RETRIEVER_ONLY: _metrics(retrieved, qrels, scale, cfg.candidates_k)}
@@ -328,10 +331,11 @@ def rerank_evaluation(
         "retriever": retriever_name(run),
         "k": cfg.candidates_k,
         "queries": len(qrels),
+        "split": split,
         "threads": thread_info(),
         "systems": systems,
     }
-    run.update_json("relevance.json", {"rerank": result})
+    run.update_json("relevance.json", {"rerank" if split == "test" else f"rerank_{split}": result})
     return result
 
 

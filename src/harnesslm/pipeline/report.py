@@ -232,7 +232,7 @@ def regressions(metrics: dict, rerank: dict | None) -> list[str]:
             )
     if not lines:
         return []
-    return ["## Stages that made results worse (test queries)", "", *lines, ""]
+    return [f"## Stages that made results worse ({_judged(metrics)})", "", *lines, ""]
 
 
 def selection_section(selection: dict) -> list[str]:
@@ -375,7 +375,7 @@ def terminal_summary(run: RunDir) -> list:
     systems = metrics.get("systems", {})
     if systems:
         quality = Table(
-            title=f"Quality on {metrics.get('queries', 0):,} test queries (kept: % of the fine-tuned teacher)",
+            title=f"Quality on {metrics.get('queries', 0):,} {_judged(metrics)} (kept: % of the fine-tuned teacher)",
             title_justify="left",
             box=box.SIMPLE_HEAD,
         )
@@ -415,3 +415,9 @@ def terminal_summary(run: RunDir) -> list:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _judged(metrics: dict) -> str:
+    """What the figures were scored on: the run's test queries, or the judged file given to ``evaluate``."""
+    source = metrics.get("judgments", "test split")
+    return "test queries" if source == "test split" else f"queries judged in {source}"

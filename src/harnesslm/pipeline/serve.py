@@ -319,8 +319,8 @@ def pin_threads(threads: int) -> None:
     numpy's BLAS matters for a static student with a projection (``pooled @ W`` in the numpy encoder): by
     default OpenBLAS runs it on every core, and beside a second worker and the client those threads wait on
     each other. Measured on EmbeddingGemma's mpnet-table student, 2 workers, 4 clients: 283 requests/s with
-    5.8 ms encoding a request (``benchmarks/results/load_test_gemma_mpnet_table_before_blas_threads.json``),
-    against 2,011-2,370 requests/s and 0.16-0.19 ms pinned (``load_test_gemma_mpnet_table.json``).
+    5.8 ms encoding a request, against 2,011-2,370 requests/s and 0.16-0.19 ms pinned (archived results,
+    ``benchmarks/results/archive/load_test_gemma_mpnet_table*.json``).
     """
     import faiss
     import torch

@@ -28,6 +28,7 @@ from harnesslm.atomic import atomic_directory, write_text
 from harnesslm.config import RunConfig, StaticStudentConfig
 from harnesslm.data import limit_queries, load_catalog, load_judgments, load_queries, split_by_query
 from harnesslm.data.checks import check_labels, check_positives
+from harnesslm.distill import ItemSpace, align_selected, build_student, kept_line, refine_selected
 from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index import build_item_index
 from harnesslm.index.item_index import ItemIndex
@@ -42,10 +43,8 @@ from harnesslm.run.catalog_embeddings import encoded_texts, item_cache_path, ite
 from harnesslm.run.provenance import step_inputs
 from harnesslm.run.run_dir import RunDir, StepMissingError, console
 from harnesslm.run.students import load_student, save_student
-from harnesslm.training.align import align_student, fit_projection
 from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
-from harnesslm.training.refine import refine_student, refinement_dataset
-from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
+from harnesslm.training.selection import ValidationScorer
 from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
 
 if TYPE_CHECKING:
@@ -129,7 +128,7 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
             )
             console.print(
                 f"fine-tuning on {len(dataset):,} (query, positive, {cfg.hard_negatives} negatives) "
-                f"rows for {cfg.schedule.steps} steps"
+                f"rows for {cfg.schedule.steps_for(len(dataset))} steps"
             )
             metrics = fine_tune_teacher(model, dataset, cfg, progress)
         if _is_main_process():  # under torchrun/accelerate every rank trains; one writes
@@ -196,15 +195,13 @@ def build_index(run: RunDir, progress: bool = True, refresh: bool = False) -> It
 
 
 # align -----------------------------------------------------------------------------------------------------
-HEAD_FIT_TEXTS = 20_000
-"""Pool texts a transformer student's linear head is fitted on (a static student uses the whole pool)."""
-
-
 def align(run: RunDir, names: list[str] | None = None, progress: bool = True) -> dict[str, dict]:
     """Phase 2: build each student and align it to the teacher's query embeddings over the alignment pool.
 
     Each student starts from a closed-form fit of its projection; gradient alignment then keeps whichever
-    state scores best on the validation queries (the start included), so it never ends worse than it began.
+    state scores best on the validation queries (the start included), so it never ends worse than it began,
+    and stops once validation stops improving (``selection.patience``). The work is
+    :func:`harnesslm.distill.align_selected`, which ``distill_query_encoder`` runs too.
     """
     results = {}
     with run.timed("align"):
@@ -215,75 +212,26 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
         scorer = validation_scorer(run)
         tables: dict[tuple, object] = {}  # one distilled table per (base, width, words, tokens distilled)
         for cfg in run.students(names):
+            table = base = None
             if cfg.kind == "static":
                 table_key = (cfg.base, cfg.pca_dims, cfg.domain_vocabulary, cfg.distill_tokens)
                 if table_key not in tables:
                     tables[table_key] = distill_static_baseline(run, cfg)
-                table = _copy_table(tables[table_key], lowercase=cfg.lowercase)
-                student = student_models.static_student(table, teacher_dim)
-            else:
-                base = (
-                    student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
-                    if cfg.base
-                    else student_models.load_model(str(run.teacher_dir))
-                )
-                first = cfg.layer_schedule[0] if cfg.layer_schedule else cfg.layers
-                student = student_models.truncated_student(
-                    base, first, teacher_dim, cfg.max_seq_length, linear_head=cfg.linear_head
-                )
-            fit_mse = fit_projection(
-                student,
-                pool.texts,
-                pool.targets,
-                max_texts=None if cfg.kind == "static" else HEAD_FIT_TEXTS,
-                seed=cfg.align.seed,
+                table = tables[table_key]
+            elif cfg.base:
+                base = student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
+            corpus = shop_texts(run) if cfg.kind == "static" and cfg.phrases else ()
+            student = build_student(cfg, teacher_model, teacher_dim, table=table, base=base, corpus=corpus)
+            kept = align_selected(
+                student, cfg, pool.texts, pool.targets, scorer, run.config.selection, progress, say=console.print
             )
-            stages = []
-            start_label = "untrained start (projection fit)"
-            for layers in [*cfg.layer_schedule, cfg.layers] if cfg.kind == "truncated" else [None]:
-                if layers is not None and student_models.transformer_layers(student) != layers:
-                    student_models.drop_layers(student, layers)
-                    start_label = f"start after dropping to {layers} layers"
-                    console.print(f"student {cfg.name!r}: dropped to {layers} layers, re-aligning")
-                metrics, selection = _train_selected(
-                    student,
-                    scorer,
-                    cfg.align.steps,
-                    run.config.selection.evaluations,
-                    start_label,
-                    lambda callbacks, s=student, c=cfg: align_student(
-                        s, pool.texts, pool.targets, c, progress, callbacks=callbacks
-                    ),
-                )
-                stages.append({"layers": layers, **metrics, **selection})
-            kept = {**stages[-1], **({"stages": stages} if len(stages) > 1 else {})}
+            fit_mse = kept.pop("projection_fit_mse")
             save_student(run, student, cfg, "aligned", selection=kept)
             results[cfg.name] = {"projection_fit_mse": fit_mse, **kept}
             _record_selection(run, cfg.name, "aligned", kept)
-            console.print(f"student {cfg.name!r} aligned on {len(pool):,} texts; {_kept_line(kept)}")
+            console.print(f"student {cfg.name!r} aligned on {len(pool):,} texts; {kept_line(kept)}")
         _record_untrained_baseline(run, scorer)
     return results
-
-
-def _train_selected(student, scorer, steps: int, evaluations: int, start_label: str, train_with) -> tuple[dict, dict]:
-    """Run ``train_with(callbacks)`` under validation checkpoint selection when there is a validation split.
-
-    Returns the trainer's metrics and what was kept (the start or a step, with every validation score).
-    """
-    if scorer is None or steps <= 0:
-        return train_with(None), {}
-    keeper = KeepBest(student, scorer, evaluation_interval(steps, evaluations), start_score=scorer(student))
-    metrics = train_with([keeper])  # when nothing trained, the callback never fired: the start is kept
-    return metrics, keeper.selection.as_dict(start_label)
-
-
-def _kept_line(selection: dict) -> str:
-    if "validation_ndcg@10" not in selection:
-        return "no validation split: kept the last step"
-    return (
-        f"validation NDCG@10 {selection['validation_ndcg@10_start']:.4f} at the start, "
-        f"{selection['validation_ndcg@10']:.4f} kept ({selection['kept']})"
-    )
 
 
 def validation_scorer(run: RunDir) -> ValidationScorer | None:
@@ -493,81 +441,42 @@ def shop_texts(run: RunDir) -> list[str]:
     return list(dict.fromkeys([*run.query_pool(), *run.catalog["text"]]))
 
 
-def _copy_table(table, lowercase: bool = False):
-    """A fresh StaticEmbedding with its own weights, so training one student leaves the baseline intact; with
-    ``lowercase`` its tokenizer reads every text lower-cased (:mod:`harnesslm.models.lowercase`)."""
-    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
-
-    from harnesslm.models.lowercase import lowercased
-
-    tokenizer = lowercased(table.tokenizer) if lowercase else table.tokenizer
-    return StaticEmbedding(tokenizer, embedding_weights=table.embedding.weight.detach().clone())
-
-
 # refine ----------------------------------------------------------------------------------------------------
 def refine(run: RunDir, names: list[str] | None = None, progress: bool = True) -> dict[str, dict]:
     """Phase 3: contrastive training of each aligned student against the frozen teacher item embeddings.
 
     The refined student is the best of the aligned student and the refinement checkpoints on validation
-    NDCG@10: when refinement does not help, the aligned weights are kept (and saved as ``refined``).
+    NDCG@10: when refinement does not help, the aligned weights are kept (and saved as ``refined``). The work
+    is :func:`harnesslm.distill.refine_selected`.
     """
     results = {}
     with run.timed("refine"):
         pairs = positive_pairs(run.split("train"), run.config.data.relevant_at)
         queries = list(dict.fromkeys(pairs.queries))
-        query_rows = {q: i for i, q in enumerate(queries)}
-        item_rows = {item: i for i, item in enumerate(run.catalog["item_id"])}
         targets = encoded_texts(run, run.teacher, queries, "query", 128, progress)  # cached: reruns skip it
-        items = item_embeddings(run, run.teacher, progress)
+        items = ItemSpace(run.catalog["item_id"].tolist(), item_embeddings(run, run.teacher, progress))
         index_ = run.index
         index_.check_space(run.teacher_space)
         scorer = validation_scorer(run)
-        positive_floor = _lowest_positive_scores(queries, targets, items, item_rows, pairs.positives_by_query)
+        ranks = (run.config.teacher.negatives_from_rank, run.config.teacher.negatives_to_rank)
         for cfg in run.students(names):
-            negatives = mine_negatives(
-                queries,
-                targets,
-                index_,
-                pairs.positives_by_query,
-                cfg.refine.hard_negatives,
-                run.config.teacher.negatives_from_rank,
-                run.config.teacher.negatives_to_rank,
-                cfg.refine.seed,
-                ceilings=(1.0 - cfg.refine.negative_margin) * positive_floor,
-            )
-            by_query = dict(zip(queries, negatives, strict=True))
-            dataset = refinement_dataset(
+            student = load_student(run, cfg.name, "aligned")
+            metrics, selection, n_pairs = refine_selected(
+                student,
+                cfg,
                 pairs.queries,
                 pairs.positives,
-                [by_query[q] for q in pairs.queries],
-                query_rows,
-                item_rows,
-                cfg.refine.hard_negatives,
-            )
-            student = load_student(run, cfg.name, "aligned")
-            metrics, selection = _train_selected(
-                student,
+                queries,
+                targets,
+                items,
+                index_,
                 scorer,
-                cfg.refine.steps,
-                run.config.selection.evaluations,
-                "aligned (refinement did not help)",
-                lambda callbacks, s=student, d=dataset, c=cfg: refine_student(
-                    s, d, items, targets, c, progress, callbacks=callbacks
-                ),
+                run.config.selection,
+                ranks,
+                progress,
             )
             save_student(run, student, cfg, "refined", selection=selection)
             _record_selection(run, cfg.name, "refined", selection)
             results[cfg.name] = {**metrics, **selection}
-            console.print(f"student {cfg.name!r} refined on {len(dataset):,} pairs; {_kept_line(selection)}")
+            console.print(f"student {cfg.name!r} refined on {n_pairs:,} pairs; {kept_line(selection)}")
     return results
-
-
-def _lowest_positive_scores(
-    queries: list[str], query_emb: np.ndarray, items: np.ndarray, item_rows: dict, positives: dict
-) -> np.ndarray:
-    """Each query's lowest teacher score over its judged positives (the ceiling mined negatives stay under)."""
-    floors = np.empty(len(queries), dtype=np.float32)
-    for row, query in enumerate(queries):
-        rows = [item_rows[p] for p in positives.get(query, ()) if p in item_rows]
-        floors[row] = float((items[rows] @ query_emb[row]).min()) if rows else np.inf
-    return floors

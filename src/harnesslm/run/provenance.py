@@ -34,6 +34,15 @@ ADDED_SETTINGS: dict[str, Any] = {
     "teacher.negatives_from": "teacher",
     "student.lowercase": False,
     "static_table_version": 4,  # the version when records began to carry it (earlier tables: unknown)
+    "teacher.schedule.epochs": None,
+    "student.align.epochs": None,
+    "student.refine.epochs": None,
+    "relevance.teacher.epochs": None,
+    "relevance.student.epochs": None,
+    "relevance.bi_encoder.epochs": None,
+    "student.phrases": 0,
+    "selection.patience": None,  # every step trained, as before early stopping existed
+    "selection.min_delta": 0.0,
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""

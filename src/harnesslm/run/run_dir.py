@@ -211,8 +211,12 @@ class RunDir:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     def update_json(self, name: str, values: dict) -> None:
-        merged = self.read_json(name) | values
-        write_text(self.root / name, json.dumps(merged, indent=2, default=float))
+        """Merge ``values`` into the top level of ``name`` (a file that steps fill in turn, like timings.json)."""
+        self.write_json(name, self.read_json(name) | values)
+
+    def write_json(self, name: str, values: dict) -> None:
+        """Write ``name`` whole, atomically."""
+        write_text(self.root / name, json.dumps(values, indent=2, default=float))
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:

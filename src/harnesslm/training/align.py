@@ -72,7 +72,8 @@ def align_student(
             model,
             dataset.shuffle(seed=schedule.seed),
             EmbedDistillLoss(model, distance_metric=schedule.loss),
-            **schedule_args(schedule),
+            **schedule_args(schedule, len(dataset)),
             progress=progress,
             callbacks=[*write_back, *(callbacks or [])],
+            label=f"align {config.name!r}",
         )

@@ -62,7 +62,8 @@ def refine_student(
             model,
             dataset.shuffle(seed=schedule.seed),
             loss,
-            **schedule_args(schedule),
+            **schedule_args(schedule, len(dataset)),
             progress=progress,
             callbacks=[*write_back, *(callbacks or [])],
+            label=f"refine {config.name!r}",
         )

@@ -67,12 +67,16 @@ class ValidationScorer:
 
 @dataclass
 class Selection:
-    """What a phase kept and why: the score it started from, every scoring, and the step it kept."""
+    """What a phase kept and why: the score it started from, every scoring, the step it kept, and where it
+    stopped (``planned_steps`` when it ran its whole budget)."""
 
     start_score: float
     best_score: float
     best_step: int
     history: list[tuple[int, float]] = field(default_factory=list)
+    planned_steps: int | None = None
+    stopped_step: int | None = None
+    stop_reason: str | None = None
 
     @property
     def improved(self) -> bool:
@@ -85,6 +89,9 @@ class Selection:
             "kept_step": self.best_step,
             "kept": f"step {self.best_step}" if self.improved else start_label,
             "history": [[step, score] for step, score in self.history],
+            "planned_steps": self.planned_steps,
+            "stopped_step": self.stopped_step,
+            "stopped": self.stop_reason,
         }
 
 
@@ -92,20 +99,44 @@ class KeepBest(TrainerCallback):
     """Scores the model every ``every`` steps and at the last step; restores the best weights at the end.
 
     The state the model is in when the callback is made is candidate step 0 with ``start_score``; a later
-    checkpoint replaces it only when it scores strictly higher.
+    checkpoint replaces it only when it scores strictly higher. With ``patience``, training stops early once
+    that many scorings in a row gained less than ``min_delta`` over the best score so far (early stopping on
+    validation, as ``transformers``' ``EarlyStoppingCallback`` does on an evaluation loss; that callback needs
+    the trainer's own evaluation loop, and what is scored here is a retrieval metric over a frozen index).
     """
 
-    def __init__(self, model: SentenceTransformer, scorer: ValidationScorer, every: int, start_score: float) -> None:
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        scorer: ValidationScorer,
+        every: int,
+        start_score: float,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+    ) -> None:
         self.model = model
         self.scorer = scorer
         self.every = max(1, every)
+        self.patience = patience
+        self.min_delta = min_delta
         self.selection = Selection(start_score, start_score, 0, [(0, start_score)])
         self._best_state = _snapshot(model)
+        self._stale = 0  # scorings in a row without a gain of min_delta
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.selection.planned_steps = state.max_steps
+        return control
 
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step
         if step % self.every == 0 or step >= state.max_steps:
             self._score(step)
+            if self.patience is not None and self._stale >= self.patience and step < state.max_steps:
+                control.should_training_stop = True
+                self.selection.stop_reason = (
+                    f"early: {self._stale} scorings in a row without a validation NDCG@10 gain of "
+                    f"{self.min_delta:g} over {self.selection.best_score:.4f} (step {self.selection.best_step})"
+                )
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -113,6 +144,8 @@ class KeepBest(TrainerCallback):
             self._score(state.global_step)
         if self.selection.best_step != state.global_step:
             self.model.load_state_dict(self._best_state)
+        self.selection.stopped_step = state.global_step
+        self.selection.stop_reason = self.selection.stop_reason or "ran its whole budget"
         self._best_state = {}
         return control
 
@@ -122,6 +155,7 @@ class KeepBest(TrainerCallback):
         score = self.scorer(self.model)
         self.selection.history.append((step, score))
         logger.info("validation NDCG@10 at step %d: %.4f", step, score)
+        self._stale = 0 if score > self.selection.best_score + self.min_delta else self._stale + 1
         if score > self.selection.best_score:
             self.selection.best_score, self.selection.best_step = score, step
             self._best_state = _snapshot(self.model)

@@ -71,7 +71,8 @@ def fine_tune_teacher(
         dataset.shuffle(seed=config.schedule.seed),
         loss,
         prompts=training_prompts(model, dataset.column_names),
-        **schedule_args(config.schedule),
+        **schedule_args(config.schedule, len(dataset)),
         progress=progress,
         callbacks=callbacks,
+        label="teacher",
     )

@@ -22,6 +22,8 @@ from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTraine
 from torch import nn
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
+from harnesslm.progress import ProgressLines, interactive
+
 if TYPE_CHECKING:
     from harnesslm.config import Schedule
 
@@ -49,18 +51,45 @@ class _MetricsLog(TrainerCallback):
         _log_metrics(state, logs)
 
 
-def _quiet(trainer, progress: bool):
-    """Keep the terminal to progress bars: training metrics are logged (a run writes them to its log file)."""
+class _ProgressLines(_MetricsLog):
+    """Timed progress lines (:class:`harnesslm.progress.ProgressLines`) where the output is not a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.lines: ProgressLines | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.lines = ProgressLines(self.label, state.max_steps, unit="steps")
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.lines is not None:
+            self.lines.advance(state.global_step - self.lines.done)
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.lines is not None:
+            self.lines.close()
+        return control
+
+
+def _quiet(trainer, progress: bool, label: str = "training"):
+    """Keep the terminal to progress bars (timed lines when it is not a terminal): training metrics are logged
+    (a run writes them to its log file)."""
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(_ProgressBar() if progress else _MetricsLog())
+    if not progress:
+        trainer.add_callback(_MetricsLog())
+    else:
+        trainer.add_callback(_ProgressBar() if interactive() else _ProgressLines(label))
     return trainer
 
 
-def schedule_args(schedule: Schedule) -> dict[str, Any]:
-    """A config :class:`~harnesslm.config.Schedule` as the keyword arguments of :func:`train`."""
+def schedule_args(schedule: Schedule, rows: int | None = None) -> dict[str, Any]:
+    """A config :class:`~harnesslm.config.Schedule` as the keyword arguments of :func:`train`; with ``rows``
+    (the phase's training rows), an ``epochs`` budget caps the steps."""
     return {
-        "max_steps": schedule.steps,
+        "max_steps": schedule.steps if rows is None else schedule.steps_for(rows),
         "batch_size": schedule.batch_size,
         "learning_rate": schedule.learning_rate,
         "warmup_ratio": schedule.warmup_ratio,
@@ -82,6 +111,7 @@ def train(
     progress: bool = True,
     callbacks: list | None = None,
     prompts: dict[str, str] | None = None,
+    label: str = "training",
 ) -> dict[str, float]:
     """Train ``model`` in place for ``max_steps`` optimizer steps; returns the trainer's final metrics.
 
@@ -105,7 +135,7 @@ def train(
         trainer = SentenceTransformerTrainer(
             model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks or None
         )
-        _quiet(trainer, progress)
+        _quiet(trainer, progress, label)
         result = trainer.train()
     model.eval()
     return {key: float(value) for key, value in result.metrics.items() if isinstance(value, int | float)}
@@ -151,7 +181,7 @@ def _schedule(
         "save_strategy": "no",
         "report_to": "none",
         "logging_steps": max(1, max_steps // 10),
-        "disable_tqdm": not progress,
+        "disable_tqdm": not (progress and interactive()),
         "dataloader_drop_last": rows >= 2 * batch_size,
         "dataloader_pin_memory": False,
         "bf16": _gpu_bf16(),  # mixed precision on a GPU that has it; a CPU trains in float32 as before

@@ -1,0 +1,301 @@
+"""Write the Markdown tables of README.md and docs/results.md from the results files, so a figure appears once,
+in a table generated from the file that measured it.
+
+A table lives between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in a Markdown file; this script
+rewrites what is between the markers and leaves the prose around them alone. Each table ends with the line
+that names its source files, their commits and dates, and the command that regenerates them.
+
+    python benchmarks/tables.py           # rewrite the tables
+    python benchmarks/tables.py --check   # exit 1 when a committed table differs from what the files give
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "results.md")
+MARKER = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def source(*names: str) -> str:
+    """The line under a table: each file with its commit and date, and the command that wrote it."""
+    parts = []
+    for name in names:
+        data = load(name)
+        if data is None:
+            continue
+        p = data["provenance"]
+        dirty = "+changes" if p.get("dirty") else ""
+        parts.append(f"`{name}` ({p['commit'][:8]}{dirty}, {p['date'][:10]}, {p['machine']['cpu']}): `{p['command']}`")
+    return "Source: " + "; ".join(parts) if parts else ""
+
+
+def missing(command: str) -> str:
+    return f"_Not measured with the current code yet: `{command}`._\n"
+
+
+def ci(bounds: list[float] | None, digits: int = 1) -> str:
+    return f" [{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]" if bounds else ""
+
+
+def row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+# the tables --------------------------------------------------------------------------------------------------
+def peers_table(name: str) -> Callable[[], str]:
+    def render() -> str:
+        data = load(f"peers_{name}.json")
+        if data is None:
+            return missing(f"python benchmarks/peers.py --run RUN --name {name} --final")
+        rows = data["rows"]
+        teacher = rows["teacher"]
+        lines = [
+            f"Teacher: NDCG@10 {teacher['ndcg@10']:.4f}, Recall@100 {teacher['recall@100']:.4f}, batch-1 p50 "
+            f"{teacher['p50_ms']:.1f} ms ({teacher['runtime']}); {data['provenance']['splits'].get('test', '?')} test "
+            f"queries, scored once. Difference: NDCG@10 minus our shipped student's ({data['shipped']}), paired.",
+            "",
+            row(
+                "row",
+                "NDCG@10 kept % [95% CI]",
+                "Recall@100 kept %",
+                "difference [95% CI]",
+                "p50 ms",
+                "speed-up",
+                "train s",
+                "MB",
+            ),
+            row(*["---"] * 8),
+        ]
+        for label, r in rows.items():
+            if label == "teacher":
+                continue
+            lines.append(
+                row(
+                    f"{label} ({r['variant']})" if not label.startswith("ours") else label,
+                    f"{r['ndcg_recovery_%']:.1f}{ci(r['ndcg_recovery_ci_%'])}",
+                    f"{r['recall_recovery_%']:.1f}",
+                    f"{r['ndcg_difference_to_shipped']:+.4f}{ci(r['ndcg_difference_to_shipped_ci'], 4)}",
+                    f"{r['p50_ms']:.3f} ({r['runtime']})",
+                    f"{r['speedup_p50']:.0f}x",
+                    f"{r['train_seconds']:.0f}",
+                    r["size_mb"],
+                )
+            )
+        return "\n".join([*lines, "", source(f"peers_{name}.json")]) + "\n"
+
+    return render
+
+
+def levers_table(name: str) -> Callable[[], str]:
+    def render() -> str:
+        data = load(f"peers_{name}_validation.json")
+        if data is None:
+            return missing(f"python benchmarks/peers.py --run RUN --name {name}")
+        lines = [
+            f"Validation queries ({data['provenance']['splits']['validation']}); teacher NDCG@10 "
+            f"{data['teacher_validation_ndcg@10']:.4f}. Difference: NDCG@10 minus the shipped student's, paired.",
+            "",
+            row("variant", "NDCG@10", "kept %", "difference [95% CI]", "p50 ms", "train s"),
+            row(*["---"] * 6),
+        ]
+        for label, v in data["variants"].items():
+            diff = v.get("ndcg_difference_to_shipped")
+            lines.append(
+                row(
+                    label,
+                    f"{v['ndcg@10']:.4f}",
+                    f"{v['recovery_%']:.1f}",
+                    f"{diff:+.4f}{ci(v.get('ndcg_difference_ci'), 4)}" if diff is not None else "",
+                    f"{v['p50_ms']:.3f}",
+                    f"{v['train_seconds']:.0f}",
+                )
+            )
+        return "\n".join([*lines, "", source(f"peers_{name}_validation.json")]) + "\n"
+
+    return render
+
+
+def misses_table(name: str) -> Callable[[], str]:
+    def render() -> str:
+        data = load(f"static_misses_{name}.json")
+        if data is None:
+            return missing(f"python benchmarks/static_misses.py --run RUN --student NAME --name {name}")
+        o = data["overall"]
+        lines = [
+            f"{data['student']} against its teacher on the validation queries: NDCG@10 {o['student_ndcg@10']:.4f} "
+            f"against {o['teacher_ndcg@10']:.4f}; {o['queries_lost']} queries lost, {o['queries_won']} won.",
+            "",
+            row("queries with", "queries", "teacher NDCG@10", "student NDCG@10", "kept %", "share of the loss %"),
+            row(*["---"] * 6),
+        ]
+        for label, c in data["classes"].items():
+            lines.append(
+                row(
+                    label,
+                    c["queries"],
+                    f"{c['teacher_ndcg@10']:.4f}",
+                    f"{c['student_ndcg@10']:.4f}",
+                    f"{c['kept_%']:.1f}",
+                    f"{c['share_of_loss_%']:.1f}",
+                )
+            )
+        return "\n".join([*lines, "", source(f"static_misses_{name}.json")]) + "\n"
+
+    return render
+
+
+def recipe_time_table() -> str:
+    files = sorted(p.name for p in RESULTS.glob("recipe_time_*.json"))
+    if not files:
+        return missing("python benchmarks/recipe_time.py --config configs/homedepot-minilm.yaml --cache empty")
+    lines = [
+        row(
+            "config",
+            "code",
+            "cache",
+            "wall min",
+            "teacher s",
+            "index s",
+            "align s",
+            "refine s",
+            "students: validation NDCG@10 kept %",
+        ),
+        row(*["---"] * 9),
+    ]
+    for name in files:
+        d = load(name)
+        phases = d["phase_seconds"]
+        kept = ", ".join(f"{s} {v['ndcg_recovery_%']:.1f}" for s, v in d["validation"].items() if s != "teacher")
+        config = d["config"] + (f", {d['small_queries']} queries" if d.get("small_queries") else "")
+        lines.append(
+            row(
+                config,
+                d["label"],
+                d["cache"],
+                f"{d['wall_seconds'] / 60:.1f}",
+                *(f"{phases.get(p, 0):.0f}" for p in ("teacher", "index", "align", "refine")),
+                kept,
+            )
+        )
+    return "\n".join([*lines, "", source(*files)]) + "\n"
+
+
+def hybrid_recall_table(name: str) -> Callable[[], str]:
+    def render() -> str:
+        data = load(f"hybrid_recall_{name}.json")
+        if data is None:
+            return missing(f"python benchmarks/hybrid_recall.py RUN --name {name}")
+        systems = list(data["systems"])
+        lines = [
+            f"Validation queries ({data['provenance']['splits']['validation']}): Recall@100 of the fused ranking minus "
+            f"the dense one, by dense weight. The fused top-100 is the dense top-100 reordered from weight "
+            f"{data['recall_keeping_weight']:.3f} up.",
+            "",
+            row("dense weight", *systems),
+            row(*["---"] * (len(systems) + 1)),
+        ]
+        for weight in data["systems"][systems[0]]["weights"]:
+            cells = [f"{data['systems'][s]['weights'][weight]['recall@100_change']:+.4f}" for s in systems]
+            lines.append(row(weight, *cells))
+        return "\n".join([*lines, "", source(f"hybrid_recall_{name}.json")]) + "\n"
+
+    return render
+
+
+def headline_table() -> str:
+    lines = [
+        row("teacher", "query encoder", "NDCG@10 kept % [95% CI]", "Recall@100 kept %", "batch-1 p50", "speed-up"),
+        row(*["---"] * 6),
+    ]
+    names = []
+    for name, teacher in (("minilm", "MiniLM-L6 fine-tuned"), ("gemma", "EmbeddingGemma-300M fine-tuned")):
+        data = load(f"peers_{name}.json")
+        if data is None:
+            continue
+        names.append(f"peers_{name}.json")
+        t = data["rows"]["teacher"]
+        lines.append(
+            row(
+                f"{teacher} (NDCG@10 {t['ndcg@10']:.4f})",
+                "the teacher itself",
+                "100",
+                "100",
+                f"{t['p50_ms']:.1f} ms",
+                "1x",
+            )
+        )
+        for label, r in data["rows"].items():
+            if label.startswith("ours") or label.endswith("tuned on validation"):
+                lines.append(
+                    row(
+                        "",
+                        label,
+                        f"{r['ndcg_recovery_%']:.1f}{ci(r['ndcg_recovery_ci_%'])}",
+                        f"{r['recall_recovery_%']:.1f}",
+                        f"{r['p50_ms']:.3f} ms",
+                        f"{r['speedup_p50']:.0f}x",
+                    )
+                )
+    if not names:
+        return missing("python benchmarks/peers.py --run RUN --name minilm --final")
+    return "\n".join([*lines, "", source(*names)]) + "\n"
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "headline": headline_table,
+    "peers-minilm": peers_table("minilm"),
+    "peers-gemma": peers_table("gemma"),
+    "levers-gemma": levers_table("gemma"),
+    "levers-minilm": levers_table("minilm"),
+    "misses-gemma": misses_table("gemma"),
+    "recipe-time": recipe_time_table,
+    "hybrid-recall-minilm": hybrid_recall_table("minilm"),
+}
+
+
+def render(text: str) -> str:
+    """``text`` with every known table between its markers regenerated."""
+
+    def fill(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in TABLES:
+            raise SystemExit(f"unknown table {name!r} (known: {', '.join(TABLES)})")
+        return f"{match.group(1)}{TABLES[name]()}{match.group(4)}"
+
+    return MARKER.sub(fill, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only check that the committed tables are current")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        new = render(text)
+        if new != text:
+            stale.append(path.relative_to(ROOT).as_posix())
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print(f"tables out of date in {', '.join(stale)}: run python benchmarks/tables.py")
+        return 1
+    print("tables rewritten in " + ", ".join(stale) if stale else "tables are current")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
