@@ -35,8 +35,10 @@ from rich.table import Table
 
 from harnesslm.config import (
     RunConfig,
+    StaticStudentConfig,
     StudentConfig,
     TeacherConfig,
+    TruncatedStudentConfig,
     load_config,
     student_config,
     updated,
@@ -57,10 +59,8 @@ console = Console()
 # students and pool variants ----------------------------------------------------------------------------------
 def students(config: RunConfig, layers: list[int]) -> list[dict]:
     """The default static student plus one truncated student per layer count (the teacher's first k layers)."""
-    base = {s.name: s for s in RunConfig.model_validate({"data": config.data.model_dump()}).students}
-    out = [base["static"]]
-    for k in layers:
-        out.append(updated_student(base["truncated-2l"], {"name": f"truncated-{k}l", "layers": k}))
+    out = [StaticStudentConfig(name="static")]
+    out += [TruncatedStudentConfig(name=f"truncated-{k}l", layers=k) for k in layers]
     return [s.model_dump() for s in out]
 
 

@@ -105,7 +105,8 @@ def levers_table(name: str) -> Callable[[], str]:
         if data is None:
             return missing(f"python benchmarks/peers.py --run RUN --name {name}")
         lines = [
-            f"Validation queries ({data['provenance']['splits']['validation']}); teacher NDCG@10 "
+            f"Validation: the {data['provenance']['splits']['validation (figures)']} queries no choice was made on "
+            f"(choices on the other {data['provenance']['splits']['validation (choices)']}); teacher NDCG@10 "
             f"{data['teacher_validation_ndcg@10']:.4f}. Difference: NDCG@10 minus the shipped student's, paired.",
             "",
             row("variant", "NDCG@10", "kept %", "difference [95% CI]", "p50 ms", "train s"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -69,3 +71,34 @@ def test_the_shipped_configs_load(name: str) -> None:
     config = load_config(path)
     names = [s.name for s in config.students]
     assert names and len(set(names)) == len(names)
+
+
+def _fake_model(folder: Path, parameters: int, tokenizer_type: str) -> Path:
+    """A model folder whose weight file's header declares ``parameters`` weights (no data: only headers are read)."""
+    import json
+    import struct
+
+    folder.mkdir(parents=True)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [parameters], "data_offsets": [0, 0]}}).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    (folder / "tokenizer.json").write_text(json.dumps({"model": {"type": tokenizer_type}}))
+    return folder
+
+
+def test_default_students_follow_the_teachers_size(tmp_path: Path) -> None:
+    from harnesslm.config import RunConfig
+
+    data = {"catalog": {"path": "c.csv"}, "judgments": {"path": "j.csv"}}
+    small = _fake_model(tmp_path / "small", 22_000_000, "WordPiece")
+    config = RunConfig.model_validate({"data": data, "teacher": {"model": str(small)}})
+    assert [(s.name, s.kind) for s in config.students] == [("static", "static")]
+    large = _fake_model(tmp_path / "large", 600_000_000, "BPE")
+    students = RunConfig.model_validate({"data": data, "teacher": {"model": str(large)}}).students
+    assert [(s.kind, s.base) for s in students] == [
+        ("static", "bundled:all-mpnet-base-v2"),  # a BPE tokenizer takes no whole words: mpnet's table
+        ("truncated", "bundled:all-MiniLM-L6-v2"),
+    ]
+    wordpiece = _fake_model(tmp_path / "large-wordpiece", 600_000_000, "WordPiece")
+    assert RunConfig.model_validate({"data": data, "teacher": {"model": str(wordpiece)}}).students[0].base is None
+    given = RunConfig.model_validate({"data": data, "teacher": {"model": str(large)}, "students": []})
+    assert given.students == []  # students a config names are never replaced

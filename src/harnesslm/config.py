@@ -435,8 +435,47 @@ def student_config(values: dict[str, Any]) -> StaticStudentConfig | TruncatedStu
     return _STUDENT.validate_python(values)
 
 
-def _default_students() -> list[StaticStudentConfig | TruncatedStudentConfig]:
-    return [StaticStudentConfig(name="static"), TruncatedStudentConfig(name="truncated-2l", layers=2)]
+LARGE_TEACHER = 200_000_000
+"""Parameters from which a teacher counts as large for its default students (MiniLM 23M and mpnet 110M are small,
+EmbeddingGemma 308M large)."""
+
+
+def default_students(teacher_model: str, cache_dir: Path | None = None) -> list[StudentConfig]:
+    """The students of a config that names none, by the teacher's size (read from its weight files' headers).
+
+    A small teacher gets the static student alone. On Home Depot validation it kept more of the fine-tuned MiniLM
+    teacher than the 2-layer truncated student (NDCG@10 0.3772 against 0.3680 after refinement, the teacher
+    0.3684; ``benchmarks/results/recipe_time_before_homedepot-minilm_empty.json``) at a tenth of its batch-1
+    latency, and that student's alignment was a third of the recipe's 46 minutes. A large teacher also gets a
+    small transformer of another family, MiniLM's first layers with a head into its space; one whose tokenizer
+    cannot take whole words (EmbeddingGemma's) gets its static table from mpnet.
+    """
+    from harnesslm.models.sizes import parameter_count
+
+    parameters = parameter_count(teacher_model, cache_dir)
+    if parameters is None or parameters < LARGE_TEACHER:
+        return [StaticStudentConfig(name="static")]
+    return [
+        StaticStudentConfig(name="static", **large_teacher_table(teacher_model, cache_dir)),
+        TruncatedStudentConfig(name="minilm-3l", base="bundled:all-MiniLM-L6-v2", layers=3),
+    ]
+
+
+def large_teacher_table(teacher_model: str, cache_dir: Path | None = None) -> dict[str, Any]:
+    """A large teacher's static table: its own when its tokenizer is WordPiece (it takes whole shop words),
+    else mpnet's (`base`), whose WordPiece tokenizer does."""
+    import json
+
+    from harnesslm.models.bundled import BundledModelError, resolve_model
+
+    try:
+        tokenizer = Path(resolve_model(teacher_model, cache_dir)) / "tokenizer.json"
+        kind = json.loads(tokenizer.read_text(encoding="utf-8"))["model"]["type"] if tokenizer.exists() else None
+    except (BundledModelError, OSError, ValueError, KeyError):
+        kind = None
+    if kind == "WordPiece":
+        return {}
+    return {"base": "bundled:all-mpnet-base-v2", "distill_tokens": "all"}
 
 
 class EvalConfig(_Section):
@@ -536,13 +575,29 @@ class RunConfig(_Section):
     data: DataConfig
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
-    students: list[StudentConfig] = Field(default_factory=_default_students)
+    students: list[StudentConfig] = Field(
+        description="the query encoders to train; when none are given, the defaults for the teacher's size "
+        "(`default_students`)"
+    )
     pool: PoolConfig = Field(default_factory=PoolConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     relevance: RelevanceConfig = Field(default_factory=RelevanceConfig)
     cache_dir: Path | None = Field(None, description="embedding cache; default: ~/.cache/harnesslm")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _students_for_the_teacher(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("students") is None:
+            teacher = data.get("teacher") or {}
+            model = teacher.model if isinstance(teacher, TeacherConfig) else teacher.get("model")
+            cache = data.get("cache_dir")
+            data = {
+                **data,
+                "students": default_students(model or TeacherConfig().model, Path(cache) if cache else None),
+            }
+        return data
 
     @model_validator(mode="after")
     def _unique_students(self) -> RunConfig:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -99,3 +100,18 @@ def limit_queries(frame: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataF
         return frame
     kept = set(sorted(queries, key=lambda q: _hash_point(seed + 7919, q))[:n])
     return frame.loc[frame["query"].isin(kept)].reset_index(drop=True)
+
+
+def halves(queries: Sequence[str], seed: int = 0) -> tuple[list[str], list[str]]:
+    """Queries split in two by a hash of each (drawn apart from the train/validation/test split): choices
+    (checkpoints, tuned settings) are made on the first half and figures reported on the second, so nothing
+    is scored on the queries it was chosen on (a best-of-N score is biased upward)."""
+    choose: list[str] = []
+    report: list[str] = []
+    for query in queries:
+        (choose if _hash_point(seed + HALVES_SALT, query) < 0.5 else report).append(query)
+    return choose, report
+
+
+HALVES_SALT = 7_919
+"""Added to the seed so the halves are independent of the split that made the validation queries."""
