@@ -4,7 +4,7 @@ Runs ``harness run`` on a config into a fresh run directory and records each pha
 (``timings.json``), where every training phase stopped and why (``selection.json``), and the validation NDCG@10
 and Recall@100 of the teacher and of every student's final state, scored once each. ``--small-queries N`` keeps
 only N training queries (validation and test untouched): the small-shop case. ``--final`` adds the test figures
-the run's evaluation wrote (score test once, at the end of the work).
+the run's evaluation wrote, into a file of its own, without running anything (score test once, at the end).
 
     python benchmarks/recipe_time.py --config configs/homedepot-minilm.yaml --cache empty --label after
     python benchmarks/recipe_time.py --config configs/homedepot-minilm.yaml --small-queries 120 --cache empty
@@ -29,7 +29,7 @@ from harnesslm.pipeline.recipe import run_recipe
 from harnesslm.run.run_dir import RunDir
 from harnesslm.run.students import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
-from results_json import ResultsFile
+from results_json import ResultsFile, refuse_second_final
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +67,24 @@ def test_figures(run: RunDir) -> dict:
     }
 
 
+def results_path(label: str, name: str, cache: str, suffix: str = "") -> Path:
+    return ROOT / "benchmarks" / "results" / f"recipe_time_{label}_{name}_{cache}{suffix}.json"
+
+
+def final(record: ResultsFile, args: argparse.Namespace, name: str) -> int:
+    """The test figures of a finished run of this benchmark, in a file of their own, once per result."""
+    run = RunDir(args.out_root / f"{args.label}-{name}-{args.cache}")
+    path = results_path(args.label, name, args.cache, "_test")
+    record.extra["rescored"] = refuse_second_final(path, args.rescore)
+    figures = {"config": args.config.name, "label": args.label, "cache": args.cache, "test": test_figures(run)}
+    record.save(path, figures, {"test": len(set(run.split("test")["query"]))})
+    for system, values in figures["test"].items():
+        if "ndcg_recovery_%" in values:
+            print(f"  test {system}: NDCG@10 {values['ndcg@10']:.4f} ({values['ndcg_recovery_%']:.1f}%)")
+    print(f"saved {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     record = ResultsFile.start(__file__, argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,14 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-queries", type=int, default=None, help="keep only this many training queries")
     parser.add_argument("--label", default="after", help="names the code state measured: before, after, ...")
     parser.add_argument("--out-root", type=Path, default=ROOT / "runs" / "recipe-time")
-    parser.add_argument("--final", action="store_true", help="also record the test figures (once per result)")
+    parser.add_argument(
+        "--final",
+        action="store_true",
+        help="run nothing: record the test figures of the run these options name (scored once per result)",
+    )
+    parser.add_argument("--rescore", action="store_true", help="with --final: score test again on this commit")
     args = parser.parse_args(argv)
 
+    name = args.config.stem + (f"_small{args.small_queries}" if args.small_queries else "")
+    if args.final:
+        return final(record, args, name)
     config = load_config(args.config)
     if not config.data.catalog.path.exists():
         print(f"data not found: {config.data.catalog.path} (the benchmark needs ../shared/data/homedepot)")
         return 2
-    name = args.config.stem + (f"_small{args.small_queries}" if args.small_queries else "")
     cache = args.out_root / f"{args.label}-{name}-cache"
     run_root = args.out_root / f"{args.label}-{name}-{args.cache}"
     if args.cache == "empty":
@@ -110,12 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation": validation_figures(run),
     }
     splits = {"validation": len(set(run.split("validation")["query"]))}
-    if args.final:
-        figures["test"] = test_figures(run)
-        splits["test"] = len(set(run.split("test")["query"]))
-    path = record.save(
-        ROOT / "benchmarks" / "results" / f"recipe_time_{args.label}_{name}_{args.cache}.json", figures, splits
-    )
+    path = record.save(results_path(args.label, name, args.cache), figures, splits)
     print(f"{name} ({args.cache} cache, {args.label}): {wall / 60:.1f} min; {figures['phase_seconds']}")
     for system, values in figures["validation"].items():
         print(f"  validation {system}: NDCG@10 {values['ndcg@10']:.4f} ({values['ndcg_recovery_%']:.1f}%)")

@@ -159,39 +159,32 @@ def misses_table(name: str) -> Callable[[], str]:
 
 
 def recipe_time_table() -> str:
-    files = sorted(p.name for p in RESULTS.glob("recipe_time_*.json"))
+    files = sorted(p.name for p in RESULTS.glob("recipe_time_*.json") if not p.name.endswith("_test.json"))
     if not files:
         return missing("python benchmarks/recipe_time.py --config configs/homedepot-minilm.yaml --cache empty")
+    header = ("config", "code", "cache", "wall min", "teacher s", "index s", "align s", "refine s")
     lines = [
-        row(
-            "config",
-            "code",
-            "cache",
-            "wall min",
-            "teacher s",
-            "index s",
-            "align s",
-            "refine s",
-            "students: validation NDCG@10 kept %",
-        ),
-        row(*["---"] * 9),
+        row(*header, "validation NDCG@10 (students chosen on it)", "test: students kept % [95% CI]"),
+        row(*["---"] * (len(header) + 2)),
     ]
+    sources = list(files)
     for name in files:
         d = load(name)
         phases = d["phase_seconds"]
-        kept = ", ".join(f"{s} {v['ndcg_recovery_%']:.1f}" for s, v in d["validation"].items() if s != "teacher")
-        config = d["config"] + (f", {d['small_queries']} queries" if d.get("small_queries") else "")
-        lines.append(
-            row(
-                config,
-                d["label"],
-                d["cache"],
-                f"{d['wall_seconds'] / 60:.1f}",
-                *(f"{phases.get(p, 0):.0f}" for p in ("teacher", "index", "align", "refine")),
-                kept,
+        valid = ", ".join(f"{s} {v['ndcg@10']:.4f}" for s, v in d["validation"].items())
+        test = load(name.replace(".json", "_test.json"))
+        kept = ""
+        if test is not None:
+            sources.append(name.replace(".json", "_test.json"))
+            kept = ", ".join(
+                f"{s} {v['ndcg_recovery_%']:.1f}{ci(v.get('ndcg_recovery_ci_%'))}"
+                for s, v in test["test"].items()
+                if "ndcg_recovery_ci_%" in v and "(" in s
             )
-        )
-    return "\n".join([*lines, "", source(*files)]) + "\n"
+        config = d["config"] + (f", {d['small_queries']} queries" if d.get("small_queries") else "")
+        times = (f"{phases.get(p, 0):.0f}" for p in ("teacher", "index", "align", "refine"))
+        lines.append(row(config, d["label"], d["cache"], f"{d['wall_seconds'] / 60:.1f}", *times, valid, kept))
+    return "\n".join([*lines, "", source(*sources)]) + "\n"
 
 
 def hybrid_recall_table(name: str) -> Callable[[], str]:
