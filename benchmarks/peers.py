@@ -60,6 +60,7 @@ from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.bootstrap import PairedBootstrap
 from harnesslm.evaluation.latency import measure_latency, torch_threads
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, qrels_from_judgments
+from harnesslm.models.prompts import prompt_of
 from harnesslm.pipeline import steps
 from harnesslm.run.catalog_embeddings import item_embeddings
 from harnesslm.run.run_dir import RunDir
@@ -223,9 +224,11 @@ def train_model2vec(race: Race, hp: dict, folder: Path) -> Trained:
 
 def pynife_rows(teacher, token_ids: list[int], batch_size: int = 256) -> torch.Tensor:
     """pyNIFE's initialisation: each token alone, between the tokenizer's special tokens, through the whole
-    teacher; its sentence embedding is the token's row (``pynife.initialization.initialize_from_model``)."""
+    teacher; its sentence embedding is the token's row (``pynife.initialization.initialize_from_model``, whose
+    fuzzy match of a new tokenizer's tokens is not needed here: the table keeps the teacher's own tokens)."""
     tokenizer = teacher.tokenizer
-    inputs = [tokenizer.build_inputs_with_special_tokens([t]) for t in token_ids]
+    prefix, suffix = special_tokens_around(tokenizer)
+    inputs = [[*prefix, t, *suffix] for t in token_ids]
     pad = tokenizer.pad_token_id or 0
     order = np.argsort([len(x) for x in inputs], kind="stable")
     out = torch.empty(len(inputs), teacher.get_embedding_dimension())
@@ -238,6 +241,17 @@ def pynife_rows(teacher, token_ids: list[int], batch_size: int = 256) -> torch.T
             features = {"input_ids": batch, "attention_mask": (batch != pad).long()}
             out[torch.from_numpy(rows)] = teacher.forward(features)["sentence_embedding"].float()
     return out
+
+
+def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a text (``[CLS]``/``[SEP]``, ``<bos>``/``<eos>``):
+    pyNIFE's ``build_inputs_with_special_tokens`` is gone from transformers 5, so they are read off an encoding."""
+    marked = tokenizer("x", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    for start in range(len(marked) - len(plain) + 1):
+        if marked[start : start + len(plain)] == plain:
+            return marked[:start], marked[start + len(plain) :]
+    raise ValueError("cannot find a text's own ids inside its encoding with special tokens")
 
 
 def train_pynife(race: Race, hp: dict, folder: Path) -> Trained:
@@ -495,20 +509,39 @@ def teacher_row(race: Race) -> dict:
         return json.loads((folder / "meta.json").read_text())
     folder.mkdir(parents=True, exist_ok=True)
     teacher = race.teacher
+    queries = list(race.validation)[:LATENCY_QUERIES]
+    runtimes = {}
     with torch_threads(THREADS):
         for split, qrels in (("validation", race.validation), ("test", race.test)):
             np.save(folder / f"{split}.npy", encode(teacher, list(qrels), batch_size=128, role="query"))
-        latency = measure_latency(
-            lambda q: teacher.encode_query([q], convert_to_numpy=True), list(race.validation)[:LATENCY_QUERIES]
-        )
+        runtimes["pytorch"] = measure_latency(lambda q: teacher.encode_query([q], convert_to_numpy=True), queries)
+        onnx = _teacher_onnx(teacher, folder / "onnx")
+        if onnx is not None:
+            prompt = prompt_of(teacher, "query")
+            runtimes["onnx-fp32"] = measure_latency(lambda q: onnx.encode([prompt + q]), queries)
+    fastest = min(runtimes, key=lambda name: runtimes[name].p50_ms)
     meta = {
-        "runtime": "pytorch",
-        "p50_ms": latency.p50_ms,
-        "p99_ms": latency.p99_ms,
+        "runtime": fastest,
+        "p50_ms": runtimes[fastest].p50_ms,
+        "p99_ms": runtimes[fastest].p99_ms,
+        "p50_ms_by_runtime": {name: stats.p50_ms for name, stats in runtimes.items()},
         "parameters": _parameters(teacher),
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def _teacher_onnx(teacher, folder: Path):
+    """The teacher's float32 ONNX export, when it exports (EmbeddingGemma does not here); None otherwise."""
+    from harnesslm.onnx.export import export_onnx
+    from harnesslm.onnx.runtime import OnnxQueryEncoder
+
+    try:
+        export_onnx(teacher, folder, quantize=False)
+    except Exception as error:  # any failure means: no ONNX runtime for this teacher, PyTorch is timed alone
+        console.print(f"[yellow]the teacher does not export to ONNX ({type(error).__name__}): timed in PyTorch")
+        return None
+    return OnnxQueryEncoder.load(folder, threads=THREADS)
 
 
 def per_query(race: Race, folder: Path, split: str) -> dict[str, np.ndarray]:

@@ -78,7 +78,8 @@ def test_validation_stops_alignment_early_and_keeps_the_best_state(shop: dict) -
     student = distill_query_encoder(
         shop["teacher"],
         shop["texts"],
-        settings={"align": {"steps": 400, "batch_size": 32, "learning_rate": 0.5}},  # far too high: it gets worse
+        # far too high a rate: it gets worse; no epoch cap, so 400 steps are planned
+        settings={"align": {"steps": 400, "batch_size": 32, "learning_rate": 0.5, "epochs": None}},
         items=shop["items"],
         validation=shop["validation"],
         selection=SelectionConfig(evaluations=20, patience=2),

@@ -28,7 +28,7 @@ def test_pynife_rows_are_the_teachers_embedding_of_each_token_alone(tiny_teacher
     ids = [5, 17, 200, 201]
     rows = peers.pynife_rows(teacher, ids, batch_size=3)  # two batches, and padding inside the first
     for token, row in zip(ids, rows, strict=True):
-        alone = teacher.tokenizer.build_inputs_with_special_tokens([token])
+        alone = [teacher.tokenizer.cls_token_id, token, teacher.tokenizer.sep_token_id]  # BERT: [CLS] t [SEP]
         features = {"input_ids": torch.tensor([alone]), "attention_mask": torch.ones(1, len(alone), dtype=torch.long)}
         with torch.no_grad():
             expected = teacher.forward(features)["sentence_embedding"][0]

@@ -284,8 +284,9 @@ def test_each_phase_keeps_its_best_validation_checkpoint(finished_run: RunDir) -
     assert len(student[0].auto_model.encoder.layer) == 1
     assert "static_untrained_own_index_validation_ndcg@10" in selection
     # the distilled static table is cached by teacher weights and PCA size, so re-aligning does not re-distil
-    (cached,) = (finished_run.cache_dir.parent / "static").iterdir()
-    assert cached.name == f"{finished_run.teacher_space}-pca16"
+    # (other tests of this module may add tables of other settings to the same cache)
+    cached = {p.name for p in (finished_run.cache_dir.parent / "static").iterdir()}
+    assert f"{finished_run.teacher_space}-pca16" in cached
     # the kept students really score what selection.json says on validation
     scorer = steps.validation_scorer(finished_run)
     assert scorer(student) == pytest.approx(selection["students"]["trunc"]["aligned"]["validation_ndcg@10"], abs=1e-4)
