@@ -234,6 +234,12 @@ class PoolConfig(_Section):
     """
 
     train_queries: bool = Field(True, description="the judged training queries")
+    train_queries_weight: int = Field(
+        1,
+        ge=1,
+        description="each judged training query appears this many times in the pool, so alignment weighs the "
+        "queries shoppers type against the many catalog texts and pseudo-queries",
+    )
     extra_queries: int | None = Field(None, ge=0, description="queries from data.extra_queries (None: all)")
     catalog_texts: int | None = Field(
         None,

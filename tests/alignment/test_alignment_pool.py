@@ -100,3 +100,17 @@ def test_encodes_alike_reads_the_model_prompts(prompts: dict, alike: bool) -> No
     model.__dict__["prompts"] = prompts
     model.__dict__["default_prompt_name"] = None
     assert encodes_alike(model) is alike
+
+
+def test_a_source_repeated_weighs_more_in_the_pool() -> None:
+    from harnesslm.alignment.pool import with_repeated
+
+    sources = [
+        PoolSource("train_queries", ["drill", "saw"], np.eye(2, dtype=np.float32)),
+        PoolSource("catalog_texts", ["Cordless Drill 20V"], np.ones((1, 2), dtype=np.float32)),
+    ]
+    pool = with_repeated(merge_sources(sources, held_out=set()), "train_queries", 3)
+    assert pool.texts == ["drill", "saw", "Cordless Drill 20V", "drill", "saw", "drill", "saw"]
+    assert np.array_equal(pool.targets[3], [1.0, 0.0]) and len(pool.targets) == 7
+    assert pool.sources["train_queries"]["repeated"] == 3
+    assert with_repeated(pool, "catalog_texts", 1) is pool

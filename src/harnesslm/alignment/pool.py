@@ -110,3 +110,17 @@ def cached_texts(path: Path, make: Callable[[], list[str]]) -> tuple[list[str], 
 def cached_mapping(path: Path) -> dict[str, list[str]]:
     """A JSON object of per-item generations, empty when absent (generation grows it item by item)."""
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def with_repeated(pool: AlignmentPool, source: str, times: int) -> AlignmentPool:
+    """``pool`` with the texts of ``source`` (the first rows it kept) appearing ``times`` times in all, a weight
+    in the alignment loss; sources merge in order, so a source's rows are the block after the earlier ones'."""
+    if times <= 1 or source not in pool.sources or not pool.sources[source]["kept"]:
+        return pool
+    names = list(pool.sources)
+    start = sum(pool.sources[n]["kept"] for n in names[: names.index(source)])
+    rows = slice(start, start + pool.sources[source]["kept"])
+    texts = pool.texts + pool.texts[rows] * (times - 1)
+    targets = np.concatenate([pool.targets, *[pool.targets[rows]] * (times - 1)])
+    sources = {**pool.sources, source: {**pool.sources[source], "repeated": times}}
+    return AlignmentPool(texts, targets, sources)

@@ -22,6 +22,7 @@ from harnesslm.alignment.pool import (
     encodes_alike,
     merge_sources,
     take,
+    with_repeated,
 )
 from harnesslm.alignment.pseudo_queries import pseudo_queries
 from harnesslm.atomic import atomic_directory, write_text
@@ -286,7 +287,7 @@ def alignment_pool(run: RunDir, teacher_model, progress: bool = True) -> Alignme
         sources.append(_pseudo_source(run, teacher_model, progress))
     if cfg.synthetic_items:
         sources.append(_synthetic_source(run, teacher_model, progress))
-    pool = merge_sources(sources, held_out)
+    pool = with_repeated(merge_sources(sources, held_out), "train_queries", cfg.train_queries_weight)
     if not len(pool):
         raise StepMissingError("the alignment pool is empty: enable at least one source under `pool:`")
     console.print(

@@ -41,6 +41,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "relevance.student.epochs": None,
     "relevance.bi_encoder.epochs": None,
     "student.phrases": 0,
+    "pool.train_queries_weight": 1,
     "selection.patience": None,  # every step trained, as before early stopping existed
     "selection.min_delta": 0.0,
 }
