@@ -92,3 +92,11 @@ def test_validation_stops_alignment_early_and_keeps_the_best_state(shop: dict) -
 def test_targets_must_match_the_texts(shop: dict) -> None:
     with pytest.raises(ValueError, match="3 texts but 2 target"):
         distill_query_encoder(shop["teacher"], ["a", "b", "c"], np.zeros((2, 32), dtype=np.float32))
+
+
+def test_score_matching_aligns_with_the_teachers_items(shop: dict) -> None:
+    settings = {"align": {"steps": 40, "batch_size": 32, "score_weight": 1.0, "score_k": 5}}
+    student = distill_query_encoder(shop["teacher"], shop["texts"], settings=settings, items=shop["items"])
+    assert _agreement(student, shop["teacher"], list(shop["validation"])) > 0.5
+    with pytest.raises(ValueError, match="needs the teacher's item embeddings"):
+        distill_query_encoder(shop["teacher"], shop["texts"], settings=settings)

@@ -293,6 +293,15 @@ class AlignConfig(Schedule):
     """Phase 2: alignment to the teacher's query embeddings over the alignment pool."""
 
     loss: Literal["mse", "cosine"] = "mse"
+    score_weight: float = Field(
+        0.0,
+        ge=0,
+        description="score matching beside the embedding: the student's softmax over the batch's teacher top "
+        "`score_k` items is pulled to the teacher's (KL at `score_temperature`; FrozenItemScoreDistillLoss). "
+        "0: embedding matching alone (`loss`)",
+    )
+    score_k: int = Field(20, ge=1, description="each pool text's teacher top items that join its batch's candidates")
+    score_temperature: float = Field(0.05, gt=0)
 
 
 class RefineConfig(Schedule):

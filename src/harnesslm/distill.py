@@ -159,10 +159,12 @@ def align_selected(
     selection: SelectionConfig,
     progress: bool = True,
     say: Callable[[str], None] = logger.info,
+    items: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Phase 2 on one student, in place: the closed-form projection fit, then gradient alignment to the
-    teacher's ``targets`` under validation selection (for a layer schedule, once per layer count). Returns
-    the projection fit's error and what was kept."""
+    teacher's ``targets`` under validation selection (for a layer schedule, once per layer count). ``items``
+    (the teacher's item embeddings) serve score matching (``align.score_weight``). Returns the projection
+    fit's error and what was kept."""
     from harnesslm.models import students as student_models
 
     fit_mse = fit_projection(
@@ -185,7 +187,9 @@ def align_selected(
             cfg.align.steps_for(len(texts)),
             selection,
             start_label,
-            lambda callbacks: align_student(student, texts, targets, cfg, progress, callbacks=callbacks),
+            lambda callbacks: align_student(
+                student, texts, targets, cfg, progress, callbacks=callbacks, item_embeddings=items
+            ),
         )
         stages.append({"layers": layers, **metrics, **kept})
     return {"projection_fit_mse": fit_mse, **stages[-1], **({"stages": stages} if len(stages) > 1 else {})}
@@ -339,7 +343,8 @@ def distill_query_encoder(
         base = student_models.load_model(resolve_model(cfg.base))
     corpus = list(corpus) if corpus is not None else texts
     student = build_student(cfg, teacher, int(targets.shape[1]), table=table, base=base, corpus=corpus)
-    report = {"align": align_selected(student, cfg, texts, targets, scorer, selection, progress)}
+    item_rows = items.embeddings if items is not None else None
+    report = {"align": align_selected(student, cfg, texts, targets, scorer, selection, progress, items=item_rows)}
     if train_pairs and index is not None and cfg.refine.steps > 0:
         pair_queries = [q for q, _ in train_pairs]
         unique = list(dict.fromkeys(pair_queries))

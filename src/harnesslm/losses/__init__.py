@@ -4,12 +4,15 @@ from harnesslm.losses.approx_ndcg import ApproxNDCGLoss
 from harnesslm.losses.frozen_item_contrastive import FrozenItemContrastiveLoss
 from harnesslm.losses.frozen_item_listwise import FrozenItemListwiseLoss, listwise_dataset
 from harnesslm.losses.frozen_item_margin_mse import FrozenItemMarginMSELoss, margin_dataset
+from harnesslm.losses.frozen_item_score_distill import FrozenItemScoreDistillLoss, teacher_top_items
 
 __all__ = [
     "ApproxNDCGLoss",
     "FrozenItemContrastiveLoss",
     "FrozenItemListwiseLoss",
     "FrozenItemMarginMSELoss",
+    "FrozenItemScoreDistillLoss",
     "listwise_dataset",
     "margin_dataset",
+    "teacher_top_items",
 ]

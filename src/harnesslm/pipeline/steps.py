@@ -223,8 +223,17 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
                 base = student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
             corpus = shop_texts(run) if cfg.kind == "static" and cfg.phrases else ()
             student = build_student(cfg, teacher_model, teacher_dim, table=table, base=base, corpus=corpus)
+            items = item_embeddings(run, teacher_model, progress) if cfg.align.score_weight > 0 else None
             kept = align_selected(
-                student, cfg, pool.texts, pool.targets, scorer, run.config.selection, progress, say=console.print
+                student,
+                cfg,
+                pool.texts,
+                pool.targets,
+                scorer,
+                run.config.selection,
+                progress,
+                say=console.print,
+                items=items,
             )
             fit_mse = kept.pop("projection_fit_mse")
             save_student(run, student, cfg, "aligned", selection=kept)

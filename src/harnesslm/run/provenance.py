@@ -41,6 +41,9 @@ ADDED_SETTINGS: dict[str, Any] = {
     "relevance.student.epochs": None,
     "relevance.bi_encoder.epochs": None,
     "student.phrases": 0,
+    "student.align.score_weight": 0.0,
+    "student.align.score_k": 20,
+    "student.align.score_temperature": 0.05,
     "pool.train_queries_weight": 1,
     "selection.patience": None,  # every step trained, as before early stopping existed
     "selection.min_delta": 0.0,

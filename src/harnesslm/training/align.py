@@ -11,6 +11,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss
 
 from harnesslm.config import StudentConfig
+from harnesslm.losses.frozen_item_score_distill import FrozenItemScoreDistillLoss, teacher_top_items
 from harnesslm.models.students import projection_of
 from harnesslm.training.table_rows import rows_in_use
 from harnesslm.training.trainer import schedule_args, train
@@ -57,21 +58,40 @@ def align_student(
     config: StudentConfig,
     progress: bool = True,
     callbacks: list | None = None,
+    item_embeddings: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Minimise MSE (default) or cosine distance to the teacher's normalised query embeddings.
 
     ``queries`` is the pool: training queries plus any unlabeled or synthetic ones; no labels are needed.
-    Uses sentence-transformers' ``EmbedDistillLoss`` (MSELoss is its ``mse`` case).
+    Uses sentence-transformers' ``EmbedDistillLoss`` (MSELoss is its ``mse`` case). With
+    ``align.score_weight`` the student also matches the teacher's scores over its top items
+    (:class:`~harnesslm.losses.FrozenItemScoreDistillLoss`), which needs ``item_embeddings``.
     """
     schedule = config.align
     if schedule.steps <= 0 or not len(queries):
         return {}
-    dataset = Dataset.from_dict({"query": list(queries), "label": teacher_embeddings.astype(np.float32).tolist()})
+    if schedule.score_weight > 0:
+        if item_embeddings is None:
+            raise ValueError("align.score_weight > 0 needs the teacher's item embeddings")
+        top = teacher_top_items(teacher_embeddings, item_embeddings, schedule.score_k)
+        dataset = Dataset.from_dict({"query": list(queries), "label": [[i, *rows] for i, rows in enumerate(top)]})
+    else:
+        dataset = Dataset.from_dict({"query": list(queries), "label": teacher_embeddings.astype(np.float32).tolist()})
     with rows_in_use(student, queries) as (model, write_back):
+        if schedule.score_weight > 0:
+            loss = FrozenItemScoreDistillLoss(
+                model,
+                torch.from_numpy(np.ascontiguousarray(item_embeddings, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(teacher_embeddings, dtype=np.float32)),
+                temperature=schedule.score_temperature,
+                score_weight=schedule.score_weight,
+            )
+        else:
+            loss = EmbedDistillLoss(model, distance_metric=schedule.loss)
         return train(
             model,
             dataset.shuffle(seed=schedule.seed),
-            EmbedDistillLoss(model, distance_metric=schedule.loss),
+            loss,
             **schedule_args(schedule, len(dataset)),
             progress=progress,
             callbacks=[*write_back, *(callbacks or [])],
