@@ -1,4 +1,4 @@
-"""Benchmark: where the teacher's hard negatives come from, BM25 or the off-the-shelf teacher's own index.
+"""Benchmark: the teacher's hard negatives mined by BM25, a static table of the untrained teacher, or its index.
 
 Mining negatives from the untrained teacher's index costs a whole catalog pass with that teacher before
 fine-tuning starts: about 3 minutes with MiniLM on 2 cores, 25 with all-mpnet-base-v2 and 90 with
@@ -39,7 +39,7 @@ from harnesslm.serving.searcher import Searcher
 from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]
-MINERS = ("bm25", "teacher")
+MINERS = ("bm25", "static", "teacher")
 console = Console()
 
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     record = ResultsFile.start(__file__, argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot-minilm.yaml")
-    parser.add_argument("--miners", default=",".join(MINERS), help="comma-separated: bm25, teacher")
+    parser.add_argument("--miners", default=",".join(MINERS), help="comma-separated: bm25, static, teacher")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "negatives")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "teacher_negatives.json")
     args = parser.parse_args(argv)

@@ -140,12 +140,13 @@ class TeacherConfig(_Section):
     schedule: Schedule = Field(description="fine-tuning steps (0 keeps the base model as it is), batch, rate, seed")
     temperature: float = Field(0.05, gt=0)
     hard_negatives: int = Field(1, ge=0)
-    negatives_from: Literal["teacher", "bm25"] = Field(
+    negatives_from: Literal["teacher", "static", "bm25"] = Field(
         "teacher",
         description="what ranks the catalog for hard negatives: the off-the-shelf teacher's own index (a catalog "
-        "pass with the untrained teacher), or BM25 over the item texts (no pass: minutes to hours saved with a "
-        "large teacher; on Home Depot it cost the MiniLM teacher 1.0 validation NDCG@10 point, "
-        "benchmarks/teacher_negatives.py)",
+        "pass with the untrained teacher), a static table distilled from it (model2vec, only the tokens the shop "
+        "uses: the catalog encodes in seconds, a dense ranking without the pass), or BM25 over the item texts "
+        "(no encoding at all; on Home Depot it cost the MiniLM teacher a validation NDCG@10 point in an earlier "
+        "measurement, docs/history.md). benchmarks/teacher_negatives.py compares them",
     )
     negatives_from_rank: int = Field(3, ge=0)
     negatives_to_rank: int = Field(30, ge=1)

@@ -150,6 +150,23 @@ def test_bm25_negatives_make_no_catalog_pass_with_the_untrained_teacher(
     assert TEACHER_BASE in evaluate(RunDir(run.root), progress=False)["systems"], "cached now: a row unasked"
 
 
+def test_static_negatives_make_no_catalog_pass_with_the_untrained_teacher(
+    tmp_path: Path, demo_files, tiny_teacher
+) -> None:
+    config = updated(
+        small_config(demo_files, tiny_teacher, tmp_path / "cache"),
+        {"teacher": {"negatives_from": "static", "schedule": {"steps": 2}}, "evaluation": {"baselines": ["bm25"]}},
+    )
+    run = steps.prepare(config.model_copy(update={"students": []}), tmp_path / "run")
+    queries = list(dict.fromkeys(run.split("train")["query"]))[:20]
+    positives = {q: set() for q in queries}
+    negatives = steps.hard_negatives(run, run.base_teacher, queries, positives, progress=False)
+    assert [len(n) for n in negatives] == [1] * len(queries)
+    assert not _document_cache(run.base_teacher, run).exists(), "no catalog pass with the untrained teacher"
+    steps.teacher(run, progress=False)
+    assert (run.teacher_dir / "modules.json").exists()
+
+
 def test_teacher_negatives_encode_the_catalog_with_the_untrained_teacher(finished_run: RunDir) -> None:
     assert finished_run.config.teacher.negatives_from == "teacher"  # the default
     assert _document_cache(finished_run.base_teacher, finished_run).exists()

@@ -30,6 +30,7 @@ from harnesslm.config import RunConfig, StaticStudentConfig
 from harnesslm.data import limit_queries, load_catalog, load_judgments, load_queries, split_by_query
 from harnesslm.data.checks import check_labels, check_positives
 from harnesslm.distill import ItemSpace, align_selected, build_student, kept_line, refine_selected
+from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index import build_item_index
 from harnesslm.index.item_index import ItemIndex
@@ -142,8 +143,8 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
 
 def hard_negatives(run: RunDir, model, queries: list[str], positives: dict[str, set[str]], progress: bool = True):
     """``teacher.hard_negatives`` item ids per query, mined by ``teacher.negatives_from``: BM25 over the catalog
-    texts (its index is the run's lexical index, built once), or the off-the-shelf teacher's own index (a
-    catalog pass with ``model``, cached)."""
+    texts (its index is the run's lexical index, built once), the off-the-shelf teacher's own index (a catalog
+    pass with ``model``, cached), or a static table distilled from ``model`` (seconds)."""
     cfg = run.config.teacher
     ranks = {"n": cfg.hard_negatives, "from_rank": cfg.negatives_from_rank, "to_rank": cfg.negatives_to_rank}
     if cfg.hard_negatives <= 0:
@@ -160,8 +161,17 @@ def hard_negatives(run: RunDir, model, queries: list[str], positives: dict[str, 
                 soft_wrap=True,
             )
         return mined
-    base_index = ItemIndex.build(item_embeddings(run, model, progress), run.catalog["item_id"].tolist(), space="base")
-    query_emb = encoded_texts(run, model, queries, "query", 128, progress)
+    if cfg.negatives_from == "static":
+        # model2vec's table of the untrained teacher (only the tokens the shop uses): a dense ranking of the catalog
+        # in seconds, where the teacher's own pass takes minutes to hours
+        table = student_models.distill_static(model, None, None, shop_texts(run))
+        model = student_models.static_model(table)
+        items = encode(model, run.catalog["text"].tolist(), batch_size=1024, role="document")
+        query_emb = encode(model, queries, batch_size=1024, role="query")
+    else:
+        items = item_embeddings(run, model, progress)
+        query_emb = encoded_texts(run, model, queries, "query", 128, progress)
+    base_index = ItemIndex.build(items, run.catalog["item_id"].tolist(), space="base")
     return mine_negatives(queries, query_emb, base_index, positives, **ranks, seed=cfg.schedule.seed)
 
 
