@@ -82,11 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--miners", default=",".join(MINERS), help="comma-separated: bm25, static, teacher")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "negatives")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "teacher_negatives.json")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="the embedding cache to use (default: the config's); one that holds a pass "
+        "already made saves it, and a miner's row then says its off-the-shelf pass was cached before",
+    )
     args = parser.parse_args(argv)
     miners = [m.strip() for m in args.miners.split(",") if m.strip()]
     if unknown := [m for m in miners if m not in MINERS]:
         parser.error(f"unknown miner {unknown[0]!r}; choose from {', '.join(MINERS)}")
     base = load_config(args.config)
+    if args.cache_dir:
+        base = updated(base, {"cache_dir": str(args.cache_dir.resolve())})
     if not base.data.catalog.path.exists():
         print(f"data not found: {base.data.catalog.path} (the benchmark needs ../shared/data/homedepot)")
         return 2
