@@ -95,6 +95,13 @@ def test_importing_the_package_is_light() -> None:
     assert _loaded_after("import harnesslm, harnesslm.config", heavy) == []
 
 
+def test_the_report_loads_neither_torch_nor_the_cross_encoder() -> None:
+    """``harness report`` reads JSON files: the Markdown and HTML reports and the model card import no model code."""
+    modules = "harnesslm.pipeline.report, harnesslm.pipeline.html_report, harnesslm.pipeline.model_card"
+    heavy = ("torch", "sentence_transformers", "faiss", "harnesslm.rerank", "harnesslm.pipeline.relevance")
+    assert _loaded_after(f"import {modules}", heavy) == []
+
+
 def test_importing_the_losses_does_not_pull_in_the_recipe() -> None:
     """Losses need torch and sentence-transformers, not the trainer, FAISS, the data loaders or the recipe."""
     recipe = ("faiss", "harnesslm.training.trainer", "harnesslm.pipeline", "harnesslm.index", "harnesslm.data")

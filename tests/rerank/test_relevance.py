@@ -17,8 +17,8 @@ from harnesslm.pipeline import relevance as stage
 from harnesslm.pipeline.recipe import run_recipe
 from harnesslm.rerank import datasets as rerank_data
 from harnesslm.rerank import labelling
+from harnesslm.rerank.reranker import Reranker
 from harnesslm.run.run_dir import RunDir, StepMissingError
-from harnesslm.serving.reranker import Reranker
 
 
 def _config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfig:

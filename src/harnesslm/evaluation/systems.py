@@ -13,6 +13,10 @@ PHASES = ("aligned", "refined")
 """A student's training phases, in order."""
 RUNTIMES = ("onnx", "onnx-int8")
 """How an exported copy runs; a system without one runs as trained (PyTorch, or numpy for a static table)."""
+RETRIEVER_ONLY = "no re-ranker"
+"""The re-ranking table's row for the retriever's own order (the report reads it without loading a cross-encoder)."""
+TEACHER_RERANKER = "cross-encoder teacher"
+"""The re-ranking table's row for the cross-encoder relevance teacher."""
 
 
 @dataclass(frozen=True)

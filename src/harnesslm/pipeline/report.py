@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from harnesslm.atomic import write_text
+from harnesslm.evaluation.systems import RETRIEVER_ONLY as NO_RERANKER
 from harnesslm.evaluation.systems import SystemId
-from harnesslm.pipeline.relevance import RETRIEVER_ONLY as NO_RERANKER
 from harnesslm.run.run_dir import RunDir
 
 WORST_SHOWN = 10  # queries per student in "Where the students lose most"

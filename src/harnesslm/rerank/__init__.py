@@ -3,6 +3,6 @@ pairs no human judged, and what is distilled from them (a small cross-encoder re
 student itself) with margin-MSE or listwise losses.
 
 ``models`` (cross-encoders), ``losses`` (ranking losses by name), ``datasets``, ``teacher``, ``labelling``,
-``distill``. The step that runs it on a run directory is ``harnesslm.pipeline.relevance``; serving a re-ranker
-is ``harnesslm.serving.reranker``.
+``distill``, and ``reranker`` (the second stage that re-scores retrieved candidates; the service does not
+re-rank yet). The step that runs it on a run directory is ``harnesslm.pipeline.relevance``.
 """
