@@ -23,6 +23,7 @@ from harnesslm.config import RANKING_LOSSES, ConfigError, IndexConfig, RunConfig
 from harnesslm.data.errors import DataError
 from harnesslm.models.bundled import BundledModelError
 from harnesslm.run.run_dir import RunDir, StepMissingError
+from harnesslm.serving.schemas import ServiceSettings
 
 app = typer.Typer(
     name="harness",
@@ -447,6 +448,10 @@ def report(
     _guard(action)
 
 
+_SERVICE = {name: field.default for name, field in ServiceSettings.model_fields.items()}
+"""The service's defaults, written once (``ServiceSettings``); ``serve``'s options show them."""
+
+
 @app.command()
 def serve(
     run_dir: RunArg,
@@ -462,13 +467,13 @@ def serve(
     ] = "auto",
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 100,
+    max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = _SERVICE["max_k"],
     batch_window_ms: Annotated[
         float, typer.Option(help="Micro-batching: how long to wait for more requests after the first (ms).")
-    ] = 2.0,
+    ] = _SERVICE["batch_window_ms"],
     max_batch: Annotated[
         int, typer.Option(help="Most queries per encoder call, and per POST /search/batch request.")
-    ] = 64,
+    ] = _SERVICE["max_batch"],
     batching: Annotated[
         bool | None,
         typer.Option(
@@ -497,9 +502,9 @@ def serve(
         bool,
         typer.Option(help="Load the catalog's BM25 index (built once into RUN/lexical) for mode=lexical|hybrid."),
     ] = True,
-    mode: Annotated[str, typer.Option(help="Search mode of requests that name none: dense, lexical or hybrid.")] = (
-        "dense"
-    ),
+    mode: Annotated[
+        str, typer.Option(help="Search mode of requests that name none: dense, lexical or hybrid.")
+    ] = _SERVICE["default_mode"],
     compare_teacher: Annotated[
         bool, typer.Option(help="Also load the teacher, for its column on the /compare page.")
     ] = False,

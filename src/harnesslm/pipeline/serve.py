@@ -142,11 +142,12 @@ class ServeOptions(BaseModel):
     index: IndexChoice = "auto"
     lexical: bool = True
     compare_teacher: bool = False
-    max_k: int = Field(100, ge=1)
-    batch_window_ms: float = Field(2.0, ge=0)
-    max_batch: int = Field(64, ge=1)
+    # the service's own defaults (ServiceSettings), written once there
+    max_k: int = Field(ServiceSettings.model_fields["max_k"].default, ge=1)
+    batch_window_ms: float = Field(ServiceSettings.model_fields["batch_window_ms"].default, ge=0)
+    max_batch: int = Field(ServiceSettings.model_fields["max_batch"].default, ge=1)
     batching: bool | None = None
-    default_mode: Literal["dense", "lexical", "hybrid"] = "dense"
+    default_mode: Literal["dense", "lexical", "hybrid"] = ServiceSettings.model_fields["default_mode"].default
 
 
 def app_from_options(options: ServeOptions) -> FastAPI:
