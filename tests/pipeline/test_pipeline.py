@@ -671,3 +671,14 @@ def test_shop_token_distillation_reads_the_pool_and_catalog_only(finished_run: R
     assert np.abs(weights[used]).sum(axis=1).min() > 0 and np.isfinite(weights).all()
     cached = sorted(p.name for p in (run.cache_dir.parent / "static").iterdir())
     assert any("-shop" in name for name in cached) and any("-shop" not in name for name in cached)
+
+
+def test_a_run_keeps_what_it_loaded_until_a_step_rewrites_it(finished_run: RunDir) -> None:
+    run = RunDir(finished_run.root)
+    teacher, catalog, index = run.teacher, run.catalog, run.index
+    assert run.teacher is teacher and run.index is index, "loaded once, shared by the steps of one process"
+    run.loaded.index_rewritten()
+    assert run.index is not index and run.teacher is teacher
+    run.loaded.teacher_rewritten()
+    assert run.teacher is not teacher, "a fine-tuned teacher is read again"
+    assert run.catalog is catalog, "the catalog did not change"

@@ -248,7 +248,7 @@ def serving_index(run: RunDir, choice: IndexChoice, encoder: Any, label: str) ->
         )
         graph.save(folder)
         (folder / "recall.json").unlink(missing_ok=True)
-        run.forget("index")  # the flat copy is not needed any more: the graph keeps the vectors
+        run.loaded.index_rewritten()  # the flat copy is not needed any more: the graph keeps the vectors
     served = ExactFallbackIndex(graph)
     recalls_path = folder / "recall.json"
     recalls = json.loads(recalls_path.read_text(encoding="utf-8")) if recalls_path.exists() else {}

@@ -137,7 +137,7 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
             with atomic_directory(run.teacher_dir) as tmp:
                 model.save(str(tmp))
                 provenance.write_record(tmp, *step_inputs(run, "teacher"))
-        run.forget("teacher", "teacher_space", "index", "base_teacher")
+        run.loaded.teacher_rewritten()
     return metrics
 
 
@@ -200,7 +200,7 @@ def build_index(run: RunDir, progress: bool = True, refresh: bool = False) -> It
             texts=run.catalog["text"].tolist(),
         )
         provenance.write_record(run.index_dir, *step_inputs(run, "index"))
-        run.forget("index")
+        run.loaded.index_rewritten()
         console.print(f"{built.meta.kind} index over {built.meta.size:,} items ({built.meta.dim}-d)")
     return built
 

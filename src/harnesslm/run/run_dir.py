@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,8 +37,32 @@ class StepMissingError(RuntimeError):
     """A step needs the output of an earlier step that has not run (or did not finish)."""
 
 
+@dataclass
+class Loaded:
+    """What a :class:`RunDir` has read from disk, each artifact loaded on first use and kept, so the steps run in
+    one process share one copy. A step that rewrites an artifact resets what depended on it, by name of the
+    step (:meth:`teacher_rewritten`, :meth:`index_rewritten`)."""
+
+    catalog: pd.DataFrame | None = None
+    item_texts: dict[str, str] | None = None
+    base_teacher: SentenceTransformer | None = None
+    teacher: SentenceTransformer | None = None
+    teacher_space: str | None = None
+    index: ItemIndex | MilvusItemIndex | None = None
+    lexical_index: BM25Retriever | None = None
+
+    def teacher_rewritten(self) -> None:
+        """After fine-tuning: the teacher, its space and the index built with it are stale, and the untrained
+        teacher (only needed to mine negatives) is freed."""
+        self.base_teacher = self.teacher = self.teacher_space = self.index = None
+
+    def index_rewritten(self) -> None:
+        """After an index was built (or a served graph replaced the flat copy): read it again when needed."""
+        self.index = None
+
+
 class RunDir:
-    """Paths of a run and lazy access to its artifacts.
+    """Paths of a run and lazy access to its artifacts (kept in :attr:`loaded`).
 
     Layout::
 
@@ -60,6 +84,7 @@ class RunDir:
                 raise StepMissingError(f"{self.root} is not a run directory (no config.yaml): run `prepare` first")
             config = load_config(self.config_path)
         self.config = config
+        self.loaded = Loaded()
 
     # paths -----------------------------------------------------------------------------------------------
     @property
@@ -128,33 +153,45 @@ class RunDir:
 
         return pd.read_parquet(path)
 
-    @cached_property
+    @property
     def catalog(self) -> pd.DataFrame:
-        return self.split("catalog")
+        if self.loaded.catalog is None:
+            self.loaded.catalog = self.split("catalog")
+        return self.loaded.catalog
 
-    @cached_property
+    @property
     def item_texts(self) -> dict[str, str]:
-        return dict(zip(self.catalog["item_id"], self.catalog["text"], strict=True))
+        if self.loaded.item_texts is None:
+            self.loaded.item_texts = dict(zip(self.catalog["item_id"], self.catalog["text"], strict=True))
+        return self.loaded.item_texts
 
     def query_pool(self) -> list[str]:
         return json.loads((self.data_dir / "query_pool.json").read_text(encoding="utf-8"))
 
     # models ----------------------------------------------------------------------------------------------
-    @cached_property
+    @property
     def base_teacher(self) -> SentenceTransformer:
-        from harnesslm.models.bundled import resolve_model
-        from harnesslm.models.students import load_model
+        """The teacher as configured, before fine-tuning."""
+        if self.loaded.base_teacher is None:
+            from harnesslm.models.bundled import resolve_model
+            from harnesslm.models.students import load_model
 
-        cfg = self.config.teacher
-        return self._prompted(load_model(resolve_model(cfg.model, self.config.cache_dir), cfg.max_seq_length))
+            cfg = self.config.teacher
+            model = load_model(resolve_model(cfg.model, self.config.cache_dir), cfg.max_seq_length)
+            self.loaded.base_teacher = self._prompted(model)
+        return self.loaded.base_teacher
 
-    @cached_property
+    @property
     def teacher(self) -> SentenceTransformer:
-        if not (self.teacher_dir / "modules.json").exists():
-            raise StepMissingError(f"no teacher in {self.teacher_dir}: run `harness teacher` first")
-        from harnesslm.models.students import load_model
+        """The fine-tuned teacher (``teacher/``)."""
+        if self.loaded.teacher is None:
+            if not (self.teacher_dir / "modules.json").exists():
+                raise StepMissingError(f"no teacher in {self.teacher_dir}: run `harness teacher` first")
+            from harnesslm.models.students import load_model
 
-        return self._prompted(load_model(str(self.teacher_dir), self.config.teacher.max_seq_length))
+            model = load_model(str(self.teacher_dir), self.config.teacher.max_seq_length)
+            self.loaded.teacher = self._prompted(model)
+        return self.loaded.teacher
 
     def _prompted(self, model: SentenceTransformer) -> SentenceTransformer:
         """The teacher with the configured query and document prompts (its own ones where none is set)."""
@@ -163,27 +200,35 @@ class RunDir:
         set_prompts(model, self.config.teacher.query_prompt, self.config.teacher.document_prompt)
         return model
 
-    @cached_property
+    @property
     def teacher_space(self) -> str:
-        from harnesslm.models.fingerprint import model_fingerprint
+        """The fine-tuned teacher's fingerprint: the embedding space its index and students live in."""
+        if self.loaded.teacher_space is None:
+            from harnesslm.models.fingerprint import model_fingerprint
 
-        return model_fingerprint(self.teacher)
+            self.loaded.teacher_space = model_fingerprint(self.teacher)
+        return self.loaded.teacher_space
 
-    @cached_property
+    @property
     def index(self) -> ItemIndex | MilvusItemIndex:
         """The teacher's item index: FAISS, or the Milvus collection ``index/meta.json`` points at."""
-        if not (self.index_dir / "meta.json").exists():
-            raise StepMissingError(f"no index in {self.index_dir}: run `harness index` first")
-        from harnesslm.index import load_item_index
+        if self.loaded.index is None:
+            if not (self.index_dir / "meta.json").exists():
+                raise StepMissingError(f"no index in {self.index_dir}: run `harness index` first")
+            from harnesslm.index import load_item_index
 
-        return load_item_index(self.index_dir, token=self.config.index.milvus_token)
+            self.loaded.index = load_item_index(self.index_dir, token=self.config.index.milvus_token)
+        return self.loaded.index
 
-    @cached_property
+    @property
     def lexical_index(self) -> BM25Retriever:
-        """BM25 over the catalog texts, built on first use and kept in ``lexical/`` for evaluation and serving.
+        """BM25 over the catalog texts, built on first use and kept in ``lexical/`` for evaluation and serving."""
+        if self.loaded.lexical_index is None:
+            self.loaded.lexical_index = self._lexical_index()
+        return self.loaded.lexical_index
 
-        Rebuilt when the catalog changed (its ids and texts are fingerprinted beside the index).
-        """
+    def _lexical_index(self) -> BM25Retriever:
+        """Read from ``lexical/``, or rebuilt when the catalog changed (its ids and texts are fingerprinted)."""
         from harnesslm.index.bm25 import BM25Retriever
 
         ids, texts = self.catalog["item_id"].tolist(), self.catalog["text"].tolist()
@@ -199,11 +244,6 @@ class RunDir:
     def students(self, names: list[str] | None = None) -> list[StudentConfig]:
         chosen = self.config.students if not names else [self.config.student(n) for n in names]
         return list(chosen)
-
-    def forget(self, *names: str) -> None:
-        """Drop cached artifacts after a step rewrote them."""
-        for name in names:
-            self.__dict__.pop(name, None)
 
     # bookkeeping -----------------------------------------------------------------------------------------
     def read_json(self, name: str) -> dict:
