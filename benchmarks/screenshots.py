@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from harnesslm.pipeline.html_report import write_html_report
 from harnesslm.pipeline.serve import app_from_run
+from harnesslm.report.html import write_html_report
 from harnesslm.run.run_dir import RunDir
 from results_json import ResultsFile
 

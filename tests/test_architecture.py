@@ -16,8 +16,8 @@ import harnesslm
 PACKAGE = Path(harnesslm.__file__).parent
 LOWER = ("serving", "onnx", "index", "encoding")
 """Folders that must work without a run directory: a service, an index or an encoder is given its inputs."""
-LAYOUT = ("pipeline", "run", "cli")
-"""Folders that know where a run keeps its files (``cli`` drives ``pipeline``)."""
+LAYOUT = ("pipeline", "run", "cli", "report")
+"""Folders that know where a run keeps its files (``cli`` drives ``pipeline``; ``report`` reads a run's JSON)."""
 
 
 def folder_graph() -> dict[str, set[str]]:
@@ -97,7 +97,7 @@ def test_importing_the_package_is_light() -> None:
 
 def test_the_report_loads_neither_torch_nor_the_cross_encoder() -> None:
     """``harness report`` reads JSON files: the Markdown and HTML reports and the model card import no model code."""
-    modules = "harnesslm.pipeline.report, harnesslm.pipeline.html_report, harnesslm.pipeline.model_card"
+    modules = "harnesslm.report.markdown, harnesslm.report.html, harnesslm.report.model_card"
     heavy = ("torch", "sentence_transformers", "faiss", "harnesslm.rerank", "harnesslm.pipeline.relevance")
     assert _loaded_after(f"import {modules}", heavy) == []
 

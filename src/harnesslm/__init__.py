@@ -31,7 +31,7 @@ _EXPORTS = {
     "export": "harnesslm.pipeline.export",
     "demo_config": "harnesslm.pipeline.recipe",
     "run_recipe": "harnesslm.pipeline.recipe",
-    "write_report": "harnesslm.pipeline.report",
+    "write_report": "harnesslm.report.markdown",
     "RunDir": "harnesslm.run.run_dir",
     "align": "harnesslm.pipeline.steps",
     "build_index": "harnesslm.pipeline.steps",
@@ -66,8 +66,8 @@ if TYPE_CHECKING:
     from harnesslm.pipeline.evaluate import evaluate
     from harnesslm.pipeline.export import export
     from harnesslm.pipeline.recipe import demo_config, run_recipe
-    from harnesslm.pipeline.report import write_report
     from harnesslm.pipeline.steps import align, build_index, prepare, refine, teacher
+    from harnesslm.report.markdown import write_report
     from harnesslm.run.run_dir import RunDir
 
 

@@ -258,7 +258,7 @@ def test_cli_export_then_bench_and_evaluate_use_the_exports(tiny_run) -> None:
     from harnesslm.cli.app import app
     from harnesslm.pipeline.bench import bench
     from harnesslm.pipeline.evaluate import evaluate
-    from harnesslm.pipeline.report import render
+    from harnesslm.report.markdown import render
 
     runner = CliRunner()
     assert runner.invoke(app, ["export", "--help"]).exit_code == 0

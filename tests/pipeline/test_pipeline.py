@@ -19,9 +19,9 @@ from harnesslm.models.shop_tokens import used_token_ids
 from harnesslm.models.students import read_student_meta, transformer_layers
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE, evaluate
-from harnesslm.pipeline.model_card import judged_on
 from harnesslm.pipeline.recipe import run_recipe
 from harnesslm.pipeline.steps import load_student
+from harnesslm.report.model_card import judged_on
 from harnesslm.run import provenance
 from harnesslm.run.run_dir import RunDir, StepMissingError
 
@@ -478,7 +478,7 @@ def test_terminal_summary_fits_80_columns_and_names_regressions(finished_run: Ru
     from typer.testing import CliRunner
 
     from harnesslm.cli.app import app
-    from harnesslm.pipeline.report import regressions
+    from harnesslm.report.markdown import regressions
 
     result = CliRunner().invoke(app, ["report", str(finished_run.root)], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
@@ -644,7 +644,7 @@ def test_router_export_is_one_model_student_for_queries_teacher_for_documents(fi
 
 
 def test_the_model_card_names_the_alignment_pool_by_source() -> None:
-    from harnesslm.pipeline.model_card import training_data
+    from harnesslm.report.model_card import training_data
 
     data = {"items": 1200, "judgments": 50, "queries": {"train": 30, "validation": 10}, "query_pool": 30}
     pool = {

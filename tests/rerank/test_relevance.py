@@ -183,7 +183,7 @@ def test_stage_trains_labels_distils_and_evaluates(run: RunDir) -> None:
     for values in systems.values():
         assert values["recall@10"] == pytest.approx(systems[stage.RETRIEVER_ONLY]["recall@10"])
     assert systems[stage.TEACHER_RERANKER]["latency_p50_ms"] > 0
-    from harnesslm.pipeline.report import write_report
+    from harnesslm.report.markdown import write_report
 
     report = write_report(run)
     assert "## Re-ranking the static (refined) top-10" in report and "student (margin_mse)" in report

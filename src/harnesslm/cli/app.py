@@ -71,7 +71,7 @@ def _guard(action: Callable[[], Any]) -> Any:
 
 def _show_report(run: RunDir) -> None:
     """Write report.md and print its headline tables (they fit 80 columns; the full report is the file)."""
-    from harnesslm.pipeline.report import terminal_summary, write_report
+    from harnesslm.report.markdown import terminal_summary, write_report
 
     write_report(run)
     for part in terminal_summary(run):
@@ -435,13 +435,13 @@ def report(
     def action() -> None:
         run = RunDir(run_dir)
         if full:
-            from harnesslm.pipeline.report import write_report
+            from harnesslm.report.markdown import write_report
 
             console.print(Markdown(write_report(run)))
         else:
             _show_report(run)
         if html:
-            from harnesslm.pipeline.html_report import write_html_report
+            from harnesslm.report.html import write_html_report
 
             console.print(f"HTML report: {write_html_report(run, load_test)}")
 

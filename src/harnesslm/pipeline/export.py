@@ -122,7 +122,7 @@ def export_router(run: RunDir, name: str | None = None, out: Path | None = None)
 
     from harnesslm.atomic import atomic_directory
     from harnesslm.models.prompts import prompt_of
-    from harnesslm.pipeline.model_card import model_card
+    from harnesslm.report.model_card import model_card
 
     name = name or run.config.students[0].name
     phase = latest_phase(run, name)

@@ -15,7 +15,7 @@ from harnesslm.pipeline import steps
 from harnesslm.pipeline.bench import bench
 from harnesslm.pipeline.evaluate import evaluate
 from harnesslm.pipeline.relevance import relevance
-from harnesslm.pipeline.report import write_report
+from harnesslm.report.markdown import write_report
 from harnesslm.run import provenance
 from harnesslm.run.run_dir import RunDir, console
 
