@@ -94,7 +94,7 @@ def encoders(teacher, source: str, settings: list[str], batch_size: int, tmp: Pa
                 engine = Engine("onnx", found)
                 out[setting] = lambda t, e=engine: encode_in_batches(e, t, batch_size, progress=False)
             elif setting == "onnx-int8":
-                from harnesslm.onnx.export import export_onnx
+                from harnesslm.onnx.exporter import export_onnx
                 from harnesslm.onnx.runtime import OnnxQueryEncoder
 
                 folder = tmp / "teacher-onnx"

@@ -20,11 +20,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.evaluation.fusion import WEIGHTS
+from harnesslm.evaluation.fusion_weight import WEIGHTS
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, qrels_from_judgments
 from harnesslm.index.fusion import FUSION_DEPTH, RRF_K, fuse_all
 from harnesslm.run.run_dir import RunDir
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
 from results_json import ResultsFile
 

@@ -30,7 +30,7 @@ from harnesslm.index.fusion import FUSION_DEPTH
 from harnesslm.pipeline.evaluate import qrels_of
 from harnesslm.pipeline.serve import hybrid_weight, pin_threads, serving_index, serving_threads
 from harnesslm.run.run_dir import RunDir
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.searcher import HybridSearcher, Searcher
 from harnesslm.serving.static_encoder import StaticQueryEncoder
 from results_json import ResultsFile

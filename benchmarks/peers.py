@@ -64,7 +64,7 @@ from harnesslm.models.prompts import prompt_of
 from harnesslm.pipeline import steps
 from harnesslm.run.catalog_embeddings import item_embeddings
 from harnesslm.run.run_dir import RunDir
-from harnesslm.training.teacher import positive_pairs
+from harnesslm.training.teacher_finetune import positive_pairs
 from results_json import ResultsFile, refuse_second_final
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +167,7 @@ def _served(student, folder: Path) -> Trained:
     static = StaticQueryEncoder.from_model(student)
     if static is not None:
         return Trained(static.encode, lambda q: static.encode([q]), "numpy", _parameters(student), report)
-    from harnesslm.onnx.export import export_onnx
+    from harnesslm.onnx.exporter import export_onnx
     from harnesslm.onnx.runtime import OnnxQueryEncoder
 
     info = export_onnx(student, folder / "onnx")
@@ -533,7 +533,7 @@ def teacher_row(race: Race) -> dict:
 
 def _teacher_onnx(teacher, folder: Path):
     """The teacher's float32 ONNX export, when it exports (EmbeddingGemma does not here); None otherwise."""
-    from harnesslm.onnx.export import export_onnx
+    from harnesslm.onnx.exporter import export_onnx
     from harnesslm.onnx.runtime import OnnxQueryEncoder
 
     try:

@@ -27,7 +27,7 @@ from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, qrel
 from harnesslm.pipeline.evaluate import TEACHER
 from harnesslm.pipeline.recipe import run_recipe
 from harnesslm.run.run_dir import RunDir
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
 from results_json import ResultsFile, refuse_second_final
 

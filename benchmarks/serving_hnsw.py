@@ -34,7 +34,7 @@ from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
 from harnesslm.index.item_index import ItemIndex, index_recall
 from harnesslm.pipeline.evaluate import qrels_of
 from harnesslm.run.run_dir import RunDir
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
 from results_json import ResultsFile
 

@@ -27,7 +27,7 @@ from rich.table import Table
 from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, qrels_from_judgments
 from harnesslm.run.run_dir import RunDir
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.student_store import latest_phase, load_student
 from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ the project's own code paths, on a prepared run's catalog and training queries:
   bfloat16 weights, and bfloat16 with PyTorch's cuDNN attention turned off (``bf16-no-cudnn``); texts/s over
   the whole catalog, the full pass's seconds, and the drift of each setting's embeddings from float32 (mean and
   minimum cosine);
-- fine-tuning: :func:`harnesslm.training.teacher.fine_tune_teacher` (MultipleNegativesRankingLoss with the
+- fine-tuning: :func:`harnesslm.training.teacher_finetune.fine_tune_teacher` (MultipleNegativesRankingLoss with the
   config's hard negatives, the query prompt on the anchor, bf16 mixed precision on a GPU) for ``--steps``
   steps at each ``--batch-sizes``; seconds per step after the first ``--warmup`` steps, rows/s and peak GPU
   memory. The negatives are random catalog items: the step's cost depends on the texts' lengths, not on which
@@ -50,7 +50,7 @@ from transformers import TrainerCallback
 
 from harnesslm.encoding.backend import accelerator, device_engine, encode_in_batches
 from harnesslm.run.run_dir import RunDir
-from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
+from harnesslm.training.teacher_finetune import contrastive_dataset, fine_tune_teacher, positive_pairs
 from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]

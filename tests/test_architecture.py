@@ -75,6 +75,15 @@ def test_only_the_layout_folders_import_the_run_directory() -> None:
     assert importers <= {*LAYOUT, "__init__"}
 
 
+def test_no_two_modules_share_a_file_name() -> None:
+    """A module's name says what it holds, so a reader never confuses ``serving/app.py`` with ``cli/app.py``."""
+    folders = defaultdict(list)
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "__init__.py":
+            folders[path.name].append(str(path.parent.relative_to(PACKAGE)))
+    assert {name: where for name, where in folders.items() if len(where) > 1} == {}
+
+
 def test_no_import_cycle_between_folders() -> None:
     assert cycles(folder_graph()) == []
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harnesslm.demo import vocabulary
+from harnesslm.demo import shop_words as vocabulary
 from harnesslm.demo.shop import DemoShop, make_demo_shop, write_demo_shop
 
 RELEVANT = 2.33  # Home Depot convention: averaged grade >= 2.33 counts as relevant

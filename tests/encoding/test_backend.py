@@ -65,7 +65,7 @@ def test_a_cache_miss_is_encoded_by_the_engine_and_a_hit_reads_the_file(teacher,
 
 
 def test_a_teacher_that_does_not_export_falls_back_and_is_not_retried(teacher, tmp_path, monkeypatch) -> None:
-    import harnesslm.onnx.export as export
+    import harnesslm.onnx.exporter as export
 
     tries = []
 

@@ -1,6 +1,6 @@
 """The hybrid's dense weight is the one with the best validation NDCG@10."""
 
-from harnesslm.evaluation.fusion import choose_weight
+from harnesslm.evaluation.fusion_weight import choose_weight
 from harnesslm.evaluation.metrics import RelevanceScale
 from harnesslm.index.fusion import fuse_all
 

@@ -26,10 +26,10 @@ from harnesslm.models.students import (
     static_student,
     truncated_student,
 )
-from harnesslm.onnx import export as onnx_export
-from harnesslm.onnx.export import OnnxExportError, export_onnx, row_cosines
+from harnesslm.onnx import exporter as onnx_export
+from harnesslm.onnx.exporter import OnnxExportError, export_onnx, row_cosines
 from harnesslm.onnx.runtime import OnnxQueryEncoder
-from harnesslm.run.students import save_student
+from harnesslm.run.student_store import save_student
 from harnesslm.serving.searcher import Searcher
 
 TEACHER_DIM = 48
@@ -315,7 +315,7 @@ def test_cli_export_without_the_onnx_extra_is_one_line(tiny_run, monkeypatch: py
     from harnesslm.cli.app import app
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if `harness-lm[onnx]` were not installed
-    for module in ("harnesslm.onnx.export", "harnesslm.onnx.runtime"):
+    for module in ("harnesslm.onnx.exporter", "harnesslm.onnx.runtime"):
         monkeypatch.delitem(sys.modules, module, raising=False)
     result = CliRunner().invoke(app, ["export", str(tiny_run.root)])
     assert result.exit_code == 2

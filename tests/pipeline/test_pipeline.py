@@ -577,7 +577,7 @@ def test_a_static_student_takes_its_table_from_its_base_model(tmp_path: Path, fi
 
 
 def test_hybrid_rows_fuse_bm25_with_a_weight_chosen_on_validation(finished_run: RunDir) -> None:
-    from harnesslm.evaluation.fusion import WEIGHTS
+    from harnesslm.evaluation.fusion_weight import WEIGHTS
 
     metrics = json.loads((finished_run.root / "metrics.json").read_text())
     hybrid = metrics["hybrid"]

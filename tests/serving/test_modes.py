@@ -13,7 +13,7 @@ from harnesslm.index.fusion import fuse_scored
 from harnesslm.pipeline.evaluate import validation_weight
 from harnesslm.pipeline.serve import ServeOptions, app_from_env, app_from_run, serving_threads
 from harnesslm.run.run_dir import RunDir
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.schemas import ServiceSettings
 from harnesslm.serving.searcher import HybridSearcher, Searcher
 

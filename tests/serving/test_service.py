@@ -20,11 +20,11 @@ from harnesslm.index.item_index import IndexMismatchError
 from harnesslm.models.students import STUDENT_META
 from harnesslm.pipeline.serve import app_from_run
 from harnesslm.run.run_dir import RunDir
-from harnesslm.run.students import latest_phase, load_student
-from harnesslm.serving.app import create_app
-from harnesslm.serving.errors import ServiceError
+from harnesslm.run.student_store import latest_phase, load_student
+from harnesslm.serving.http_app import create_app
 from harnesslm.serving.schemas import ModelInfo, ServiceSettings
 from harnesslm.serving.searcher import Searcher
+from harnesslm.serving.service_error import ServiceError
 from harnesslm.serving.static_encoder import StaticQueryEncoder
 
 K = 5

@@ -28,7 +28,7 @@ from harnesslm.training.align import align_student, fit_projection
 from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
 from harnesslm.training.refine import refine_student, refinement_dataset
 from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
-from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
+from harnesslm.training.teacher_finetune import contrastive_dataset, fine_tune_teacher, positive_pairs
 
 
 # mine_negatives --------------------------------------------------------------------------------------------

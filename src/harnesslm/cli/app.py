@@ -530,7 +530,7 @@ def serve(
     queue, encode, search, lexical, fuse, lookup, total).
     """
     from harnesslm.pipeline.serve import ServeOptions, app_from_options
-    from harnesslm.serving.errors import ServiceError
+    from harnesslm.serving.service_error import ServiceError
     from harnesslm.serving.workers import serve_workers
 
     def action() -> None:

@@ -14,7 +14,7 @@ The shop is built to be *hard for an off-the-shelf sentence encoder but learnabl
 
 All randomness comes from ``random.Random`` streams seeded from ``seed``; the same arguments always give
 byte-identical frames. The words themselves (brands, product types, jargon, misspellings) are in
-:mod:`harnesslm.demo.vocabulary`.
+:mod:`harnesslm.demo.shop_words`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from random import Random
 import pandas as pd
 
 from harnesslm.atomic import atomic_file
-from harnesslm.demo.vocabulary import (
+from harnesslm.demo.shop_words import (
     BRANDS,
     HEAD_QUERIES,
     HIDDEN_SLOTS,

@@ -104,7 +104,7 @@ def onnx_encoder(model: SentenceTransformer, root: Path, role: Role = "document"
         return f"its first module is a {type(modules[0]).__name__}, not a Transformer"
     if len(modules) > 1 and not getattr(modules[1], "include_prompt", True):
         return "its pooling leaves the prompt's tokens out (the export pools every token)"
-    from harnesslm.onnx.export import export_onnx
+    from harnesslm.onnx.exporter import export_onnx
     from harnesslm.onnx.format import ONNX_META
     from harnesslm.onnx.runtime import OnnxQueryEncoder
 

@@ -4,7 +4,7 @@ Product search never runs on dense retrieval alone: BM25 finds the exact part nu
 that an embedding blurs, and the two fail on different queries. Reciprocal-rank fusion (Cormack, Clarke and
 Buettcher, SIGIR 2009) needs no score calibration between the two: an item scores
 ``w / (k + dense rank) + (1 - w) / (k + lexical rank)`` (ranks from 1; an item missing from a list adds 0).
-The weight ``w`` is chosen on validation queries (``harnesslm.evaluation.fusion.choose_weight``), never on the
+The weight ``w`` is chosen on validation queries (``harnesslm.evaluation.fusion_weight.choose_weight``), never on the
 test split; evaluation, the Python API and the service fuse with the same function.
 
 What fusion does to Recall@``FUSION_DEPTH``: an item only BM25 found, at its rank 1, outscores the dense list's

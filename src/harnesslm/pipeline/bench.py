@@ -16,7 +16,7 @@ from harnesslm.evaluation.latency import (
 from harnesslm.evaluation.systems import SystemId
 from harnesslm.pipeline.export import onnx_encoders
 from harnesslm.run.run_dir import RunDir, console
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
 from harnesslm.serving.static_encoder import StaticQueryEncoder
 

@@ -19,7 +19,7 @@ from rich.progress import track
 from harnesslm.encoding.cache import cache_path
 from harnesslm.evaluation.agreement import cosine_agreement, top_k_overlap
 from harnesslm.evaluation.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, PairedBootstrap
-from harnesslm.evaluation.fusion import choose_weight
+from harnesslm.evaluation.fusion_weight import choose_weight
 from harnesslm.evaluation.metrics import (
     MetricReport,
     RelevanceScale,
@@ -35,7 +35,7 @@ from harnesslm.models.students import load_model
 from harnesslm.pipeline.export import onnx_encoders
 from harnesslm.run.catalog_embeddings import item_embeddings
 from harnesslm.run.run_dir import RunDir, StepMissingError, console, judged_queries
-from harnesslm.run.students import latest_phase
+from harnesslm.run.student_store import latest_phase
 from harnesslm.serving.searcher import Searcher
 
 TEACHER = "teacher (fine-tuned)"

@@ -22,7 +22,7 @@ from harnesslm.evaluation.systems import SystemId
 from harnesslm.models.students import read_student_meta
 from harnesslm.onnx.format import ONNX_DIR, ONNX_META
 from harnesslm.run.run_dir import RunDir, console
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.student_store import latest_phase, load_student
 
 if TYPE_CHECKING:
     from harnesslm.onnx.runtime import OnnxQueryEncoder
@@ -54,7 +54,7 @@ def onnx_encoders(run: RunDir, name: str, phase: str, threads: int | None = None
 def export(run: RunDir, names: list[str] | None = None) -> dict:
     """Export each student's latest phase; record sizes (MB) and agreement with the PyTorch student."""
     extras.require("onnx", "harness export")
-    from harnesslm.onnx.export import SAMPLE_TEXTS, export_onnx, row_cosines
+    from harnesslm.onnx.exporter import SAMPLE_TEXTS, export_onnx, row_cosines
 
     results = {}
     with run.timed("export"):

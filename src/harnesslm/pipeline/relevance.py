@@ -28,15 +28,15 @@ from harnesslm.evaluation.systems import RETRIEVER_ONLY, TEACHER_RERANKER
 from harnesslm.models import students as student_models
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.rerank import datasets as rerank_data
-from harnesslm.rerank import distill
+from harnesslm.rerank import distill_rankers as distill
 from harnesslm.rerank.labelling import augmentation_pairs, label_pairs
 from harnesslm.rerank.models import load_cross_encoder, small_cross_encoder, truncate_cross_encoder
+from harnesslm.rerank.relevance_teacher import fine_tune_relevance_teacher
 from harnesslm.rerank.reranker import Reranker
-from harnesslm.rerank.teacher import fine_tune_relevance_teacher
 from harnesslm.run import provenance
 from harnesslm.run.catalog_embeddings import item_embeddings
 from harnesslm.run.run_dir import RunDir, StepMissingError, console
-from harnesslm.run.students import latest_phase, load_student
+from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
 
 

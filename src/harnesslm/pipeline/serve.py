@@ -33,11 +33,11 @@ from harnesslm import extras
 from harnesslm.atomic import write_text
 from harnesslm.models.students import read_student_meta
 from harnesslm.run.run_dir import RunDir, StepMissingError
-from harnesslm.run.students import latest_phase, load_student
-from harnesslm.serving.app import create_app
-from harnesslm.serving.errors import ServiceError
+from harnesslm.run.student_store import latest_phase, load_student
+from harnesslm.serving.http_app import create_app
 from harnesslm.serving.schemas import ModelInfo, ServiceSettings
 from harnesslm.serving.searcher import HybridSearcher, QueryEncoder, Searcher
+from harnesslm.serving.service_error import ServiceError
 from harnesslm.serving.static_encoder import StaticQueryEncoder
 
 logger = logging.getLogger(__name__)

@@ -44,10 +44,10 @@ from harnesslm.run import provenance
 from harnesslm.run.catalog_embeddings import encoded_texts, item_cache_path, item_embeddings
 from harnesslm.run.provenance import step_inputs
 from harnesslm.run.run_dir import RunDir, StepMissingError, console
-from harnesslm.run.students import load_student, save_student
+from harnesslm.run.student_store import load_student, save_student
 from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
 from harnesslm.training.selection import ValidationScorer
-from harnesslm.training.teacher import contrastive_dataset, fine_tune_teacher, positive_pairs
+from harnesslm.training.teacher_finetune import contrastive_dataset, fine_tune_teacher, positive_pairs
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -8,8 +8,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from harnesslm.serving.errors import ServiceError
 from harnesslm.serving.schemas import FilterValues
+from harnesslm.serving.service_error import ServiceError
 
 
 class ItemTable:
