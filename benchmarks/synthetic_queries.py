@@ -21,7 +21,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from harnesslm.alignment.synthetic_queries import QueryWriter, select_examples
+from harnesslm.pool.synthetic_queries import QueryWriter, select_examples
 from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,9 +39,9 @@ from harnesslm.config import (
 from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale
 from harnesslm.index.item_index import ItemIndex
-from harnesslm.training.align import align_student, fit_projection
+from harnesslm.training.alignment import align_student, fit_projection
 from harnesslm.training.negatives import mine_negatives
-from harnesslm.training.refine import refine_student, refinement_dataset
+from harnesslm.training.refinement import refine_student, refinement_dataset
 from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ from harnesslm.models.students import (
     transformer_layers,
     truncated_student,
 )
-from harnesslm.training.align import fit_projection
+from harnesslm.training.alignment import fit_projection
 
 QUERIES = [
     "romex 12 gauge wire",

@@ -255,7 +255,7 @@ def test_pool_holds_every_enabled_source(finished_run: RunDir) -> None:
 
 
 def test_synthetic_source_writes_once_per_item_and_caches(finished_run: RunDir, monkeypatch, tmp_path: Path) -> None:
-    from harnesslm.alignment import synthetic_queries
+    from harnesslm.pool import synthetic_queries
 
     written: list[str] = []
 

@@ -24,9 +24,9 @@ from harnesslm.losses import FrozenItemContrastiveLoss
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.models.students import load_model, projection_of, static_model, static_student
 from harnesslm.training import table_rows
-from harnesslm.training.align import align_student, fit_projection
+from harnesslm.training.alignment import align_student, fit_projection
 from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
-from harnesslm.training.refine import refine_student, refinement_dataset
+from harnesslm.training.refinement import refine_student, refinement_dataset
 from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
 from harnesslm.training.teacher_finetune import contrastive_dataset, fine_tune_teacher, positive_pairs
 

@@ -111,7 +111,7 @@ def truncated_student(
 ) -> SentenceTransformer:
     """The first ``layers`` transformer layers of a copy of ``base`` (left untouched), with its pooling; a
     projection to ``teacher_dim`` is added when the pooled dimension differs, or always with ``linear_head``
-    (it starts as the identity; :func:`~harnesslm.training.align.fit_projection` fits it). Any
+    (it starts as the identity; :func:`~harnesslm.training.alignment.fit_projection` fits it). Any
     ``Dense``/``Normalize`` of ``base`` is dropped: the projection replaces it.
     """
     base = copy.deepcopy(base)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from harnesslm.alignment.pool import PoolSource, cached_texts, encodes_alike, merge_sources, take
-from harnesslm.alignment.pseudo_queries import first_segment, pseudo_queries, pseudo_queries_for, words_of
+from harnesslm.pool.pseudo_queries import first_segment, pseudo_queries, pseudo_queries_for, words_of
+from harnesslm.pool.sources import PoolSource, cached_texts, encodes_alike, merge_sources, take
 
 TITLES = [
     "Delta Vero 1-Handle Shower Only Faucet Trim Kit in Chrome (Valve Not Included)",
@@ -103,7 +103,7 @@ def test_encodes_alike_reads_the_model_prompts(prompts: dict, alike: bool) -> No
 
 
 def test_a_source_repeated_weighs_more_in_the_pool() -> None:
-    from harnesslm.alignment.pool import with_repeated
+    from harnesslm.pool.sources import with_repeated
 
     sources = [
         PoolSource("train_queries", ["drill", "saw"], np.eye(2, dtype=np.float32)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harnesslm.alignment.synthetic_queries import (
+from harnesslm.pool.synthetic_queries import (
     clean_queries,
     echoes_title,
     few_shot_prompt,

@@ -1,0 +1,86 @@
+"""Phase 1, the teacher step: mine hard negatives, fine-tune the teacher contrastively, save ``teacher/``."""
+
+from __future__ import annotations
+
+from harnesslm.atomic import atomic_directory
+from harnesslm.encoding.cache import encode
+from harnesslm.index.item_index import ItemIndex
+from harnesslm.models import students as student_models
+from harnesslm.pipeline.static_table import shop_texts
+from harnesslm.run import provenance
+from harnesslm.run.catalog_embeddings import encoded_texts, item_embeddings
+from harnesslm.run.provenance import step_inputs
+from harnesslm.run.run_dir import RunDir, console
+from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
+from harnesslm.training.teacher_finetune import contrastive_dataset, fine_tune_teacher, positive_pairs
+
+
+def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
+    """Phase 1: fine-tune the teacher with in-batch and mined hard negatives; save it to ``teacher/``."""
+    cfg = run.config.teacher
+    with run.timed("teacher"):
+        model = run.base_teacher
+        metrics: dict[str, float] = {}
+        if cfg.enabled and cfg.schedule.steps > 0:
+            pairs = positive_pairs(run.split("train"), run.config.data.relevant_at)
+            queries = list(dict.fromkeys(pairs.queries))
+            negatives = hard_negatives(run, model, queries, pairs.positives_by_query, progress)
+            mined = dict(zip(queries, negatives, strict=True))
+            dataset = contrastive_dataset(
+                pairs.queries,
+                pairs.positives,
+                [mined[q] for q in pairs.queries],
+                run.item_texts,
+                cfg.hard_negatives,
+            )
+            console.print(
+                f"fine-tuning on {len(dataset):,} (query, positive, {cfg.hard_negatives} negatives) "
+                f"rows for {cfg.schedule.steps_for(len(dataset))} steps"
+            )
+            metrics = fine_tune_teacher(model, dataset, cfg, progress)
+        if _is_main_process():  # under torchrun/accelerate every rank trains; one writes
+            with atomic_directory(run.teacher_dir) as tmp:
+                model.save(str(tmp))
+                provenance.write_record(tmp, *step_inputs(run, "teacher"))
+        run.loaded.teacher_rewritten()
+    return metrics
+
+
+def hard_negatives(run: RunDir, model, queries: list[str], positives: dict[str, set[str]], progress: bool = True):
+    """``teacher.hard_negatives`` item ids per query, mined by ``teacher.negatives_from``: BM25 over the catalog
+    texts (its index is the run's lexical index, built once), the off-the-shelf teacher's own index (a catalog
+    pass with ``model``, cached), or a static table distilled from ``model`` (seconds)."""
+    cfg = run.config.teacher
+    ranks = {"n": cfg.hard_negatives, "from_rank": cfg.negatives_from_rank, "to_rank": cfg.negatives_to_rank}
+    if cfg.hard_negatives <= 0:
+        return [[] for _ in queries]
+    if cfg.negatives_from == "bm25":
+        mined, topped_up = mine_lexical_negatives(
+            queries, run.lexical_index, positives, **ranks, seed=cfg.schedule.seed
+        )
+        if topped_up:
+            hint = " (teacher.negatives_from: teacher mines them densely)" if topped_up > len(queries) // 10 else ""
+            console.print(
+                f"[yellow]BM25 found too few candidates for {topped_up:,} of {len(queries):,} training queries; "
+                f"their hard negatives were topped up with random items{hint}[/yellow]",
+                soft_wrap=True,
+            )
+        return mined
+    if cfg.negatives_from == "static":
+        # model2vec's table of the untrained teacher (only the tokens the shop uses): a dense ranking of the catalog
+        # in seconds, where the teacher's own pass takes minutes to hours
+        table = student_models.distill_static(model, None, None, shop_texts(run))
+        model = student_models.static_model(table)
+        items = encode(model, run.catalog["text"].tolist(), batch_size=1024, role="document")
+        query_emb = encode(model, queries, batch_size=1024, role="query")
+    else:
+        items = item_embeddings(run, model, progress)
+        query_emb = encoded_texts(run, model, queries, "query", 128, progress)
+    base_index = ItemIndex.build(items, run.catalog["item_id"].tolist(), space="base")
+    return mine_negatives(queries, query_emb, base_index, positives, **ranks, seed=cfg.schedule.seed)
+
+
+def _is_main_process() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
