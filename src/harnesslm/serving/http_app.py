@@ -20,7 +20,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, get_args
+from dataclasses import dataclass
+from typing import Annotated, Any, get_args
 
 import numpy as np
 import orjson
@@ -120,78 +121,106 @@ def create_app(
     app.state.items = table
     app.state.settings = settings
 
-    def check_k(k: int | None) -> int:
-        k = settings.default_k if k is None else k
-        if not 1 <= k <= settings.max_k:
-            raise HTTPException(422, f"k must be between 1 and {settings.max_k}, got {k}")
+    core = SearchCore(settings, table, row_of, batcher, hybrid, modes)
+    compared: list[tuple[str, str]] = [("student", f"{model.name} ({model.phase or model.kind}, dense)")]
+    if hybrid is not None:
+        compared += [("hybrid", f"{model.name} + BM25 (dense weight {hybrid.weight:g})"), ("bm25", "BM25")]
+    if teacher is not None:
+        compared.append(("teacher", "teacher (dense)"))
+    _add_search_routes(app, core)
+    _add_health_route(app, core, index, model, [name for name, _ in compared])
+    _add_compare_routes(app, core, compared, teacher)
+    return app
+
+
+@dataclass
+class SearchCore:
+    """What every route shares: request checks against the settings, the search itself (dense through the
+    micro-batcher, BM25 in a worker thread, or both fused) and the response body, serialised once."""
+
+    settings: ServiceSettings
+    table: ItemTable
+    row_of: dict[str, int]
+    batcher: MicroBatcher
+    hybrid: HybridSearcher | None
+    modes: list[str]
+
+    def check_k(self, k: int | None) -> int:
+        k = self.settings.default_k if k is None else k
+        if not 1 <= k <= self.settings.max_k:
+            raise HTTPException(422, f"k must be between 1 and {self.settings.max_k}, got {k}")
         return k
 
-    def check_query(query: str, where: str = "query") -> str:
+    def check_query(self, query: str, where: str = "query") -> str:
         try:
             query.encode("utf-8")
         except UnicodeEncodeError as error:  # a lone surrogate such as "\ud800" is not text
             raise HTTPException(
                 422, f"{where} is not valid Unicode text (lone surrogate at character {error.start})"
             ) from None
-        if len(query) > settings.max_query_chars:
-            raise HTTPException(422, f"{where} has {len(query)} characters; the limit is {settings.max_query_chars}")
+        limit = self.settings.max_query_chars
+        if len(query) > limit:
+            raise HTTPException(422, f"{where} has {len(query)} characters; the limit is {limit}")
         normalised = normalize_query(query)
         if not normalised:
             raise HTTPException(422, f"{where} is empty")
         return normalised
 
-    def check_filters(filters: Mapping[str, FilterValues] | None) -> tuple[np.ndarray | None, Hashable]:
+    def check_filters(self, filters: Mapping[str, FilterValues] | None) -> tuple[np.ndarray | None, Hashable]:
         count = sum(1 if isinstance(v, str) else len(v) for v in (filters or {}).values())
-        if count > settings.max_filter_values:
-            raise HTTPException(422, f"filters hold {count:,} values; the limit is {settings.max_filter_values}")
+        if count > self.settings.max_filter_values:
+            raise HTTPException(422, f"filters hold {count:,} values; the limit is {self.settings.max_filter_values}")
         try:
-            return table.allowed_rows(filters)
+            return self.table.allowed_rows(filters)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
 
-    def check_mode(mode: SearchMode | None) -> SearchMode:
-        mode = mode or settings.default_mode
-        if mode not in modes:
+    def check_mode(self, mode: SearchMode | None) -> SearchMode:
+        mode = mode or self.settings.default_mode
+        if mode not in self.modes:
             raise HTTPException(422, f"mode={mode} needs the catalog's BM25 index, and this service has none")
         return mode
 
     async def lexical_search(
-        queries: list[str], depth: int, allowed: np.ndarray | None, timings: dict[str, float]
+        self, queries: list[str], depth: int, allowed: np.ndarray | None, timings: dict[str, float]
     ) -> Found:
-        assert hybrid is not None
+        assert self.hybrid is not None
         started = time.perf_counter()
-        found = await asyncio.get_running_loop().run_in_executor(None, hybrid.search_lexical, queries, depth, allowed)
+        search = self.hybrid.search_lexical
+        found = await asyncio.get_running_loop().run_in_executor(None, search, queries, depth, allowed)
         timings["lexical"] = (time.perf_counter() - started) * 1000
         return found
 
     async def find(
-        queries: list[str], k: int, mode: SearchMode, allowed: np.ndarray | None, key: Hashable, timings: dict
+        self, queries: list[str], k: int, mode: SearchMode, allowed: np.ndarray | None, key: Hashable, timings: dict
     ) -> Found:
         """Dense through the micro-batcher, BM25 in a worker thread, or both at once and fused."""
         if mode == "dense":
-            return await batcher.search(queries, k, allowed, key, timings=timings)
+            return await self.batcher.search(queries, k, allowed, key, timings=timings)
+        hybrid = self.hybrid
         assert hybrid is not None
         if mode == "lexical":
-            return await lexical_search(queries, k, allowed, timings)
+            return await self.lexical_search(queries, k, allowed, timings)
         depth = max(k, hybrid.depth)
         (dense_ids, _), (lexical_ids, _) = await asyncio.gather(
-            batcher.search(queries, depth, allowed, key, timings=timings),
-            lexical_search(queries, depth, allowed, timings),
+            self.batcher.search(queries, depth, allowed, key, timings=timings),
+            self.lexical_search(queries, depth, allowed, timings),
         )
         fused = time.perf_counter()
         found = hybrid.fuse(dense_ids, lexical_ids, k)
         timings["fuse"] = (time.perf_counter() - fused) * 1000
         return found
 
-    def hits_of(found: Sequence[str], scores: Sequence[float]) -> list[dict]:
+    def hits_of(self, found: Sequence[str], scores: Sequence[float]) -> list[dict]:
         """The hits as plain dicts in the :class:`Hit` shape (serialised by orjson: no model per hit)."""
         hits = []
         for item_id, score in zip(found, scores, strict=False):
-            title, values = table.record(row_of[item_id])
+            title, values = self.table.record(self.row_of[item_id])
             hits.append({"item_id": item_id, "score": float(score), "title": title, "fields": values})
         return hits
 
     async def run_search(
+        self,
         queries: list[str],
         shown: list[str],
         k: int,
@@ -201,14 +230,14 @@ def create_app(
     ) -> tuple[list[dict], dict[str, float]]:
         """Each query's response body (the :class:`SearchResponse` shape) and the request's stage timings."""
         timings: dict[str, float] = {"parse": (time.perf_counter() - start) * 1000}
-        allowed, key = check_filters(filters)
+        allowed, key = self.check_filters(filters)
         if allowed is not None and len(allowed) == 0:
             ids: list[list[str]] = [[] for _ in queries]
             scores: Sequence[Sequence[float]] = np.zeros((len(queries), 0), dtype=np.float32)
         else:
-            ids, scores = await find(queries, k, mode, allowed, key, timings)
+            ids, scores = await self.find(queries, k, mode, allowed, key, timings)
         looked_up = time.perf_counter()
-        found_hits = [hits_of(found, row_scores) for found, row_scores in zip(ids, scores, strict=True)]
+        found_hits = [self.hits_of(found, row_scores) for found, row_scores in zip(ids, scores, strict=True)]
         now = time.perf_counter()
         results = [
             {"query": query, "k": k, "mode": mode, "hits": hits, "took_ms": (now - start) * 1000}
@@ -217,31 +246,37 @@ def create_app(
         timings["lookup"] = (now - looked_up) * 1000
         return results, timings
 
-    def json_response(body: dict, timings: dict[str, float], start: float) -> Response:
-        """``body`` serialised by orjson, with the request's breakdown in its ``Server-Timing`` header.
-
-        The routes declare their response models for the OpenAPI schema, and return this ready response so
-        FastAPI neither validates the body again nor serialises it a second time.
-        """
-        serialised = time.perf_counter()
-        content = orjson.dumps(body)
-        now = time.perf_counter()
-        timings["serialize"] = (now - serialised) * 1000
-        timings["total"] = (now - start) * 1000
-        return Response(content, media_type="application/json", headers={"Server-Timing": server_timing(timings)})
-
     async def search_one(
-        q: str, k: int | None, filter_: Sequence[str], mode: SearchMode | None, start: float
+        self, q: str, k: int | None, filter_: Sequence[str], mode: SearchMode | None, start: float
     ) -> Response:
+        """``GET /search``: ``field:value`` filters parsed, then one query searched."""
         filters: dict[str, list[str]] = {}
         for item in filter_:
             name, sep, value = item.partition(":")
             if not sep:
                 raise HTTPException(422, f"filter {item!r} is not of the form field:value")
             filters.setdefault(name, []).append(value)
-        k = check_k(k)
-        results, timings = await run_search([check_query(q)], [q], k, filters, start, check_mode(mode))
+        k = self.check_k(k)
+        results, timings = await self.run_search([self.check_query(q)], [q], k, filters, start, self.check_mode(mode))
         return json_response(results[0], timings, start)
+
+
+def json_response(body: dict, timings: dict[str, float], start: float) -> Response:
+    """``body`` serialised by orjson, with the request's breakdown in its ``Server-Timing`` header.
+
+    The routes declare their response models for the OpenAPI schema, and return this ready response so
+    FastAPI neither validates the body again nor serialises it a second time.
+    """
+    serialised = time.perf_counter()
+    content = orjson.dumps(body)
+    now = time.perf_counter()
+    timings["serialize"] = (now - serialised) * 1000
+    timings["total"] = (now - start) * 1000
+    return Response(content, media_type="application/json", headers={"Server-Timing": server_timing(timings)})
+
+
+def _add_search_routes(app: SearchApp, core: SearchCore) -> None:
+    """``GET /search`` (with its fast path), ``POST /search`` and ``POST /search/batch``."""
 
     @app.get("/search", response_model=SearchResponse, summary="Search with one query")
     async def search_get(
@@ -256,17 +291,17 @@ def create_app(
         ] = None,
         mode: Annotated[SearchMode | None, Query(description=MODE_HELP)] = None,
     ) -> Response:
-        return await search_one(q, k, filter_ or [], mode, time.perf_counter())
+        return await core.search_one(q, k, filter_ or [], mode, time.perf_counter())
 
-    _add_fast_search_get(app, search_one)
+    _add_fast_search_get(app, core.search_one)
 
     @app.post("/search", response_model=SearchResponse, summary="Search with one query and optional filters")
     async def search_post(request: SearchRequest) -> Response:
         start = time.perf_counter()
-        k = check_k(request.k)
-        query = check_query(request.query)
-        mode = check_mode(request.mode)
-        results, timings = await run_search([query], [request.query], k, request.filters, start, mode)
+        k = core.check_k(request.k)
+        query = core.check_query(request.query)
+        mode = core.check_mode(request.mode)
+        results, timings = await core.run_search([query], [request.query], k, request.filters, start, mode)
         return json_response(results[0], timings, start)
 
     @app.post("/search/batch", response_model=BatchSearchResponse, summary="Search with several queries")
@@ -274,14 +309,19 @@ def create_app(
         start = time.perf_counter()
         if not request.queries:
             raise HTTPException(422, "queries is empty")
-        if len(request.queries) > settings.max_batch:
-            raise HTTPException(422, f"{len(request.queries)} queries; a batch holds at most {settings.max_batch}")
-        k = check_k(request.k)
-        queries = [check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
-        mode = check_mode(request.mode)
-        results, timings = await run_search(queries, list(request.queries), k, request.filters, start, mode)
+        if len(request.queries) > core.settings.max_batch:
+            limit = core.settings.max_batch
+            raise HTTPException(422, f"{len(request.queries)} queries; a batch holds at most {limit}")
+        k = core.check_k(request.k)
+        queries = [core.check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
+        mode = core.check_mode(request.mode)
+        results, timings = await core.run_search(queries, list(request.queries), k, request.filters, start, mode)
         body = {"results": results, "took_ms": (time.perf_counter() - start) * 1000}
         return json_response(body, timings, start)
+
+
+def _add_health_route(app: FastAPI, core: SearchCore, index: Any, model: ModelInfo, compared: list[str]) -> None:
+    """``GET /health``: the model, the index, the limits and the batcher's counters."""
 
     @app.get("/health", response_model=HealthResponse, summary="Model, index and batching status")
     async def health() -> HealthResponse:
@@ -299,20 +339,19 @@ def create_app(
                 searches=dict(getattr(index, "searches", {})) or None,
             ),
             teacher_space=meta.space,
-            filter_fields=list(table.fields),
-            modes=modes,
-            hybrid_weight=hybrid.weight if hybrid is not None else None,
-            compare=[name for name, _ in compared],
-            limits=settings,
-            batcher=BatcherStats(**batcher.stats()),
+            filter_fields=list(core.table.fields),
+            modes=core.modes,
+            hybrid_weight=core.hybrid.weight if core.hybrid is not None else None,
+            compare=compared,
+            limits=core.settings,
+            batcher=BatcherStats(**core.batcher.stats()),
         )
 
-    # side by side ----------------------------------------------------------------------------------------
-    compared: list[tuple[str, str]] = [("student", f"{model.name} ({model.phase or model.kind}, dense)")]
-    if hybrid is not None:
-        compared += [("hybrid", f"{model.name} + BM25 (dense weight {hybrid.weight:g})"), ("bm25", "BM25")]
-    if teacher is not None:
-        compared.append(("teacher", "teacher (dense)"))
+
+def _add_compare_routes(
+    app: FastAPI, core: SearchCore, compared: list[tuple[str, str]], teacher: Searcher | None
+) -> None:
+    """``GET /compare`` (the side-by-side page) and ``GET /compare/search`` (every compared system's top k)."""
 
     async def compare_one(name: str, query: str, k: int) -> tuple[Found, float]:
         timings: dict[str, float] = {}
@@ -321,9 +360,8 @@ def create_app(
             assert teacher is not None
             found = await asyncio.get_running_loop().run_in_executor(None, teacher.search, [query], k)
         else:
-            found = await find(
-                [query], k, {"student": "dense", "bm25": "lexical"}.get(name, "hybrid"), None, None, timings
-            )
+            mode = {"student": "dense", "bm25": "lexical"}.get(name, "hybrid")
+            found = await core.find([query], k, mode, None, None, timings)
         return found, (time.perf_counter() - started) * 1000
 
     @app.get("/compare", include_in_schema=False)
@@ -335,17 +373,15 @@ def create_app(
         q: Annotated[str, Query(description="the search text")],
         k: Annotated[int | None, Query(description="hits per system (default: default_k)")] = None,
     ) -> CompareResponse:
-        k, query = check_k(k), check_query(q)
+        k, query = core.check_k(k), core.check_query(q)
         systems = []
         for name, label in compared:  # one after another, so each system's time is its own
             (ids, scores), took = await compare_one(name, query, k)
-            hits = [Hit(**hit) for hit in hits_of(ids[0], scores[0])]
+            hits = [Hit(**hit) for hit in core.hits_of(ids[0], scores[0])]
             systems.append(CompareSystem(name=name, label=label, hits=hits, took_ms=took))
         tops = {system.name: {hit.item_id for hit in system.hits} for system in systems}
         overlap = {f"{a}|{b}": len(tops[a] & tops[b]) for i, a in enumerate(tops) for b in list(tops)[i + 1 :]}
         return CompareResponse(query=q, k=k, systems=systems, overlap=overlap)
-
-    return app
 
 
 FAST_PARAMS = frozenset({"q", "k", "filter", "mode"})
