@@ -680,11 +680,12 @@ def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
     return config.model_copy(update={"data": data, "cache_dir": cache_dir})
 
 
-def updated(config: RunConfig, patch: dict[str, Any]) -> RunConfig:
+def updated(config: RunConfig | dict[str, Any], patch: dict[str, Any]) -> RunConfig:
     """A new, validated config: ``patch`` (nested sections, e.g. ``{"pool": {"synthetic_items": 5}}``) merged
-    into ``config``, which stays as it was. How the CLI and benchmarks override a setting."""
-
-    return RunConfig.model_validate(_merged(config.model_dump(), patch))
+    into ``config`` (a config, or the raw sections of one still to be completed), which stays as it was. How
+    the CLI and benchmarks override a setting."""
+    base = config if isinstance(config, dict) else config.model_dump()
+    return RunConfig.model_validate(_merged(base, patch))
 
 
 def updated_student(

@@ -257,7 +257,7 @@ def test_item_cache_path_names_the_file_the_catalog_pass_writes(tiny_teacher: Pa
 def test_the_alignment_pool_targets_are_sharded_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A large teacher encodes the pool's queries for as long as the catalog: that pass must be resumable too."""
     from harnesslm.config import IndexConfig
-    from harnesslm.pipeline.steps import _encoded_source
+    from harnesslm.pipeline.alignment_pool import _encoded_source
 
     seen: dict = {}
 

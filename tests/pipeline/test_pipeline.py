@@ -20,10 +20,10 @@ from harnesslm.models.students import read_student_meta, transformer_layers
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE, evaluate
 from harnesslm.pipeline.recipe import run_recipe
-from harnesslm.pipeline.steps import load_student
 from harnesslm.report.model_card import judged_on
 from harnesslm.run import provenance
 from harnesslm.run.run_dir import RunDir, StepMissingError
+from harnesslm.run.student_store import load_student
 
 
 def small_config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfig:
@@ -525,6 +525,22 @@ def test_index_force_re_encodes_the_catalog(finished_run: RunDir, tmp_path: Path
     result = CliRunner().invoke(app, ["index", str(root), "--force"])
     assert result.exit_code == 0, result.output
     assert cached.stat().st_mtime_ns != before
+
+
+def test_index_options_are_kept_for_later_steps_but_the_token_is_not(finished_run: RunDir, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harnesslm.cli.app import app
+
+    root = tmp_path / "copy"
+    shutil.copytree(finished_run.root, root)
+    result = CliRunner().invoke(app, ["index", str(root), "--kind", "hnsw", "--milvus-token", "s3cret"])
+    assert result.exit_code == 0, result.output
+    assert RunDir(root).config.index.kind == "hnsw" and RunDir(root).index.meta.kind == "hnsw"
+    assert "s3cret" not in (root / "config.yaml").read_text(encoding="utf-8")
+    result = CliRunner().invoke(app, ["index", str(root), "--pq-m", "7", "--kind", "ivfpq"])
+    assert result.exit_code == 2 and "error" in result.output, "settings impossible for this catalog: one line"
+    assert RunDir(root).config.index.kind == "hnsw", "a failed build keeps the config as it was"
 
 
 def test_a_prompted_teacher_is_used_with_its_prompts_everywhere(tmp_path: Path, demo_files, tiny_teacher) -> None:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markdown import Markdown
 
-from harnesslm.config import RANKING_LOSSES, ConfigError, IndexConfig, RunConfig, load_config
+from harnesslm.config import RANKING_LOSSES, ConfigError, RunConfig, load_config, updated
 from harnesslm.data.errors import DataError
 from harnesslm.models.bundled import BundledModelError
 from harnesslm.run.run_dir import RunDir, StepMissingError
@@ -142,55 +142,45 @@ def prepare(
     from harnesslm.pipeline import steps
 
     def action() -> None:
-        cfg = _config_from_flags(
-            config,
-            catalog,
-            judgments,
-            id_column,
-            text_column,
-            query_column,
-            item_column,
-            label_column,
-            catalog_format,
-            judgments_format,
-            teacher_model,
-        )
-        steps.prepare(cfg, out)
+        patch = {
+            "data": {
+                "catalog": _given(
+                    path=catalog.resolve() if catalog else None,
+                    id_column=id_column,
+                    text_column=text_column,
+                    format=catalog_format,
+                ),
+                "judgments": _given(
+                    path=judgments.resolve() if judgments else None,
+                    query_column=query_column,
+                    item_column=item_column,
+                    label_column=label_column,
+                    format=judgments_format,
+                ),
+            },
+            "teacher": _given(model=teacher_model),
+        }
+        steps.prepare(prepare_config(config, patch), out)
 
     _guard(action)
 
 
-def _config_from_flags(
-    config: Path | None, catalog: Path | None, judgments: Path | None, *columns_and_teacher: str | None
-) -> RunConfig:
-    id_column, text_column, query_column, item_column, label_column, *formats, teacher_model = columns_and_teacher
-    catalog_format, judgments_format = formats
+def _given(**options: Any) -> dict[str, Any]:
+    """The options a user gave (the others are None): what a command's flags override in the config."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def prepare_config(config: Path | None, patch: dict[str, Any]) -> RunConfig:
+    """``config`` (or the defaults) with the flags' ``patch``; a data file named nowhere is Home Depot's, read
+    from ../shared/data/homedepot when it is there."""
     raw: dict = load_config(config).model_dump() if config else {"data": {}}
-    data = raw["data"]
-    if catalog:
-        data["catalog"] = {**data.get("catalog", {}), "path": catalog.resolve()}
-    if judgments:
-        data["judgments"] = {**data.get("judgments", {}), "path": judgments.resolve()}
-    for section, key, value in (
-        ("catalog", "id_column", id_column),
-        ("catalog", "text_column", text_column),
-        ("judgments", "query_column", query_column),
-        ("judgments", "item_column", item_column),
-        ("judgments", "label_column", label_column),
-        ("catalog", "format", catalog_format),
-        ("judgments", "format", judgments_format),
-    ):
-        if value is not None:
-            data.setdefault(section, {})[key] = value
-    if teacher_model:
-        raw.setdefault("teacher", {})["model"] = teacher_model
     for section in ("catalog", "judgments"):
-        if "path" not in data.get(section, {}):
+        if "path" not in patch["data"][section] and "path" not in raw["data"].get(section, {}):
             default = _default_data_file(section)
             if default is None:
                 raise typer.BadParameter(f"give --{section} or a --config with data.{section}.path")
-            data.setdefault(section, {})["path"] = default
-    return RunConfig.model_validate(raw)
+            patch["data"][section]["path"] = default
+    return updated(raw, patch)
 
 
 def _default_data_file(section: str) -> Path | None:
@@ -242,28 +232,26 @@ def index(
     from harnesslm.pipeline import steps
 
     def action() -> None:
-        run = RunDir(run_dir)
-        options = {
-            "kind": kind,
-            "ivf_nlist": nlist,
-            "pq_m": pq_m,
-            "ivf_nprobe": nprobe,
-            "encode_workers": workers,
-            "milvus_uri": milvus_uri,
-            "milvus_collection": milvus_collection,
-            "milvus_index_type": milvus_index_type,
-        }
-        given = {key: value for key, value in options.items() if value is not None}
-        chosen = IndexConfig.model_validate({**run.config.index.model_dump(), **given})
+        given = _given(
+            kind=kind,
+            ivf_nlist=nlist,
+            pq_m=pq_m,
+            ivf_nprobe=nprobe,
+            encode_workers=workers,
+            milvus_uri=milvus_uri,
+            milvus_collection=milvus_collection,
+            milvus_index_type=milvus_index_type,
+        )
+        chosen = updated(RunDir(run_dir).config, {"index": given})
         # the token is used for this build only, never written to config.yaml
-        building = chosen.model_copy(update={"milvus_token": milvus_token}) if milvus_token else chosen
+        building = updated(chosen, {"index": _given(milvus_token=milvus_token)})
         try:
-            steps.build_index(RunDir(run_dir, run.config.model_copy(update={"index": building})), refresh=force)
+            steps.build_index(RunDir(run_dir, building), refresh=force)
         except ValueError as error:  # impossible settings for this catalog (pq_m vs dim, too few items, ...)
             err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
             raise typer.Exit(2) from None
         if given:  # only settings that built an index are kept for later steps
-            RunDir(run_dir, run.config.model_copy(update={"index": chosen})).save_config()
+            RunDir(run_dir, chosen).save_config()
 
     _guard(action)
 
@@ -399,8 +387,7 @@ def rerank(
     def action() -> None:
         run = RunDir(run_dir)
         if k is not None:  # for this command only: config.yaml keeps its own candidates_k
-            relevance = run.config.relevance.model_copy(update={"candidates_k": k})
-            run = RunDir(run_dir, run.config.model_copy(update={"relevance": relevance}))
+            run = RunDir(run_dir, updated(run.config, {"relevance": {"candidates_k": k}}))
         if query is None:
             stage.rerank_evaluation(run)
             _show_report(run)
