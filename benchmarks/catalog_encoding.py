@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = list(qrels)
     if args.model:
         from harnesslm.models.bundled import resolve_model
-        from harnesslm.models.students import load_model
+        from harnesslm.models.model_loading import load_model
 
         source = resolve_model(args.model, run.config.cache_dir)
         teacher = load_model(source, run.config.teacher.max_seq_length)

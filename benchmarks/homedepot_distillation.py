@@ -272,7 +272,7 @@ def stage_tune_student(
 def shop_token_coverage(run: RunDir, student: StudentConfig) -> dict:
     """How much of the table a shop-tokens distillation filled, and how many validation queries hold a token no
     shop text uses (such a token is skipped by that student)."""
-    from harnesslm.models.shop_tokens import static_tokenizer, used_token_ids
+    from harnesslm.students.shop_tokens import static_tokenizer, used_token_ids
 
     source = steps.static_source(run, student)
     tokenizer = static_tokenizer(source.tokenizer, steps.static_vocabulary(run, student, source))

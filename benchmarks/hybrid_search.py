@@ -32,7 +32,7 @@ from harnesslm.pipeline.serve import hybrid_weight, pin_threads, serving_index, 
 from harnesslm.run.run_dir import RunDir
 from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.searcher import HybridSearcher, Searcher
-from harnesslm.serving.static_encoder import StaticQueryEncoder
+from harnesslm.students.numpy_encoder import StaticQueryEncoder
 from results_json import ResultsFile
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         import numpy as np
 
         from harnesslm.models.bundled import resolve_model
-        from harnesslm.models.students import load_model
+        from harnesslm.models.model_loading import load_model
 
         model = load_model(resolve_model(args.model), run.config.teacher.max_seq_length)
         others = catalog[~catalog["item_id"].isin(set(test["item_id"]))]

@@ -161,7 +161,7 @@ def _parameters(module: torch.nn.Module) -> int:
 def _served(student, folder: Path) -> Trained:
     """A sentence-transformers student on its fastest runtime here: the numpy table for a static one, ONNX
     int8 (the project's export, checked against PyTorch) for a transformer."""
-    from harnesslm.serving.static_encoder import StaticQueryEncoder
+    from harnesslm.students.numpy_encoder import StaticQueryEncoder
 
     report = getattr(student, "distill_report", {})
     static = StaticQueryEncoder.from_model(student)
@@ -262,9 +262,9 @@ def train_pynife(race: Race, hp: dict, folder: Path) -> Trained:
     from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
     from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
 
-    from harnesslm.models.shop_tokens import used_token_ids
-    from harnesslm.models.vocabulary import unpadded
-    from harnesslm.training.table_rows import rows_in_use
+    from harnesslm.students.shop_tokens import used_token_ids
+    from harnesslm.students.table_rows import rows_in_use
+    from harnesslm.students.vocabulary import unpadded
 
     teacher = race.teacher
     tokenizer = unpadded(teacher.tokenizer).backend_tokenizer

@@ -11,7 +11,7 @@ from sentence_transformers import SentenceTransformer
 from harnesslm.config import SelectionConfig
 from harnesslm.distill import ItemSpace, distill_query_encoder
 from harnesslm.encoding.cache import encode
-from harnesslm.models.students import load_model
+from harnesslm.models.model_loading import load_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from harnesslm.models.students import load_model
+from harnesslm.models.model_loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -72,10 +72,10 @@ class ItemSpace:
 # building --------------------------------------------------------------------------------------------------
 def copy_table(table: StaticEmbedding, lowercase: bool = False) -> StaticEmbedding:
     """A fresh StaticEmbedding with its own weights, so training one student leaves the baseline intact; with
-    ``lowercase`` its tokenizer reads every text lower-cased (:mod:`harnesslm.models.lowercase`)."""
+    ``lowercase`` its tokenizer reads every text lower-cased (:mod:`harnesslm.students.lowercase`)."""
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
-    from harnesslm.models.lowercase import lowercased
+    from harnesslm.students.lowercase import lowercased
 
     tokenizer = lowercased(table.tokenizer) if lowercase else table.tokenizer
     return StaticEmbedding(tokenizer, embedding_weights=table.embedding.weight.detach().clone())
@@ -85,12 +85,12 @@ def distill_table(source: SentenceTransformer, cfg: StudentConfig, corpus: Seque
     """A static student's table from ``source`` (the teacher, or ``cfg.base``): model2vec's distillation, with
     the shop's own words (``cfg.domain_vocabulary``, found in ``corpus``) and, for ``distill_tokens: shop``,
     only the tokens ``corpus`` uses."""
-    from harnesslm.models import students as student_models
-    from harnesslm.models.vocabulary import domain_vocabulary
+    from harnesslm.students import static as static_students
+    from harnesslm.students.vocabulary import domain_vocabulary
 
     vocabulary = domain_vocabulary(source.tokenizer, corpus, cfg.domain_vocabulary) if cfg.domain_vocabulary else []
     texts = list(dict.fromkeys(corpus)) if cfg.distill_tokens == "shop" else None
-    return student_models.distill_static(source, cfg.pca_dims, vocabulary, texts)
+    return static_students.distill_static(source, cfg.pca_dims, vocabulary, texts)
 
 
 def build_student(
@@ -104,19 +104,20 @@ def build_student(
     """The untrained student of ``cfg``: a copy of ``table`` (static; with ``cfg.phrases`` of ``corpus``'s
     frequent phrases as tokens of their own) or the first layers of ``base`` (default: the teacher; truncated),
     each with a projection into the teacher's ``teacher_dim``-d space."""
-    from harnesslm.models import students as student_models
+    from harnesslm.students import static as static_students
+    from harnesslm.students import truncated as truncated_students
 
     if cfg.kind == "static":
         if table is None:
             raise ValueError(f"static student {cfg.name!r} needs its distilled table")
         table = copy_table(table, lowercase=cfg.lowercase)
         if cfg.phrases:
-            from harnesslm.models.phrases import frequent_phrases, with_phrases
+            from harnesslm.students.phrases import frequent_phrases, with_phrases
 
             table = with_phrases(table, frequent_phrases(table.tokenizer, corpus, cfg.phrases))
-        return student_models.static_student(table, teacher_dim)
+        return static_students.static_student(table, teacher_dim)
     first = cfg.layer_schedule[0] if cfg.layer_schedule else cfg.layers
-    return student_models.truncated_student(
+    return truncated_students.truncated_student(
         base if base is not None else teacher, first, teacher_dim, cfg.max_seq_length, linear_head=cfg.linear_head
     )
 
@@ -165,7 +166,7 @@ def align_selected(
     teacher's ``targets`` under validation selection (for a layer schedule, once per layer count). ``items``
     (the teacher's item embeddings) serve score matching (``align.score_weight``). Returns the projection
     fit's error and what was kept."""
-    from harnesslm.models import students as student_models
+    from harnesslm.students import truncated as truncated_students
 
     fit_mse = fit_projection(
         student,
@@ -177,8 +178,8 @@ def align_selected(
     stages = []
     start_label = "untrained start (projection fit)"
     for layers in [*cfg.layer_schedule, cfg.layers] if cfg.kind == "truncated" else [None]:
-        if layers is not None and student_models.transformer_layers(student) != layers:
-            student_models.drop_layers(student, layers)
+        if layers is not None and truncated_students.transformer_layers(student) != layers:
+            truncated_students.drop_layers(student, layers)
             start_label = f"start after dropping to {layers} layers"
             say(f"student {cfg.name!r}: dropped to {layers} layers, re-aligning")
         metrics, kept = train_selected(
@@ -313,12 +314,12 @@ def distill_query_encoder(
         A sentence-transformers model; ``model.encode(queries)`` gives vectors in the teacher's space. Its
         ``distill_report`` attribute says what each phase kept on validation, where it stopped and why.
     """
-    from harnesslm.models import students as student_models
+    from harnesslm.models import model_loading
     from harnesslm.models.bundled import resolve_model
     from harnesslm.models.prompts import set_prompts
 
     if isinstance(teacher, str):
-        teacher = student_models.load_model(resolve_model(teacher))
+        teacher = model_loading.load_model(resolve_model(teacher))
         set_prompts(teacher, None, None)
     if isinstance(settings, StaticStudentConfig | TruncatedStudentConfig):
         cfg = settings
@@ -337,10 +338,10 @@ def distill_query_encoder(
         scorer = ValidationScorer(queries, validation, index, scale or RelevanceScale())
     table = base = None
     if cfg.kind == "static":
-        source = teacher if cfg.base is None else student_models.load_model(resolve_model(cfg.base))
+        source = teacher if cfg.base is None else model_loading.load_model(resolve_model(cfg.base))
         table = distill_table(source, cfg, corpus if corpus is not None else texts)
     elif cfg.base is not None:
-        base = student_models.load_model(resolve_model(cfg.base))
+        base = model_loading.load_model(resolve_model(cfg.base))
     corpus = list(corpus) if corpus is not None else texts
     student = build_student(cfg, teacher, int(targets.shape[1]), table=table, base=base, corpus=corpus)
     item_rows = items.embeddings if items is not None else None

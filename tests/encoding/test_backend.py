@@ -99,7 +99,7 @@ def test_a_static_table_stays_on_pytorch(tmp_path: Path) -> None:
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from harnesslm.models.students import static_model
+    from harnesslm.students.static import static_model
 
     tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "drill": 1, "paint": 2}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()

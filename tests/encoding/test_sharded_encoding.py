@@ -15,7 +15,7 @@ from harnesslm.encoding import sharded as sharded_encoding
 from harnesslm.encoding.cache import cache_path, cached_encode, encode
 from harnesslm.encoding.sharded import ShardManifestError, encode_sharded, sharded_cached_encode
 from harnesslm.models.fingerprint import model_fingerprint
-from harnesslm.models.students import load_model
+from harnesslm.models.model_loading import load_model
 
 SHARD = 64
 

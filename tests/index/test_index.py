@@ -14,7 +14,7 @@ import torch
 from harnesslm.encoding import cache as embeddings_module
 from harnesslm.encoding.cache import cached_encode, encode
 from harnesslm.index.item_index import IndexMismatchError, ItemIndex, recall_against_exact
-from harnesslm.models.students import load_model
+from harnesslm.models.model_loading import load_model
 
 # Four unit vectors in 3-d with known inner products against the query (1, 0, 0):
 #   a: 1.0, b: 0.8, c: 0.0, d: -0.6

@@ -22,20 +22,11 @@ from harnesslm.models.bundled import (
     sha256_file,
 )
 from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
-from harnesslm.models.students import (
-    StudentMeta,
-    distill_static,
-    drop_layers,
-    embedding_dim,
-    load_model,
-    projection_of,
-    read_student_meta,
-    save_student,
-    static_model,
-    static_student,
-    transformer_layers,
-    truncated_student,
-)
+from harnesslm.models.model_loading import embedding_dim, load_model
+from harnesslm.students.heads import projection_of
+from harnesslm.students.meta import StudentMeta, read_student_meta, save_student
+from harnesslm.students.static import distill_static, static_model, static_student
+from harnesslm.students.truncated import drop_layers, transformer_layers, truncated_student
 from harnesslm.training.alignment import fit_projection
 
 QUERIES = [
@@ -339,7 +330,7 @@ def test_student_config_rejects_bad_schedules_and_margins(settings: dict, messag
 
 # domain vocabulary ----------------------------------------------------------------------------------------
 def test_domain_vocabulary_picks_frequent_words_the_tokenizer_lacks(tiny_teacher: Path) -> None:
-    from harnesslm.models.vocabulary import domain_vocabulary
+    from harnesslm.students.vocabulary import domain_vocabulary
 
     tokenizer = load_model(str(tiny_teacher)).tokenizer
     known = next(w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 3)
@@ -356,7 +347,7 @@ def test_domain_vocabulary_is_left_out_for_a_sentencepiece_style_tokenizer(caplo
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from harnesslm.models.vocabulary import domain_vocabulary, takes_whole_words
+    from harnesslm.students.vocabulary import domain_vocabulary, takes_whole_words
 
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.normalizer = normalizers.Replace(" ", "▁")
@@ -366,7 +357,7 @@ def test_domain_vocabulary_is_left_out_for_a_sentencepiece_style_tokenizer(caplo
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
 
     assert not takes_whole_words(tokenizer)
-    with caplog.at_level("WARNING", logger="harnesslm.models.vocabulary"):
+    with caplog.at_level("WARNING", logger="harnesslm.students.vocabulary"):
         assert domain_vocabulary(tokenizer, texts, size=10) == []
     assert "BPE" in caplog.text and "left out" in caplog.text
 

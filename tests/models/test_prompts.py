@@ -9,8 +9,8 @@ import pytest
 
 from harnesslm.encoding.cache import cache_path, encode
 from harnesslm.models.fingerprint import model_fingerprint
+from harnesslm.models.model_loading import load_model
 from harnesslm.models.prompts import encode_as, prompt_of, set_prompts, training_prompts
-from harnesslm.models.students import load_model
 
 TEXTS = ["cordless drill", "white paint"]
 

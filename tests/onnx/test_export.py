@@ -18,19 +18,16 @@ from typer.testing import CliRunner
 
 from harnesslm.config import RunConfig
 from harnesslm.index.item_index import ItemIndex
-from harnesslm.models.students import (
-    distill_static,
-    load_model,
-    projection_of,
-    read_student_meta,
-    static_student,
-    truncated_student,
-)
+from harnesslm.models.model_loading import load_model
 from harnesslm.onnx import exporter as onnx_export
 from harnesslm.onnx.exporter import OnnxExportError, export_onnx, row_cosines
 from harnesslm.onnx.runtime import OnnxQueryEncoder
 from harnesslm.run.student_store import save_student
 from harnesslm.serving.searcher import Searcher
+from harnesslm.students.heads import projection_of
+from harnesslm.students.meta import read_student_meta
+from harnesslm.students.static import distill_static, static_student
+from harnesslm.students.truncated import truncated_student
 
 TEACHER_DIM = 48
 META = {"name": "s", "kind": "x", "phase": "aligned", "teacher_space": "feedc0ffee123456"}
@@ -226,8 +223,8 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_run(demo_files, tiny_teacher: Path, tmp_path_factory: pytest.TempPathFactory):
     """A prepared run with the tiny teacher, its index and two untrained ('aligned') students; no training."""
-    from harnesslm.models import students as student_models
     from harnesslm.pipeline import steps
+    from harnesslm.students import static as static_students
 
     root = tmp_path_factory.mktemp("export-run")
     config = RunConfig.model_validate(
@@ -249,7 +246,7 @@ def tiny_run(demo_files, tiny_teacher: Path, tmp_path_factory: pytest.TempPathFa
     dim = run.index.meta.dim
     static_cfg, trunc_cfg = run.config.students
     table = steps.distill_static_baseline(run, static_cfg)
-    save_student(run, student_models.static_student(table, dim), static_cfg, "aligned")
+    save_student(run, static_students.static_student(table, dim), static_cfg, "aligned")
     save_student(run, truncated_student(run.teacher, 1, dim, 16), trunc_cfg, "aligned")
     return run
 

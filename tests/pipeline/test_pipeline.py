@@ -15,8 +15,6 @@ from sentence_transformers import SentenceTransformer
 from harnesslm.config import RunConfig, StaticStudentConfig, TruncatedStudentConfig, updated
 from harnesslm.index.item_index import IndexMismatchError, ItemIndex
 from harnesslm.models.fingerprint import model_fingerprint
-from harnesslm.models.shop_tokens import used_token_ids
-from harnesslm.models.students import read_student_meta, transformer_layers
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.evaluate import TEACHER, TEACHER_BASE, evaluate
 from harnesslm.pipeline.recipe import run_recipe
@@ -24,6 +22,9 @@ from harnesslm.report.model_card import judged_on
 from harnesslm.run import provenance
 from harnesslm.run.run_dir import RunDir, StepMissingError
 from harnesslm.run.student_store import load_student
+from harnesslm.students.meta import read_student_meta
+from harnesslm.students.shop_tokens import used_token_ids
+from harnesslm.students.truncated import transformer_layers
 
 
 def small_config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfig:

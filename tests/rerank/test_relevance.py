@@ -232,7 +232,8 @@ def test_bi_encoder_distillation_trains_the_student_and_keeps_the_index(taught: 
     assert result["student"] == "static" and result["from_phase"] == "refined"
     assert set(result["before"]) == set(result["after"]) >= {"ndcg@10", "recall@100"}
     folder = taught.bi_encoder_dir("static", loss)
-    from harnesslm.models.students import load_model, read_student_meta
+    from harnesslm.models.model_loading import load_model
+    from harnesslm.students.meta import read_student_meta
 
     assert read_student_meta(folder).teacher_space == taught.index.meta.space
     after = load_model(str(folder)).encode(["power drill"])

@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from harnesslm.cli.app import app as cli
 from harnesslm.index.item_index import IndexMismatchError
-from harnesslm.models.students import STUDENT_META
 from harnesslm.pipeline.serve import app_from_run
 from harnesslm.run.run_dir import RunDir
 from harnesslm.run.student_store import latest_phase, load_student
@@ -25,7 +24,8 @@ from harnesslm.serving.http_app import create_app
 from harnesslm.serving.schemas import ModelInfo, ServiceSettings
 from harnesslm.serving.searcher import Searcher
 from harnesslm.serving.service_error import ServiceError
-from harnesslm.serving.static_encoder import StaticQueryEncoder
+from harnesslm.students.meta import STUDENT_META
+from harnesslm.students.numpy_encoder import StaticQueryEncoder
 
 K = 5
 

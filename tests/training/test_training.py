@@ -22,8 +22,10 @@ from harnesslm.index.bm25 import BM25Retriever
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.losses import FrozenItemContrastiveLoss
 from harnesslm.models.fingerprint import model_fingerprint
-from harnesslm.models.students import load_model, projection_of, static_model, static_student
-from harnesslm.training import table_rows
+from harnesslm.models.model_loading import load_model
+from harnesslm.students import table_rows
+from harnesslm.students.heads import projection_of
+from harnesslm.students.static import static_model, static_student
 from harnesslm.training.alignment import align_student, fit_projection
 from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
 from harnesslm.training.refinement import refine_student, refinement_dataset

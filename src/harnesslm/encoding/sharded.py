@@ -30,8 +30,8 @@ from harnesslm import extras
 from harnesslm.atomic import save_array, write_text
 from harnesslm.encoding.cache import cache_path, encode, read_cache
 from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
+from harnesslm.models.model_loading import load_model
 from harnesslm.models.prompts import Role
-from harnesslm.models.students import load_model
 from harnesslm.progress import progress as progress_lines
 
 logger = logging.getLogger(__name__)

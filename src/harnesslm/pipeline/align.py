@@ -5,7 +5,7 @@ from __future__ import annotations
 from harnesslm.distill import align_selected, build_student, kept_line
 from harnesslm.evaluation.metrics import RelevanceScale, qrels_from_judgments
 from harnesslm.index.item_index import ItemIndex
-from harnesslm.models import students as student_models
+from harnesslm.models import model_loading
 from harnesslm.models.bundled import resolve_model
 from harnesslm.pipeline.alignment_pool import alignment_pool
 from harnesslm.pipeline.static_table import distill_static_baseline, shop_texts
@@ -39,7 +39,7 @@ def align(run: RunDir, names: list[str] | None = None, progress: bool = True) ->
                     tables[table_key] = distill_static_baseline(run, cfg)
                 table = tables[table_key]
             elif cfg.base:
-                base = student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
+                base = model_loading.load_model(resolve_model(cfg.base, run.config.cache_dir))
             corpus = shop_texts(run) if cfg.kind == "static" and cfg.phrases else ()
             student = build_student(cfg, teacher_model, teacher_dim, table=table, base=base, corpus=corpus)
             items = item_embeddings(run, teacher_model, progress) if cfg.align.score_weight > 0 else None
@@ -88,7 +88,7 @@ def _record_untrained_baseline(run: RunDir, scorer: ValidationScorer | None) -> 
     """Validation NDCG@10 of the untrained static model on its own index: the floor a student must beat."""
     if scorer is None or not (run.static_baseline_dir / "modules.json").exists():
         return
-    static = student_models.load_model(str(run.static_baseline_dir))
+    static = model_loading.load_model(str(run.static_baseline_dir))
     own = ItemIndex.build(item_embeddings(run, static, progress=False), run.catalog["item_id"].tolist(), "static")
     own_scorer = ValidationScorer(scorer.queries, scorer.qrels, own, scorer.scale)
     run.update_json("selection.json", {"static_untrained_own_index_validation_ndcg@10": own_scorer(static)})

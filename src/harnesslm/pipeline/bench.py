@@ -18,7 +18,7 @@ from harnesslm.pipeline.export import onnx_encoders
 from harnesslm.run.run_dir import RunDir, console
 from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
-from harnesslm.serving.static_encoder import StaticQueryEncoder
+from harnesslm.students.numpy_encoder import StaticQueryEncoder
 
 REPEATS = 3
 """Timed passes over the queries per encoder (one distribution; the spread of the passes' p50s shows how
@@ -43,7 +43,7 @@ def bench(run: RunDir, names: list[str] | None = None) -> dict:
         for student in run.students(names):
             phase = latest_phase(run, student.name)
             model = load_student(run, student.name, phase)
-            # a static student is timed on its numpy path (the same embeddings; see serving.static_encoder)
+            # a static student is timed on its numpy path (the same embeddings; see students.numpy_encoder)
             encoders[SystemId(student.name, phase).label] = StaticQueryEncoder.from_model(model) or model
             encoders.update(onnx_encoders(run, student.name, phase, threads=cfg.threads))  # when exported
         faiss.omp_set_num_threads(cfg.threads)

@@ -31,7 +31,7 @@ from harnesslm.evaluation.systems import SystemId
 from harnesslm.index.bm25 import BM25Retriever
 from harnesslm.index.fusion import RRF_K, fuse_all
 from harnesslm.index.item_index import ItemIndex, index_recall
-from harnesslm.models.students import load_model
+from harnesslm.models.model_loading import load_model
 from harnesslm.pipeline.export import onnx_encoders
 from harnesslm.run.catalog_embeddings import item_embeddings
 from harnesslm.run.run_dir import RunDir, StepMissingError, console, judged_queries

@@ -19,10 +19,10 @@ import numpy as np
 from harnesslm import extras
 from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.systems import SystemId
-from harnesslm.models.students import read_student_meta
 from harnesslm.onnx.format import ONNX_DIR, ONNX_META
 from harnesslm.run.run_dir import RunDir, console
 from harnesslm.run.student_store import latest_phase, load_student
+from harnesslm.students.meta import read_student_meta
 
 if TYPE_CHECKING:
     from harnesslm.onnx.runtime import OnnxQueryEncoder

@@ -10,7 +10,6 @@ import yaml
 from harnesslm.config import ConfigError, RunConfig, StudentConfig
 from harnesslm.demo.shop import write_demo_shop
 from harnesslm.models.bundled import resolve_model
-from harnesslm.models.students import read_student_meta, transformer_layer_count
 from harnesslm.pipeline import steps
 from harnesslm.pipeline.bench import bench
 from harnesslm.pipeline.evaluate import evaluate
@@ -18,6 +17,8 @@ from harnesslm.pipeline.relevance import relevance
 from harnesslm.report.markdown import write_report
 from harnesslm.run import provenance
 from harnesslm.run.run_dir import RunDir, console
+from harnesslm.students.meta import read_student_meta
+from harnesslm.students.truncated import transformer_layer_count
 
 
 def run_recipe(config: RunConfig, root: Path, force: bool = False, progress: bool = True) -> RunDir:

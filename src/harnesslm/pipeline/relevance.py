@@ -25,7 +25,6 @@ from harnesslm.atomic import atomic_directory, atomic_file, write_text
 from harnesslm.evaluation.latency import measure_latency, thread_info, torch_threads
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, qrels_from_judgments, recovery
 from harnesslm.evaluation.systems import RETRIEVER_ONLY, TEACHER_RERANKER
-from harnesslm.models import students as student_models
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.rerank import datasets as rerank_data
 from harnesslm.rerank import distill_rankers as distill
@@ -38,6 +37,7 @@ from harnesslm.run.catalog_embeddings import item_embeddings
 from harnesslm.run.run_dir import RunDir, StepMissingError, console
 from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.searcher import Searcher
+from harnesslm.students import meta as student_meta
 
 
 def _scale(run: RunDir) -> RelevanceScale:
@@ -259,10 +259,10 @@ def distill_bi_encoder(
             student, labelled, item_rows, items, loss, cfg, max_gain(run), scale, progress
         )
         with atomic_directory(run.bi_encoder_dir(name, loss)) as tmp:
-            student_models.save_student(
+            student_meta.save_student(
                 student,
                 tmp,
-                student_models.StudentMeta(
+                student_meta.StudentMeta(
                     name=name,
                     kind=run.config.student(name).kind,
                     phase=f"{phase}+{loss}",

@@ -31,14 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harnesslm import extras
 from harnesslm.atomic import write_text
-from harnesslm.models.students import read_student_meta
 from harnesslm.run.run_dir import RunDir, StepMissingError
 from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.http_app import create_app
 from harnesslm.serving.schemas import ModelInfo, ServiceSettings
 from harnesslm.serving.searcher import HybridSearcher, QueryEncoder, Searcher
 from harnesslm.serving.service_error import ServiceError
-from harnesslm.serving.static_encoder import StaticQueryEncoder
+from harnesslm.students.meta import read_student_meta
+from harnesslm.students.numpy_encoder import StaticQueryEncoder
 
 logger = logging.getLogger(__name__)
 

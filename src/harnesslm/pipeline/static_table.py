@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING
 
 from harnesslm.atomic import atomic_directory
 from harnesslm.config import StaticStudentConfig
-from harnesslm.models import students as student_models
+from harnesslm.models import model_loading
 from harnesslm.models.bundled import resolve_model
 from harnesslm.models.fingerprint import model_fingerprint, texts_fingerprint
-from harnesslm.models.shop_tokens import TABLE_VERSION
-from harnesslm.models.vocabulary import domain_vocabulary
-from harnesslm.models.word_starts import with_word_starts
 from harnesslm.run.run_dir import RunDir
+from harnesslm.students import meta as student_meta
+from harnesslm.students import static as static_students
+from harnesslm.students.shop_tokens import TABLE_VERSION
+from harnesslm.students.vocabulary import domain_vocabulary
+from harnesslm.students.word_starts import with_word_starts
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -38,19 +40,19 @@ def distill_static_baseline(run: RunDir, cfg: StaticStudentConfig):
         key += f"-shop{TABLE_VERSION}-{texts_fingerprint(texts)[:12]}"
     cached = run.cache_dir.parent / "static" / key
     if (cached / "modules.json").exists():
-        table = student_models.load_model(str(cached))[0]
+        table = model_loading.load_model(str(cached))[0]
         # a full table cached before first words were read as word starts: same rows, tokenizer brought up to date
         table.tokenizer = with_word_starts(table.tokenizer)
     else:
-        table = student_models.distill_static(source, cfg.pca_dims, vocabulary, texts)
+        table = static_students.distill_static(source, cfg.pca_dims, vocabulary, texts)
         with atomic_directory(cached) as tmp:
-            student_models.static_model(table).save(str(tmp))
+            static_students.static_model(table).save(str(tmp))
     if cfg.base is None or not (run.static_baseline_dir / "modules.json").exists():
         with atomic_directory(run.static_baseline_dir) as tmp:
-            student_models.save_student(
-                student_models.static_model(table),
+            student_meta.save_student(
+                static_students.static_model(table),
                 tmp,
-                student_models.StudentMeta(kind="static", phase="untrained"),
+                student_meta.StudentMeta(kind="static", phase="untrained"),
             )
     return table
 
@@ -59,7 +61,7 @@ def static_source(run: RunDir, cfg: StaticStudentConfig) -> SentenceTransformer:
     """The model a static student's table is distilled from: ``cfg.base``, else the fine-tuned teacher."""
     if cfg.base is None:
         return run.teacher
-    return student_models.load_model(resolve_model(cfg.base, run.config.cache_dir))
+    return model_loading.load_model(resolve_model(cfg.base, run.config.cache_dir))
 
 
 def static_vocabulary(run: RunDir, cfg: StaticStudentConfig, source: SentenceTransformer | None = None) -> list[str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from harnesslm.atomic import atomic_directory
 from harnesslm.encoding.cache import encode
 from harnesslm.index.item_index import ItemIndex
-from harnesslm.models import students as student_models
 from harnesslm.pipeline.static_table import shop_texts
 from harnesslm.run import provenance
 from harnesslm.run.catalog_embeddings import encoded_texts, item_embeddings
 from harnesslm.run.provenance import step_inputs
 from harnesslm.run.run_dir import RunDir, console
+from harnesslm.students import static as static_students
 from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
 from harnesslm.training.teacher_finetune import contrastive_dataset, fine_tune_teacher, positive_pairs
 
@@ -69,8 +69,8 @@ def hard_negatives(run: RunDir, model, queries: list[str], positives: dict[str, 
     if cfg.negatives_from == "static":
         # model2vec's table of the untrained teacher (only the tokens the shop uses): a dense ranking of the catalog
         # in seconds, where the teacher's own pass takes minutes to hours
-        table = student_models.distill_static(model, None, None, shop_texts(run))
-        model = student_models.static_model(table)
+        table = static_students.distill_static(model, None, None, shop_texts(run))
+        model = static_students.static_model(table)
         items = encode(model, run.catalog["text"].tolist(), batch_size=1024, role="document")
         query_emb = encode(model, queries, batch_size=1024, role="query")
     else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harnesslm.config import STUDENT_LEGACY, RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
-from harnesslm.models.shop_tokens import TABLE_VERSION
+from harnesslm.students.shop_tokens import TABLE_VERSION
 
 if TYPE_CHECKING:
     from harnesslm.run.run_dir import RunDir

@@ -174,7 +174,7 @@ class RunDir:
         """The teacher as configured, before fine-tuning."""
         if self.loaded.base_teacher is None:
             from harnesslm.models.bundled import resolve_model
-            from harnesslm.models.students import load_model
+            from harnesslm.models.model_loading import load_model
 
             cfg = self.config.teacher
             model = load_model(resolve_model(cfg.model, self.config.cache_dir), cfg.max_seq_length)
@@ -187,7 +187,7 @@ class RunDir:
         if self.loaded.teacher is None:
             if not (self.teacher_dir / "modules.json").exists():
                 raise StepMissingError(f"no teacher in {self.teacher_dir}: run `harness teacher` first")
-            from harnesslm.models.students import load_model
+            from harnesslm.models.model_loading import load_model
 
             model = load_model(str(self.teacher_dir), self.config.teacher.max_seq_length)
             self.loaded.teacher = self._prompted(model)

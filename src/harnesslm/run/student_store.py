@@ -7,9 +7,10 @@ from sentence_transformers import SentenceTransformer
 
 from harnesslm.atomic import atomic_directory
 from harnesslm.config import StudentConfig
-from harnesslm.models import students as student_models
+from harnesslm.models import model_loading
 from harnesslm.run import provenance
 from harnesslm.run.run_dir import RunDir, StepMissingError
+from harnesslm.students import meta as student_meta
 
 PHASES = ("aligned", "refined")
 
@@ -18,15 +19,15 @@ def save_student(
     run: RunDir, student: SentenceTransformer, cfg: StudentConfig, phase: str, selection: dict | None = None
 ) -> None:
     with atomic_directory(run.student_dir(cfg.name, phase)) as tmp:
-        student_models.save_student(
+        student_meta.save_student(
             student,
             tmp,
-            student_models.StudentMeta(
+            student_meta.StudentMeta(
                 name=cfg.name,
                 kind=cfg.kind,
                 phase=phase,
                 teacher_space=run.teacher_space,
-                teacher_dim=student_models.embedding_dim(student),
+                teacher_dim=model_loading.embedding_dim(student),
                 selection=selection or None,
             ),
         )
@@ -37,7 +38,7 @@ def load_student(run: RunDir, name: str, phase: str) -> SentenceTransformer:
     folder = run.student_dir(name, phase)
     if not (folder / "modules.json").exists():
         raise StepMissingError(f"no {phase} student {name!r} in {folder}: run `harness {_step_of(phase)}` first")
-    return student_models.load_model(str(folder))
+    return model_loading.load_model(str(folder))
 
 
 def _step_of(phase: str) -> str:

@@ -12,8 +12,8 @@ from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss
 
 from harnesslm.config import StudentConfig
 from harnesslm.losses.frozen_item_score_distill import FrozenItemScoreDistillLoss, teacher_top_items
-from harnesslm.models.students import projection_of
-from harnesslm.training.table_rows import rows_in_use
+from harnesslm.students.heads import projection_of
+from harnesslm.students.table_rows import rows_in_use
 from harnesslm.training.trainer import schedule_args, train
 
 

@@ -11,7 +11,7 @@ from sentence_transformers import SentenceTransformer
 
 from harnesslm.config import StudentConfig
 from harnesslm.losses import FrozenItemContrastiveLoss
-from harnesslm.training.table_rows import rows_in_use
+from harnesslm.students.table_rows import rows_in_use
 from harnesslm.training.trainer import schedule_args, train
 
 

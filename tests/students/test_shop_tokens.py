@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harnesslm.models.shop_tokens import predicted_rows, used_token_ids
-from harnesslm.models.students import distill_static, load_model, static_model
+from harnesslm.models.model_loading import load_model
+from harnesslm.students.shop_tokens import predicted_rows, used_token_ids
+from harnesslm.students.static import distill_static, static_model
 
 SHOP = ["cordless drill kit", "brass door hinge", "drill bits"]
 

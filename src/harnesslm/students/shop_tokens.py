@@ -32,7 +32,7 @@ SIF_COEFFICIENT = 1e-4
 TOKEN_REMOVE_PATTERN = r"\[unused\d+\]"
 # Part of a shop table's cache key: bump it when the rows this module writes change (2: unused rows predicted;
 # 3: texts read with word starts, so a text's first word counts its word-start tokens as used; 4: added words
-# distilled without the tokenizer's fixed padding, ``models.vocabulary.unpadded``). Full tables with added words
+# distilled without the tokenizer's fixed padding, ``students.vocabulary.unpadded``). Full tables with added words
 # carry it in their key too.
 TABLE_VERSION = 4
 
@@ -53,8 +53,8 @@ def used_token_ids(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 10_0
 
 def static_tokenizer(tokenizer: PreTrainedTokenizerFast, vocabulary: Sequence[str] = ()) -> Tokenizer:
     """The tokenizer model2vec gives a static table of ``tokenizer`` with ``vocabulary``'s whole words added, reading
-    first words as word starts (``models.word_starts``)."""
-    from harnesslm.models.word_starts import with_word_starts
+    first words as word starts (``students.word_starts``)."""
+    from harnesslm.students.word_starts import with_word_starts
 
     return with_word_starts(_static_vocabulary(tokenizer, vocabulary)[0].to_tokenizer())
 
@@ -75,7 +75,7 @@ def distill_shop_tokens(
     from model2vec.tokenizer import turn_tokens_into_ids
     from skeletoken.external.transformers import reshape_embeddings
 
-    from harnesslm.models.word_starts import with_word_starts
+    from harnesslm.students.word_starts import with_word_starts
 
     static_model, original = _static_vocabulary(tokenizer, vocabulary)
     tokens = static_model.sorted_vocabulary
@@ -148,7 +148,7 @@ def _static_vocabulary(tokenizer: PreTrainedTokenizerFast, vocabulary: Sequence[
     from model2vec.tokenizer import clean_and_create_vocabulary
     from skeletoken import TokenizerModel
 
-    from harnesslm.models.vocabulary import unpadded
+    from harnesslm.students.vocabulary import unpadded
 
     original = TokenizerModel.from_transformers_tokenizer(unpadded(tokenizer)).prune_added_tokens()
     static_model = original.deep_copy()

@@ -1,4 +1,4 @@
-"""Shared tokenizer builders for the model tests."""
+"""Shared tokenizer builders for the student tests."""
 
 from __future__ import annotations
 

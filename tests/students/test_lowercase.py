@@ -1,4 +1,4 @@
-"""A static student's tokenizer can read every text lower-cased (models.lowercase)."""
+"""A static student's tokenizer can read every text lower-cased (students.lowercase)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
 from harnesslm.distill import copy_table
-from harnesslm.models.lowercase import lowercased, reads_case
-from harnesslm.models.students import load_model
-from harnesslm.models.word_starts import with_word_starts
+from harnesslm.models.model_loading import load_model
+from harnesslm.students.lowercase import lowercased, reads_case
+from harnesslm.students.word_starts import with_word_starts
 
 TEXTS = ["cordless drill", "Cordless Drill", "DeWalt drill bit set", "dewalt hinge", "Hinge Pin"] * 5
 

@@ -1,4 +1,4 @@
-"""Phrases as rows of a static table (models.phrases): read as one token, starting as the sum of their words."""
+"""Phrases as rows of a static table (students.phrases): read as one token, starting as the sum of their words."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
-from harnesslm.models.phrases import frequent_phrases, with_phrases
-from harnesslm.models.students import load_model, static_model, static_student
-from harnesslm.serving.static_encoder import StaticQueryEncoder
+from harnesslm.models.model_loading import load_model
+from harnesslm.students.numpy_encoder import StaticQueryEncoder
+from harnesslm.students.phrases import frequent_phrases, with_phrases
+from harnesslm.students.static import static_model, static_student
 
 TEXTS = ["cordless drill kit", "Cordless Drill 20v", "drill bit set", "cordless drill bit", "wood screw"] * 6
 

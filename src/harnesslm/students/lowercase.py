@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from tokenizers import Tokenizer, normalizers
 
-from harnesslm.models.word_starts import with_normalizers_first
+from harnesslm.students.word_starts import with_normalizers_first
 
 _PROBE = "AbC xYz"
 

@@ -1,4 +1,4 @@
-"""A static student's tokenizer reads a text's first word as a word start (models.word_starts)."""
+"""A static student's tokenizer reads a text's first word as a word start (students.word_starts)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from harnesslm.models.students import distill_static, load_model
-from harnesslm.models.word_starts import reads_first_word_mid_word, with_word_starts
+from harnesslm.models.model_loading import load_model
+from harnesslm.students.static import distill_static
+from harnesslm.students.word_starts import reads_first_word_mid_word, with_word_starts
 
 TEXTS = ["cordless drill", "drill bit set", "cordless hinge", "hinge pin", "pin drill"] * 5
 

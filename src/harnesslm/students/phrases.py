@@ -11,7 +11,7 @@ query time it costs nothing: the tokenizer does the matching, and the numpy and 
 tokenizer file.
 
 Only a WordPiece (BERT-family) table takes phrases this way, as it takes whole shop words
-(:mod:`harnesslm.models.vocabulary`); for other tokenizers none are added, with a warning.
+(:mod:`harnesslm.students.vocabulary`); for other tokenizers none are added, with a warning.
 """
 
 from __future__ import annotations
