@@ -209,6 +209,31 @@ def hybrid_recall_table(name: str) -> Callable[[], str]:
     return render
 
 
+def teacher_negatives_table() -> str:
+    data = load("teacher_negatives.json")
+    if data is None:
+        return missing("python benchmarks/teacher_negatives.py --miners teacher,static,bm25")
+    miners = data["miners"]
+    first = next(iter(miners))
+    lines = [
+        row("miner", "validation NDCG@10", f"minus {first} [95% CI]", "validation Recall@100", "test NDCG@10 [95% CI]"),
+        row(*["---"] * 5),
+    ]
+    for miner, r in miners.items():
+        v, t = r["validation"], r["test"]
+        diff = v[f"ndcg@10_minus_{first}"]
+        lines.append(
+            row(
+                miner,
+                f"{v['ndcg@10']:.4f}",
+                f"{diff['mean']:+.4f}{ci(diff['ci'], 4)}",
+                f"{v['recall@100']:.4f}",
+                f"{t['ndcg@10']:.4f}{ci(t['ndcg@10_ci'], 4)}",
+            )
+        )
+    return "\n".join([*lines, "", source("teacher_negatives.json")]) + "\n"
+
+
 def headline_table() -> str:
     lines = [
         row("teacher", "query encoder", "NDCG@10 kept % [95% CI]", "Recall@100 kept %", "batch-1 p50", "speed-up"),
@@ -257,6 +282,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "misses-gemma": misses_table("gemma"),
     "recipe-time": recipe_time_table,
     "hybrid-recall-minilm": hybrid_recall_table("minilm"),
+    "teacher-negatives": teacher_negatives_table,
 }
 
 

@@ -145,8 +145,8 @@ class TeacherConfig(_Section):
         description="what ranks the catalog for hard negatives: the off-the-shelf teacher's own index (a catalog "
         "pass with the untrained teacher), a static table distilled from it (model2vec, only the tokens the shop "
         "uses: the catalog encodes in seconds, a dense ranking without the pass), or BM25 over the item texts "
-        "(no encoding at all; on Home Depot it cost the MiniLM teacher a validation NDCG@10 point in an earlier "
-        "measurement, docs/history.md). benchmarks/teacher_negatives.py compares them",
+        "(no encoding at all). The cheap ones cost the teacher quality: on Home Depot the static table's negatives "
+        "gave the MiniLM teacher 1.5 validation NDCG@10 points less (benchmarks/results/teacher_negatives.json)",
     )
     negatives_from_rank: int = Field(3, ge=0)
     negatives_to_rank: int = Field(30, ge=1)
