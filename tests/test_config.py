@@ -40,6 +40,27 @@ def test_flat_keys_of_earlier_versions_still_load() -> None:
     assert relevance.seed == relevance.teacher.seed == relevance.student.seed == 1
 
 
+def test_encoding_and_milvus_keys_of_earlier_versions_move_to_their_sections(tmp_path: Path) -> None:
+    """``index.encode_workers`` is ``encoding.workers`` now, ``index.milvus_uri`` is ``index.milvus.uri``; a run
+    whose index was recorded in the old shape is still current."""
+    from harnesslm.run import provenance
+
+    old = {"kind": "milvus", "milvus_uri": "a.db", "milvus_index_type": "FLAT", "encode_workers": 2, "shard_size": 5}
+    config = RunConfig.model_validate({"data": DATA, "index": old, "students": []})
+    assert (config.index.milvus.uri, config.index.milvus.index_type) == ("a.db", "FLAT")
+    assert (config.encoding.workers, config.encoding.shard_size, config.encoding.backend) == (2, 5, "auto")
+    assert "milvus_uri" not in config.index.model_dump() and "encode_workers" not in config.index.model_dump()
+    assert updated(config, {"index": {"milvus_index_type": "HNSW"}}).index.milvus.index_type == "HNSW"
+    recorded = {"index": {**{k: v for k, v in old.items() if k.startswith(("kind", "milvus"))}, "dim": None}}
+    recorded["index"] |= {"hnsw_m": 32, "hnsw_ef_search": 128, "hnsw_ef_construction": 200, "ivf_nlist": None}
+    recorded["index"] |= {"ivf_nprobe": 32, "pq_m": None, "milvus_collection": "harness_items"}
+    recorded["index"] |= {"milvus_full_text": True, "encode_batch_size": 64, "encode_workers": 2, "shard_size": 5}
+    provenance.write_record(tmp_path, recorded, {})
+    assert provenance.stale_reason(tmp_path, provenance.index_settings(config), {}) is None
+    moved = updated(config, {"index": {"milvus": {"collection": "other"}}})
+    assert "milvus.collection" in provenance.stale_reason(tmp_path, provenance.index_settings(moved), {})
+
+
 def test_a_saved_config_of_an_earlier_version_loads_with_both_kinds_keys() -> None:
     """Earlier versions saved every student key (the other kind's too) in config.yaml."""
     saved = {"name": "s", "kind": "static", "layers": 2, "linear_head": True, "align_steps": 300, "pca_dims": 256}

@@ -187,8 +187,24 @@ efSearch 128 (0.979, the earlier default), and searches in less time (0.35 vs 0.
 384-d items)."""
 
 
+class MilvusConfig(_Section):
+    """A Milvus collection as the index (``index.kind: milvus``): where the server is and how it indexes."""
+
+    uri: str | None = Field(
+        None, description="Milvus Lite file (*.db) or server (http://host:19530); default RUN/index/milvus.db"
+    )
+    token: str | None = Field(
+        None, description="Milvus token (user:password or API key); better: the MILVUS_TOKEN environment variable"
+    )
+    collection: str = "harness_items"
+    index_type: str = Field("HNSW", description="FLAT, HNSW, IVF_FLAT, IVF_SQ8, AUTOINDEX, ... (metric IP)")
+    full_text: bool = Field(
+        True, description="also store the item texts with Milvus's BM25 function: hybrid search's lexical side"
+    )
+
+
 class IndexConfig(_Section):
-    """The teacher's item index (FAISS kinds, or a Milvus collection) and how the catalog is encoded for it."""
+    """The teacher's item index: a FAISS kind, or a Milvus collection."""
 
     kind: Literal["exact", "hnsw", "ivfpq", "sq8", "milvus"] = "exact"
     dim: int | None = Field(
@@ -203,27 +219,48 @@ class IndexConfig(_Section):
     ivf_nlist: int | None = Field(None, ge=1, description="IVF lists (ivfpq, Milvus IVF_*); default ~4 sqrt(items)")
     ivf_nprobe: int = Field(32, ge=1, description="IVF lists scanned per query")
     pq_m: int | None = Field(None, ge=1, description="ivfpq bytes per item (must divide the dim); default dim / 4")
-    milvus_uri: str | None = Field(
-        None, description="Milvus Lite file (*.db) or server (http://host:19530); default RUN/index/milvus.db"
-    )
-    milvus_token: str | None = Field(
-        None, description="Milvus token (user:password or API key); better: the MILVUS_TOKEN environment variable"
-    )
-    milvus_collection: str = "harness_items"
-    milvus_index_type: str = Field("HNSW", description="FLAT, HNSW, IVF_FLAT, IVF_SQ8, AUTOINDEX, ... (metric IP)")
-    milvus_full_text: bool = Field(
-        True, description="also store the item texts with Milvus's BM25 function: hybrid search's lexical side"
-    )
-    encode_batch_size: int = Field(64, ge=1)
-    encode_backend: Literal["auto", "torch", "onnx"] = Field(
+    milvus: MilvusConfig = Field(default_factory=lambda: MilvusConfig(), description="kind: milvus only")
+
+    LEGACY: ClassVar[dict[str, str]] = {
+        f"milvus_{key}": key for key in ("uri", "token", "collection", "index_type", "full_text")
+    }
+    """Flat keys of earlier versions (``milvus_uri``), now ``milvus.uri``; run records are read the same way."""
+    ENCODING: ClassVar[dict[str, str]] = {
+        "encode_batch_size": "batch_size",
+        "encode_backend": "backend",
+        "encode_workers": "workers",
+        "shard_size": "shard_size",
+        "encode_executor": "executor",
+    }
+    """Keys that were the index's before the ``encoding`` section had them (``RunConfig`` moves them)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_milvus(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(key in data for key in cls.LEGACY):
+            return data
+        out = {k: v for k, v in data.items() if k not in cls.LEGACY}
+        milvus = dict(out.get("milvus") or {})
+        for old, new in cls.LEGACY.items():
+            if old in data:
+                milvus[new] = data[old]  # a flat key given beside the section is the newer word
+        return {**out, "milvus": milvus}
+
+
+class EncodingConfig(_Section):
+    """How the teacher encodes many texts: the catalog pass (for the index and the pool's catalog texts) and the
+    alignment pool's query targets."""
+
+    batch_size: int = Field(64, ge=1)
+    backend: Literal["auto", "torch", "onnx"] = Field(
         "auto",
         description="what encodes the catalog (and the alignment pool): the teacher's float32 ONNX export (same "
         "embeddings), PyTorch, or auto: the GPU when there is one, else ONNX for 10,000 texts or more when the "
         "teacher exports and the onnx extra is installed, else PyTorch",
     )
-    encode_workers: int = Field(1, ge=1, description="processes (or Ray actors) encoding the catalog in shards")
-    shard_size: int = Field(10_000, ge=1, description="items per shard when encode_workers > 1")
-    encode_executor: Literal["process", "ray"] = "process"
+    workers: int = Field(1, ge=1, description="processes (or Ray actors) encoding the catalog in shards")
+    shard_size: int = Field(10_000, ge=1, description="items per shard when workers > 1")
+    executor: Literal["process", "ray"] = "process"
 
 
 class PoolConfig(_Section):
@@ -601,6 +638,7 @@ class RunConfig(_Section):
     data: DataConfig
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    encoding: EncodingConfig = Field(default_factory=EncodingConfig)
     students: list[StudentConfig] = Field(
         description="the query encoders to train; when none are given, the defaults for the teacher's size "
         "(`default_students`)"
@@ -611,6 +649,20 @@ class RunConfig(_Section):
     bench: BenchConfig = Field(default_factory=BenchConfig)
     relevance: RelevanceConfig = Field(default_factory=RelevanceConfig)
     cache_dir: Path | None = Field(None, description="embedding cache; default: ~/.cache/harnesslm")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encoding_out_of_the_index(cls, data: Any) -> Any:
+        """A config of earlier versions kept the encoding keys in ``index`` (``index.encode_workers``)."""
+        index = data.get("index") if isinstance(data, dict) else None
+        if not isinstance(index, dict) or not any(key in index for key in IndexConfig.ENCODING):
+            return data
+        encoding = dict(data.get("encoding") or {})
+        for old, new in IndexConfig.ENCODING.items():
+            if old in index:
+                encoding[new] = index[old]
+        rest = {k: v for k, v in index.items() if k not in IndexConfig.ENCODING}
+        return {**data, "index": rest, "encoding": encoding}
 
     @model_validator(mode="before")
     @classmethod

@@ -79,7 +79,7 @@ def test_a_teacher_that_does_not_export_falls_back_and_is_not_retried(teacher, t
     assert tries == [1]
     failed = onnx_folder(teacher, tmp_path).with_name(onnx_folder(teacher, tmp_path).name + FAILED)
     assert "unsupported operator" in failed.read_text()
-    with pytest.raises(RuntimeError, match="encode_backend is onnx, but the export failed"):
+    with pytest.raises(RuntimeError, match=r"encoding\.backend is onnx, but the export failed"):
         choose_encoder(teacher, "onnx", tmp_path)
     assert choose_encoder(teacher, "torch", tmp_path) is None
 

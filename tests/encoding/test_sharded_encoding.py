@@ -189,7 +189,7 @@ def test_bad_arguments_and_missing_ray(tiny_teacher: Path, texts: list[str], tmp
 def test_item_embeddings_uses_the_sharded_encoder_with_several_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harnesslm.config import IndexConfig
+    from harnesslm.config import EncodingConfig
     from harnesslm.run.catalog_embeddings import item_embeddings
 
     seen: dict = {}
@@ -200,14 +200,14 @@ def test_item_embeddings_uses_the_sharded_encoder_with_several_workers(
 
     monkeypatch.setattr(sharded_encoding, "sharded_cached_encode", fake)
     run = SimpleNamespace(
-        config=SimpleNamespace(index=IndexConfig(encode_workers=3, shard_size=500, encode_batch_size=16)),
+        config=SimpleNamespace(encoding=EncodingConfig(workers=3, shard_size=500, batch_size=16)),
         catalog=pd.DataFrame({"text": ["a", "b"]}),
         cache_dir=tmp_path,
     )
     assert item_embeddings(run, model=object(), progress=False).shape == (2, 4)  # type: ignore[arg-type]
     assert seen["workers"] == 3 and seen["shard_size"] == 500 and seen["batch_size"] == 16
     assert seen["executor"] == "process" and seen["texts"] == ["a", "b"] and seen["cache_dir"] == tmp_path
-    assert IndexConfig().encode_workers == 1 and IndexConfig().shard_size == 10_000
+    assert EncodingConfig().workers == 1 and EncodingConfig().shard_size == 10_000
 
 
 def test_a_gpu_encodes_in_one_process_whatever_the_workers(
@@ -215,7 +215,7 @@ def test_a_gpu_encodes_in_one_process_whatever_the_workers(
 ) -> None:
     """Workers share out CPU cores; on a GPU a config written for a CPU (encode_workers: 2) encodes in one
     process, in the GPU's large batches, into the same cache file."""
-    from harnesslm.config import IndexConfig
+    from harnesslm.config import EncodingConfig
     from harnesslm.run import catalog_embeddings
     from harnesslm.run.catalog_embeddings import item_cache_path, item_embeddings
 
@@ -226,7 +226,7 @@ def test_a_gpu_encodes_in_one_process_whatever_the_workers(
     monkeypatch.setattr(catalog_embeddings, "accelerator", lambda: "cuda")
     model = load_model(str(tiny_teacher))
     run = SimpleNamespace(
-        config=SimpleNamespace(index=IndexConfig(encode_workers=2, encode_backend="torch")),
+        config=SimpleNamespace(encoding=EncodingConfig(workers=2, backend="torch")),
         catalog=pd.DataFrame({"text": ["cordless drill", "paint roller", "copper pipe"]}),
         cache_dir=cache_env / "embeddings",
     )
@@ -237,14 +237,14 @@ def test_a_gpu_encodes_in_one_process_whatever_the_workers(
 def test_item_cache_path_names_the_file_the_catalog_pass_writes(tiny_teacher: Path, cache_env: Path) -> None:
     """A prompted teacher has a query-role and a document-role file for the same texts: --refresh and the
     benchmarks must find the catalog's (the document one)."""
-    from harnesslm.config import IndexConfig
+    from harnesslm.config import EncodingConfig
     from harnesslm.models.prompts import set_prompts
     from harnesslm.run.catalog_embeddings import item_cache_path, item_embeddings
 
     model = load_model(str(tiny_teacher))
     set_prompts(model, query="Q: ", document="D: ")
     run = SimpleNamespace(
-        config=SimpleNamespace(index=IndexConfig(encode_backend="torch")),
+        config=SimpleNamespace(encoding=EncodingConfig(backend="torch")),
         catalog=pd.DataFrame({"text": ["cordless drill", "paint roller", "copper pipe"]}),
         cache_dir=cache_env / "embeddings",
     )
@@ -256,7 +256,7 @@ def test_item_cache_path_names_the_file_the_catalog_pass_writes(tiny_teacher: Pa
 
 def test_the_alignment_pool_targets_are_sharded_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A large teacher encodes the pool's queries for as long as the catalog: that pass must be resumable too."""
-    from harnesslm.config import IndexConfig
+    from harnesslm.config import EncodingConfig
     from harnesslm.pipeline.alignment_pool import _encoded_source
 
     seen: dict = {}
@@ -267,7 +267,7 @@ def test_the_alignment_pool_targets_are_sharded_too(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(sharded_encoding, "sharded_cached_encode", fake)
     run = SimpleNamespace(
-        config=SimpleNamespace(index=IndexConfig(encode_workers=2, shard_size=500)), cache_dir=tmp_path
+        config=SimpleNamespace(encoding=EncodingConfig(workers=2, shard_size=500)), cache_dir=tmp_path
     )
     source = _encoded_source(run, object(), "train_queries", ["q1", "q2", "q3"], progress=False)  # type: ignore[arg-type]
     assert source.targets.shape == (3, 4)

@@ -232,25 +232,21 @@ def index(
     from harnesslm.pipeline import steps
 
     def action() -> None:
-        given = _given(
-            kind=kind,
-            ivf_nlist=nlist,
-            pq_m=pq_m,
-            ivf_nprobe=nprobe,
-            encode_workers=workers,
-            milvus_uri=milvus_uri,
-            milvus_collection=milvus_collection,
-            milvus_index_type=milvus_index_type,
-        )
-        chosen = updated(RunDir(run_dir).config, {"index": given})
+        index_given = _given(kind=kind, ivf_nlist=nlist, pq_m=pq_m, ivf_nprobe=nprobe)
+        milvus = _given(uri=milvus_uri, collection=milvus_collection, index_type=milvus_index_type)
+        given = {
+            "index": {**index_given, **({"milvus": milvus} if milvus else {})},
+            "encoding": _given(workers=workers),
+        }
+        chosen = updated(RunDir(run_dir).config, given)
         # the token is used for this build only, never written to config.yaml
-        building = updated(chosen, {"index": _given(milvus_token=milvus_token)})
+        building = updated(chosen, {"index": {"milvus": _given(token=milvus_token)}})
         try:
             steps.build_index(RunDir(run_dir, building), refresh=force)
         except ValueError as error:  # impossible settings for this catalog (pq_m vs dim, too few items, ...)
             err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
             raise typer.Exit(2) from None
-        if given:  # only settings that built an index are kept for later steps
+        if any(given.values()):  # only settings that built an index are kept for later steps
             RunDir(run_dir, chosen).save_config()
 
     _guard(action)

@@ -153,7 +153,7 @@ def choose_encoder(
     found = onnx_encoder(model, root, role)
     if isinstance(found, str):
         if backend == "onnx":
-            raise RuntimeError(f"index.encode_backend is onnx, but {found}")
+            raise RuntimeError(f"encoding.backend is onnx, but {found}")
         logger.info("encoding with PyTorch: %s", found)
         return None
     return Engine("onnx", found)

@@ -41,8 +41,8 @@ def build_item_index(
     texts: Sequence[str] | None = None,
 ) -> ItemIndex | MilvusItemIndex:
     """Build the index ``config`` asks for (a FAISS kind or Milvus) and save it, or its description, in
-    ``directory``. A Milvus Lite index without ``milvus_uri`` lives in ``directory/milvus.db``; with ``texts``
-    and ``config.milvus_full_text`` it also gets Milvus's BM25 full-text search over them."""
+    ``directory``. A Milvus Lite index without ``milvus.uri`` lives in ``directory/milvus.db``; with ``texts``
+    and ``config.milvus.full_text`` it also gets Milvus's BM25 full-text search over them."""
     from harnesslm.index.item_index import ItemIndex, default_nlist
 
     if config.kind == "milvus":
@@ -52,7 +52,7 @@ def build_item_index(
             raise ValueError("index.dim (Matryoshka) applies to the FAISS kinds; Milvus keeps the full embeddings")
 
         index_params, search_params = milvus_params(
-            config.milvus_index_type,
+            config.milvus.index_type,
             config.hnsw_m,
             config.hnsw_ef_construction,
             config.hnsw_ef_search,
@@ -63,14 +63,14 @@ def build_item_index(
             embeddings,
             item_ids,
             space,
-            uri=config.milvus_uri or Path(directory) / "milvus.db",
-            collection=config.milvus_collection,
-            index_type=config.milvus_index_type,
+            uri=config.milvus.uri or Path(directory) / "milvus.db",
+            collection=config.milvus.collection,
+            index_type=config.milvus.index_type,
             index_params=index_params,
             search_params=search_params,
-            token=config.milvus_token,
+            token=config.milvus.token,
             progress=progress,
-            texts=texts if config.milvus_full_text else None,
+            texts=texts if config.milvus.full_text else None,
         )
     else:
         built = ItemIndex.build(

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harnesslm.config import STUDENT_LEGACY, RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
+from harnesslm.config import STUDENT_LEGACY, IndexConfig, RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
 from harnesslm.students.shop_tokens import TABLE_VERSION
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "student.refine.warmup_ratio": 0.1,
     "relevance.teacher.warmup_ratio": 0.1,
     "relevance.student.warmup_ratio": 0.1,
-    "index.milvus_full_text": False,
+    "index.milvus.full_text": False,
     "index.dim": None,
     "teacher.negatives_from": "teacher",
     "student.lowercase": False,
@@ -60,6 +60,7 @@ RENAMED_SETTINGS: dict[str, tuple[str, ...]] = {
     **_moved("teacher", TeacherConfig.LEGACY),
     **_moved("student", STUDENT_LEGACY),
     **_moved("relevance", RelevanceConfig.LEGACY),
+    **{f"index.{old}": (f"index.milvus.{new}",) for old, new in IndexConfig.LEGACY.items()},
 }
 """Settings that moved (the flat ``align_steps`` became ``align.steps`` when steps got one ``Schedule``), from
 the same tables the config reads old files with: a record written before the move is read as if written after."""
@@ -72,13 +73,14 @@ def teacher_settings(config: RunConfig) -> dict[str, Any]:
 
 def index_settings(config: RunConfig) -> dict[str, Any]:
     """The index section, less what does not change this index: another kind's settings (a FAISS index does
-    not depend on the Milvus ones, an exact one on the HNSW ones), and the engine that encoded the catalog
-    (ONNX float32 and PyTorch agree)."""
-    exclude = {"milvus_token", "encode_backend"}
+    not depend on the Milvus ones, an exact one on the HNSW ones) and the Milvus token. How the catalog was
+    encoded (the ``encoding`` section) is not a setting of the index: ONNX float32 and PyTorch agree, and
+    batches and workers do not change the embeddings."""
+    exclude: dict[str, Any] = {"milvus": {"token"}}
     fields = type(config.index).model_fields
-    for kind, prefixes in (("milvus", ("milvus_",)), ("hnsw", ("hnsw_",)), ("ivfpq", ("ivf_", "pq_"))):
+    for kind, prefixes in (("milvus", ("milvus",)), ("hnsw", ("hnsw_",)), ("ivfpq", ("ivf_", "pq_"))):
         if config.index.kind != kind:  # another kind's knobs do not change this index (the serving graph reads hnsw_*)
-            exclude |= {name for name in fields if name.startswith(prefixes)}
+            exclude |= {name: True for name in fields if name.startswith(prefixes)}
     return {"index": config.index.model_dump(mode="json", exclude=exclude)}
 
 

@@ -217,7 +217,7 @@ class RunDir:
                 raise StepMissingError(f"no index in {self.index_dir}: run `harness index` first")
             from harnesslm.index import load_item_index
 
-            self.loaded.index = load_item_index(self.index_dir, token=self.config.index.milvus_token)
+            self.loaded.index = load_item_index(self.index_dir, token=self.config.index.milvus.token)
         return self.loaded.index
 
     @property
