@@ -88,16 +88,22 @@ def configure(run: RunDir, args: argparse.Namespace) -> None:
         enabled=True,
         retriever=None if args.retriever == "teacher" else args.retriever,
         candidates_k=args.k,
-        teacher={"steps": args.teacher_steps},
+        teacher={"schedule": {"steps": args.teacher_steps}},
         max_length=args.max_length,
         distil_queries=args.distil_queries,
         augment_k=args.augment_k,
         augment_queries=args.augment_queries,
-        student={"steps": args.student_steps, "learning_rate": args.student_lr, "batch_size": args.student_batch},
-        student_layers=args.student_layers,
+        reranker={
+            "layers": args.student_layers,
+            "losses": args.losses.split(","),
+            "schedule": {
+                "steps": args.student_steps,
+                "learning_rate": args.student_lr,
+                "batch_size": args.student_batch,
+            },
+        },
         list_size=args.list_size,
         eval_queries=args.eval_queries,
-        student_losses=args.losses.split(","),
     )
     run.config = run.config.model_copy(update={"relevance": relevance})
     run.save_config()

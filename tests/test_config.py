@@ -36,8 +36,14 @@ def test_flat_keys_of_earlier_versions_still_load() -> None:
     student = student_config({"name": "s", "kind": "static", "align_steps": 9, "refine_align_weight": 0.5, "seed": 2})
     assert (student.align.steps, student.refine.align_weight, student.align.seed, student.refine.seed) == (9, 0.5, 2, 2)
     relevance = RelevanceConfig.model_validate({"student_steps": 5, "student_batch_size": 4, "seed": 1})
-    assert (relevance.student.steps, relevance.student.batch_size, relevance.bi_encoder.batch_size) == (5, 4, 4)
-    assert relevance.seed == relevance.teacher.seed == relevance.student.seed == 1
+    reranker, bi_encoder = relevance.reranker.schedule, relevance.bi_encoder.schedule
+    assert (reranker.steps, reranker.batch_size, bi_encoder.batch_size) == (5, 4, 4)
+    assert relevance.seed == relevance.teacher.schedule.seed == reranker.seed == 1
+    # the shape before the sections: each schedule was the section itself, its settings flat beside it
+    earlier = {"teacher": {"steps": 7}, "student": {"steps": 9}, "student_layers": 2, "bi_encoder_losses": ["listnet"]}
+    relevance = RelevanceConfig.model_validate(earlier)
+    assert (relevance.teacher.schedule.steps, relevance.reranker.schedule.steps, relevance.reranker.layers) == (7, 9, 2)
+    assert relevance.bi_encoder.losses == ["listnet"] and relevance.teacher.schedule.batch_size == 32
 
 
 def test_encoding_and_milvus_keys_of_earlier_versions_move_to_their_sections(tmp_path: Path) -> None:
@@ -61,6 +67,21 @@ def test_encoding_and_milvus_keys_of_earlier_versions_move_to_their_sections(tmp
     assert "milvus.collection" in provenance.stale_reason(tmp_path, provenance.index_settings(moved), {})
 
 
+def test_a_re_ranker_recorded_in_the_flat_relevance_shape_is_still_current(tmp_path: Path) -> None:
+    from harnesslm.run import provenance
+
+    config = RunConfig.model_validate({"data": DATA, "students": [], "relevance": {"student_layers": 2}})
+    schedule = config.relevance.reranker.schedule.model_dump(mode="json")
+    dumped = config.relevance.model_dump(mode="json")
+    earlier = {k: v for k, v in dumped.items() if k in (*provenance.RERANKER_KEYS[1:], "max_length", "seed")}
+    earlier |= {"student": schedule, "student_model": "teacher", "student_layers": 2, "student_losses": ["margin_mse"]}
+    provenance.write_record(tmp_path, {"relevance": earlier}, {})
+    assert provenance.stale_reason(tmp_path, provenance.reranker_settings(config), {}) is None
+    deeper = updated(config, {"relevance": {"reranker": {"layers": 3}}})
+    reason = provenance.stale_reason(tmp_path, provenance.reranker_settings(deeper), {})
+    assert "relevance.reranker.layers 2 -> 3" in reason
+
+
 def test_a_saved_config_of_an_earlier_version_loads_with_both_kinds_keys() -> None:
     """Earlier versions saved every student key (the other kind's too) in config.yaml."""
     saved = {"name": "s", "kind": "static", "layers": 2, "linear_head": True, "align_steps": 300, "pca_dims": 256}
@@ -74,9 +95,10 @@ def test_sections_are_frozen_and_updated_makes_a_new_config() -> None:
     config = RunConfig.model_validate({"data": DATA})
     with pytest.raises(ValidationError):
         config.teacher.model = "other"  # type: ignore[misc]
-    changed = updated(config, {"teacher": {"schedule": {"steps": 3}}, "relevance": {"student": {"steps": 9}}})
-    assert changed.teacher.schedule.steps == 3 and changed.relevance.student.steps == 9
-    assert config.teacher.schedule.steps == 60 and config.relevance.student.steps == 400
+    patch = {"teacher": {"schedule": {"steps": 3}}, "relevance": {"reranker": {"schedule": {"steps": 9}}}}
+    changed = updated(config, patch)
+    assert changed.teacher.schedule.steps == 3 and changed.relevance.reranker.schedule.steps == 9
+    assert config.teacher.schedule.steps == 60 and config.relevance.reranker.schedule.steps == 400
     assert changed.teacher.schedule.learning_rate == config.teacher.schedule.learning_rate
 
 

@@ -558,23 +558,82 @@ class BenchConfig(_Section):
     throughput_batch_size: int = Field(256, ge=1)
 
 
+class RelevanceTeacherConfig(_Section):
+    """The cross-encoder relevance teacher: it reads (query, item text) together and is fine-tuned on the graded
+    judgments as soft targets."""
+
+    model: str = "bundled:all-MiniLM-L6-v2"
+    negatives: int = Field(
+        4, ge=0, description="unjudged retrieved items per training query, target 0 (the retriever's confusions)"
+    )
+    schedule: Schedule = Field(description="fine-tuning the cross-encoder relevance teacher")
+
+    SCHEDULE: ClassVar[dict[str, Any]] = {"steps": 600, "batch_size": 32, "learning_rate": 5e-5}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule(cls, data: Any) -> Any:
+        return _fill_schedules(data, {"schedule": cls.SCHEDULE}, {})
+
+
+class RerankerConfig(_Section):
+    """The small cross-encoder distilled from the relevance teacher: the second stage that re-scores the
+    retriever's top candidates."""
+
+    model: str = Field(
+        "teacher",
+        description="start of the small cross-encoder: `teacher` (the fine-tuned relevance teacher, truncated) "
+        "or any model name/path (its first layers and a new head)",
+    )
+    layers: int = Field(
+        3,
+        ge=1,
+        description="first transformer layers kept in the small cross-encoder (2 did not learn on Home Depot; that "
+        "comparison was made on test queries, before benchmarks/homedepot_rerank.py chose on validation, and has "
+        "not been redone)",
+    )
+    losses: list[RankingLoss] = Field(default_factory=lambda: ["margin_mse"])
+    schedule: Schedule = Field(
+        description="distilling the small cross-encoder; batch_size counts queries, each with list_size items"
+    )
+
+    SCHEDULE: ClassVar[dict[str, Any]] = {"steps": 400, "batch_size": 16, "learning_rate": 2e-4}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule(cls, data: Any) -> Any:
+        return _fill_schedules(data, {"schedule": cls.SCHEDULE}, {})
+
+
+class BiEncoderDistillConfig(_Section):
+    """Distilling the relevance teacher into the bi-encoder student itself (off until ``losses`` names some)."""
+
+    losses: list[RankingLoss] = Field(
+        default_factory=list, description="also distil the teacher into the bi-encoder student with these"
+    )
+    schedule: Schedule = Field(description="distilling the relevance teacher into the bi-encoder student")
+
+    SCHEDULE: ClassVar[dict[str, Any]] = {"steps": 300, "batch_size": 16, "learning_rate": 2e-4}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule(cls, data: Any) -> Any:
+        return _fill_schedules(data, {"schedule": cls.SCHEDULE}, {})
+
+
 class RelevanceConfig(_Section):
     """The re-ranking stage: a cross-encoder relevance teacher, teacher-labelled augmentation, distillation.
 
-    The teacher reads (query, item text) together and is trained on the graded judgments as soft targets.
-    It then labels the retriever's top candidates of training queries that no human judged; a small
-    cross-encoder (and, optionally, the bi-encoder student) learns from those scores.
+    The teacher (``teacher``) reads (query, item text) together and is trained on the graded judgments as soft
+    targets. It then labels the retriever's top candidates of training queries that no human judged; a small
+    cross-encoder (``reranker``) and, optionally, the bi-encoder student (``bi_encoder``) learn from those scores.
     """
 
     enabled: bool = Field(False, description="run the relevance steps as part of `harness run`")
     retriever: str | None = Field(None, description="student whose latest phase retrieves candidates; None: teacher")
     candidates_k: int = Field(50, ge=1, description="candidates retrieved per query and re-ranked")
-    teacher_model: str = "bundled:all-MiniLM-L6-v2"
-    teacher: Schedule = Field(description="fine-tuning the cross-encoder relevance teacher")
-    teacher_negatives: int = Field(
-        4, ge=0, description="unjudged retrieved items per training query, target 0 (the retriever's confusions)"
-    )
     max_length: int = Field(64, ge=8, description="tokens of query + item text")
+    teacher: RelevanceTeacherConfig = Field(default_factory=lambda: RelevanceTeacherConfig())
     distil_queries: int | None = Field(
         None, ge=1, description="training queries the students learn from (their judged pairs; None: all)"
     )
@@ -586,50 +645,67 @@ class RelevanceConfig(_Section):
     )
     extra_unlabeled: bool = Field(True, description="also label candidates of the unlabeled/extra query pool")
     augment_k: int = Field(20, ge=1, description="unjudged candidates the teacher labels per augmented query")
-    student_model: str = Field(
-        "teacher",
-        description="start of the small cross-encoder: `teacher` (the fine-tuned relevance teacher, truncated) "
-        "or any model name/path (its first layers and a new head)",
-    )
-    student_layers: int = Field(
-        3,
-        ge=1,
-        description="first transformer layers kept in the small cross-encoder (2 did not learn on Home Depot; that "
-        "comparison was made on test queries, before benchmarks/homedepot_rerank.py chose on validation, and has "
-        "not been redone)",
-    )
-    student_losses: list[RankingLoss] = Field(default_factory=lambda: ["margin_mse"])
-    student: Schedule = Field(
-        description="distilling the small cross-encoder; batch_size counts queries, each with list_size items"
-    )
     list_size: int = Field(8, ge=2, description="items per query in a listwise example (margin-MSE: pairs of them)")
-    bi_encoder_losses: list[RankingLoss] = Field(
-        default_factory=list, description="also distil the teacher into the bi-encoder student with these"
-    )
-    bi_encoder: Schedule = Field(description="distilling the relevance teacher into the bi-encoder student")
+    reranker: RerankerConfig = Field(default_factory=lambda: RerankerConfig())
+    bi_encoder: BiEncoderDistillConfig = Field(default_factory=lambda: BiEncoderDistillConfig())
     latency_queries: int = Field(100, ge=1, description="queries timed when re-ranking K candidates")
     eval_queries: int | None = Field(None, ge=1, description="test queries re-ranked in evaluation (None: all)")
     seed: int = 0
 
-    SCHEDULES: ClassVar[dict[str, dict[str, Any]]] = {
-        "teacher": {"steps": 600, "batch_size": 32, "learning_rate": 5e-5},
-        "student": {"steps": 400, "batch_size": 16, "learning_rate": 2e-4},
-        "bi_encoder": {"steps": 300, "batch_size": 16, "learning_rate": 2e-4},
+    MOVED: ClassVar[dict[str, tuple[str, ...]]] = {
+        **{f"teacher_{key}": (f"teacher.schedule.{key}",) for key in ("steps", "batch_size", "learning_rate")},
+        "student_steps": ("reranker.schedule.steps",),
+        "student_batch_size": ("reranker.schedule.batch_size", "bi_encoder.schedule.batch_size"),
+        "student_learning_rate": ("reranker.schedule.learning_rate",),
+        "bi_encoder_steps": ("bi_encoder.schedule.steps",),
+        "bi_encoder_learning_rate": ("bi_encoder.schedule.learning_rate",),
+        "teacher_model": ("teacher.model",),
+        "teacher_negatives": ("teacher.negatives",),
+        "student_model": ("reranker.model",),
+        "student_layers": ("reranker.layers",),
+        "student_losses": ("reranker.losses",),
+        "bi_encoder_losses": ("bi_encoder.losses",),
     }
-    LEGACY: ClassVar[dict[str, tuple[str, ...]]] = {
-        **{f"teacher_{key}": (f"teacher.{key}",) for key in ("steps", "batch_size", "learning_rate")},
-        "student_steps": ("student.steps",),
-        "student_batch_size": ("student.batch_size", "bi_encoder.batch_size"),
-        "student_learning_rate": ("student.learning_rate",),
-        "bi_encoder_steps": ("bi_encoder.steps",),
-        "bi_encoder_learning_rate": ("bi_encoder.learning_rate",),
-        "seed": ("seed", "teacher.seed", "student.seed", "bi_encoder.seed"),
+    """Keys of earlier versions and where they are now: flat keys (``student_layers``), and the schedules that
+    were sections of their own (``student: {steps: ...}`` is ``reranker.schedule``); run records are read the
+    same way."""
+    SCHEDULE_SECTIONS: ClassVar[dict[str, str]] = {
+        "teacher": "teacher",
+        "student": "reranker",
+        "bi_encoder": "bi_encoder",
     }
 
     @model_validator(mode="before")
     @classmethod
-    def _schedules(cls, data: Any) -> Any:
-        return _fill_schedules(data, cls.SCHEDULES, cls.LEGACY)
+    def _nested(cls, data: Any) -> Any:
+        """Earlier shapes into the nested one; a given ``seed`` also seeds each schedule that sets none."""
+        if not isinstance(data, dict):
+            return data
+        out = {k: v for k, v in data.items() if k not in cls.MOVED}
+        schedule_keys = set(Schedule.model_fields)
+        for old, new in cls.SCHEDULE_SECTIONS.items():
+            section = data.get(old)
+            if isinstance(section, dict) and schedule_keys.issuperset(section) and section:
+                out.pop(old, None)  # a schedule that was the section itself
+                out[new] = {**(out.get(new) if isinstance(out.get(new), dict) else {}), "schedule": dict(section)}
+        for old, targets in cls.MOVED.items():
+            if old in data:
+                for target in targets:
+                    section, *path, key = target.split(".")
+                    node = out.setdefault(section, {})
+                    if not isinstance(node, dict):
+                        continue
+                    for part in path:
+                        node = node.setdefault(part, {})
+                    node.setdefault(key, data[old])
+        if "seed" in data:
+            for section in cls.SCHEDULE_SECTIONS.values():
+                node = out.setdefault(section, {})
+                if isinstance(node, dict):
+                    node.setdefault("schedule", {})
+                    if isinstance(node["schedule"], dict):
+                        node["schedule"].setdefault("seed", data["seed"])
+        return out
 
 
 class RunConfig(_Section):

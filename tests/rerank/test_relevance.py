@@ -39,14 +39,11 @@ def _config(demo_files: dict[str, Path], teacher: Path, cache: Path) -> RunConfi
             "relevance": {
                 "retriever": "static",
                 "candidates_k": 10,
-                "teacher_model": str(teacher),
-                "teacher": {"steps": 4, "batch_size": 8},
+                "teacher": {"model": str(teacher), "schedule": {"steps": 4, "batch_size": 8}},
                 "augment_k": 3,
                 "augment_queries": 40,
-                "student_model": "teacher",
-                "student_layers": 1,
-                "student": {"steps": 3, "batch_size": 2},
-                "bi_encoder": {"batch_size": 2},
+                "reranker": {"model": "teacher", "layers": 1, "schedule": {"steps": 3, "batch_size": 2}},
+                "bi_encoder": {"schedule": {"batch_size": 2}},
                 "list_size": 4,
                 "latency_queries": 3,
             },
@@ -198,13 +195,14 @@ def test_stage_redoes_only_what_changed_settings_touch(taught: RunDir, capsys) -
     stage.relevance(taught, losses=["margin_mse"], progress=False)
     assert (teacher_file.stat().st_mtime_ns, reranker_file.stat().st_mtime_ns) == (teacher_mtime, reranker_mtime)
 
-    steps = taught.config.relevance.student.steps + 1  # only the re-ranker depends on it
-    changed = RunDir(taught.root, updated(taught.config, {"relevance": {"student": {"steps": steps}}}))
+    steps = taught.config.relevance.reranker.schedule.steps + 1  # only the re-ranker depends on it
+    patch = {"relevance": {"reranker": {"schedule": {"steps": steps}}}}
+    changed = RunDir(taught.root, updated(taught.config, patch))
     stage.relevance(changed, losses=["margin_mse"], progress=False)
     said = " ".join(capsys.readouterr().err.split())
     assert teacher_file.stat().st_mtime_ns == teacher_mtime
     assert reranker_file.stat().st_mtime_ns != reranker_mtime
-    assert "re-ranker margin_mse: redone, because relevance.student.steps" in said
+    assert "re-ranker margin_mse: redone, because relevance.reranker.schedule.steps" in said
 
 
 def test_distill_reranker_steps_override_the_config_for_that_run_only(
@@ -213,14 +211,14 @@ def test_distill_reranker_steps_override_the_config_for_that_run_only(
     seen = []
 
     def record(student, labelled, texts, loss, cfg, max_gain, progress):
-        seen.append(cfg.student.steps)
+        seen.append(cfg.reranker.schedule.steps)
         return {}
 
     monkeypatch.setattr(stage.distill, "distill_reranker", record)
     labelled = stage.label(taught, progress=False)
     stage.distill_reranker(taught, "margin_mse", labelled, tmp_path / "a", progress=False, steps=7)
     stage.distill_reranker(taught, "margin_mse", labelled, tmp_path / "b", progress=False)
-    assert seen == [7, taught.config.relevance.student.steps] and seen[1] != 7
+    assert seen == [7, taught.config.relevance.reranker.schedule.steps] and seen[1] != 7
     assert "distillation/a" in taught.read_json("relevance.json")
 
 

@@ -22,6 +22,7 @@ import torch
 from sentence_transformers.cross_encoder import CrossEncoder
 
 from harnesslm.atomic import atomic_directory, atomic_file, write_text
+from harnesslm.config import updated
 from harnesslm.evaluation.latency import measure_latency, thread_info, torch_threads
 from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings, qrels_from_judgments, recovery
 from harnesslm.evaluation.systems import RETRIEVER_ONLY, TEACHER_RERANKER
@@ -104,9 +105,9 @@ def relevance_teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
     cfg = run.config.relevance
     found = candidates(run, progress)
     with run.timed("relevance teacher"):
-        model = load_cross_encoder(cfg.teacher_model, cfg.max_length, run.config.cache_dir)
+        model = load_cross_encoder(cfg.teacher.model, cfg.max_length, run.config.cache_dir)
         dataset = rerank_data.teacher_training_pairs(
-            run.split("train"), found, run.item_texts, _scale(run), cfg.teacher_negatives, cfg.seed
+            run.split("train"), found, run.item_texts, _scale(run), cfg.teacher.negatives, cfg.seed
         )
         torch.manual_seed(cfg.seed)
         metrics = fine_tune_relevance_teacher(model, dataset, cfg, progress)
@@ -190,9 +191,10 @@ def small_reranker(run: RunDir) -> CrossEncoder:
     """The untrained student re-ranker: the first layers of the relevance teacher (its head included, so it
     starts out ranking like a shallow teacher) or of another model with a new head."""
     cfg = run.config.relevance
-    if cfg.student_model == "teacher":
-        return truncate_cross_encoder(load_relevance_teacher(run), cfg.student_layers)
-    return small_cross_encoder(cfg.student_model, cfg.student_layers, cfg.max_length, run.config.cache_dir)
+    reranker = cfg.reranker
+    if reranker.model == "teacher":
+        return truncate_cross_encoder(load_relevance_teacher(run), reranker.layers)
+    return small_cross_encoder(reranker.model, reranker.layers, cfg.max_length, run.config.cache_dir)
 
 
 def distill_reranker(
@@ -204,10 +206,10 @@ def distill_reranker(
     steps: int | None = None,
 ) -> dict[str, float]:
     """Train the small cross-encoder with ``loss`` on teacher scores; saved to ``rerankers/LOSS``.
-    ``steps`` overrides ``student.steps`` (e.g. a budget that grows with the labelled data)."""
+    ``steps`` overrides ``reranker.schedule.steps`` (e.g. a budget that grows with the labelled data)."""
     cfg = run.config.relevance
     if steps is not None:
-        cfg = cfg.model_copy(update={"student": cfg.student.model_copy(update={"steps": steps})})
+        cfg = updated(run.config, {"relevance": {"reranker": {"schedule": {"steps": steps}}}}).relevance
     labelled = label(run, progress) if labelled is None else labelled
     folder = folder or run.reranker_dir(loss)
     with run.timed(f"distil re-ranker ({folder.name})"):
@@ -222,7 +224,7 @@ def distill_reranker(
 
 
 def cfg_losses(run: RunDir) -> list[str]:
-    return list(run.config.relevance.student_losses)
+    return list(run.config.relevance.reranker.losses)
 
 
 def load_reranker(run: RunDir, name: str) -> CrossEncoder:
@@ -373,7 +375,7 @@ def relevance(run: RunDir, losses: list[str] | None = None, force: bool = False,
             f"re-ranker {loss}", folder, (folder / "config.json").exists(), *_reranker_inputs(run), force
         ):
             distill_reranker(run, loss, progress=progress)
-    for loss in run.config.relevance.bi_encoder_losses:
+    for loss in run.config.relevance.bi_encoder.losses:
         distill_bi_encoder(run, loss, progress=progress)
     return rerank_evaluation(run, progress=progress)
 

@@ -27,7 +27,7 @@ def distill_reranker(
 ) -> dict[str, float]:
     """Train the small cross-encoder on the teacher's scores with one of the ranking losses, for
     ``student.steps`` steps of ``student.batch_size`` lists (margin-MSE: the same number of pair scores)."""
-    schedule = cfg.student
+    schedule = cfg.reranker.schedule
     n_lists = schedule.steps * schedule.batch_size
     dataset = reranker_dataset(labelled, item_texts, loss_name, cfg.list_size, n_lists, max_gain, cfg.seed)
     loss = cross_encoder_ranking_loss(loss_name, student)
@@ -60,7 +60,7 @@ def distill_bi_encoder(
     """
     from harnesslm.training.trainer import train
 
-    schedule = cfg.bi_encoder
+    schedule = cfg.bi_encoder.schedule
     n_lists = schedule.steps * schedule.batch_size
     dataset = bi_encoder_dataset(labelled, item_rows, loss_name, cfg.list_size, n_lists, max_gain, cfg.seed)
     items = torch.from_numpy(np.ascontiguousarray(item_embeddings, dtype=np.float32))

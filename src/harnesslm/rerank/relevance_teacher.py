@@ -19,6 +19,6 @@ def fine_tune_relevance_teacher(
         model,
         dataset.shuffle(seed=cfg.seed),
         loss,
-        **schedule_args(cfg.teacher),
+        **schedule_args(cfg.teacher.schedule),
         progress=progress,
     )

@@ -14,7 +14,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harnesslm.config import STUDENT_LEGACY, IndexConfig, RelevanceConfig, RunConfig, StudentConfig, TeacherConfig
+from harnesslm.config import (
+    STUDENT_LEGACY,
+    IndexConfig,
+    RelevanceConfig,
+    RunConfig,
+    Schedule,
+    StudentConfig,
+    TeacherConfig,
+)
 from harnesslm.students.shop_tokens import TABLE_VERSION
 
 if TYPE_CHECKING:
@@ -27,8 +35,8 @@ ADDED_SETTINGS: dict[str, Any] = {
     "teacher.document_prompt": None,
     "student.align.warmup_ratio": 0.1,
     "student.refine.warmup_ratio": 0.1,
-    "relevance.teacher.warmup_ratio": 0.1,
-    "relevance.student.warmup_ratio": 0.1,
+    "relevance.teacher.schedule.warmup_ratio": 0.1,
+    "relevance.reranker.schedule.warmup_ratio": 0.1,
     "index.milvus.full_text": False,
     "index.dim": None,
     "teacher.negatives_from": "teacher",
@@ -37,9 +45,9 @@ ADDED_SETTINGS: dict[str, Any] = {
     "teacher.schedule.epochs": None,
     "student.align.epochs": None,
     "student.refine.epochs": None,
-    "relevance.teacher.epochs": None,
-    "relevance.student.epochs": None,
-    "relevance.bi_encoder.epochs": None,
+    "relevance.teacher.schedule.epochs": None,
+    "relevance.reranker.schedule.epochs": None,
+    "relevance.bi_encoder.schedule.epochs": None,
     "student.phrases": 0,
     "student.align.score_weight": 0.0,
     "student.align.score_k": 20,
@@ -59,7 +67,12 @@ def _moved(section: str, legacy: dict[str, tuple[str, ...]]) -> dict[str, tuple[
 RENAMED_SETTINGS: dict[str, tuple[str, ...]] = {
     **_moved("teacher", TeacherConfig.LEGACY),
     **_moved("student", STUDENT_LEGACY),
-    **_moved("relevance", RelevanceConfig.LEGACY),
+    **_moved("relevance", RelevanceConfig.MOVED),
+    **{  # the schedules were the sections themselves (``relevance.student.steps`` is now reranker.schedule.steps)
+        f"relevance.{old}.{key}": (f"relevance.{new}.schedule.{key}",)
+        for old, new in RelevanceConfig.SCHEDULE_SECTIONS.items()
+        for key in Schedule.model_fields
+    },
     **{f"index.{old}": (f"index.milvus.{new}",) for old, new in IndexConfig.LEGACY.items()},
 }
 """Settings that moved (the flat ``align_steps`` became ``align.steps`` when steps got one ``Schedule``), from
@@ -110,25 +123,22 @@ def refine_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]
     }
 
 
-RELEVANCE_TEACHER_KEYS = ("retriever", "candidates_k", "max_length", "seed")
-RERANKER_PREFIXES = ("student", "distil_", "augment_", "list_size", "extra_unlabeled")
+RELEVANCE_TEACHER_KEYS = ("retriever", "candidates_k", "max_length", "seed", "teacher")
+RERANKER_KEYS = ("reranker", "distil_queries", "augment_queries", "augment_k", "extra_unlabeled", "list_size")
 
 
 def relevance_teacher_settings(config: RunConfig) -> dict[str, Any]:
-    """The cross-encoder teacher: the data, its own ``teacher*`` keys and how candidates are retrieved."""
-    fields = config.relevance.model_dump(mode="json")
+    """The cross-encoder teacher: the data, its own section and how candidates are retrieved."""
     return {
         "data": config.data.model_dump(mode="json"),
-        "relevance": {k: v for k, v in fields.items() if k.startswith("teacher") or k in RELEVANCE_TEACHER_KEYS},
+        "relevance": config.relevance.model_dump(mode="json", include=set(RELEVANCE_TEACHER_KEYS)),
     }
 
 
 def reranker_settings(config: RunConfig) -> dict[str, Any]:
-    """A distilled re-ranker: labelling, augmentation and the student's own keys."""
-    fields = config.relevance.model_dump(mode="json")
-    return {
-        "relevance": {k: v for k, v in fields.items() if k.startswith(RERANKER_PREFIXES) or k in ("max_length", "seed")}
-    }
+    """A distilled re-ranker: labelling, augmentation and the re-ranker's own section."""
+    keys = {*RERANKER_KEYS, "max_length", "seed"}
+    return {"relevance": config.relevance.model_dump(mode="json", include=keys)}
 
 
 def fingerprint(settings: dict[str, Any], inputs: dict[str, str | None]) -> str:
