@@ -512,42 +512,23 @@ def serve(
     another teacher than the index was built with. Every search answer carries a Server-Timing header (parse,
     queue, encode, search, lexical, fuse, lookup, total).
     """
-    from harnesslm.pipeline.serve import ServeOptions, app_from_options
+    from harnesslm.pipeline.serve import ServeOptions, serve_http
     from harnesslm.serving.service_error import ServiceError
-    from harnesslm.serving.workers import serve_workers
 
     def action() -> None:
-        import uvicorn
-
         try:
-            options = ServeOptions(
-                run_dir=str(run_dir),
-                student=student,
-                encoder=encoder,
-                threads=threads,
-                index=index,
-                lexical=lexical,
-                compare_teacher=compare_teacher,
+            settings = ServiceSettings(
+                default_k=min(_SERVICE["default_k"], max_k),
                 max_k=max_k,
                 batch_window_ms=batch_window_ms,
                 max_batch=max_batch,
+                max_encode_batch=max_batch,
                 batching=batching,
                 default_mode=mode,
             )
-            if workers == 1:
-                uvicorn.run(app_from_options(options), host=host, port=port, access_log=access_log)
-                return
-            app_from_options(options)  # fail here, once, rather than in every worker; builds what is shared
-            os.environ[ServeOptions.ENV] = options.model_dump_json()
-            code = serve_workers(
-                "harnesslm.pipeline.serve:app_from_env",
-                host=host,
-                port=port,
-                workers=workers,
-                access_log=access_log,
-                pin_cpus=pin_cpus,
-            )
-            if code:
+            given = {"student": student, "encoder": encoder, "threads": threads, "index": index, "lexical": lexical}
+            options = ServeOptions(run_dir=str(run_dir), compare_teacher=compare_teacher, settings=settings, **given)
+            if code := serve_http(options, host, port, workers, access_log=access_log, pin_cpus=pin_cpus):
                 raise typer.Exit(code)
         except (ServiceError, ValueError) as error:
             err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=True, highlight=False)

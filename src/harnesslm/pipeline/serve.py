@@ -53,17 +53,15 @@ RECALL_QUERIES = 500
 RECALL_K = 10
 
 
-def app_from_run(
-    run_dir: str | Path,
-    student: str | None = None,
-    encoder: EncoderKind = "auto",
-    settings: ServiceSettings | None = None,
-    threads: int | None = None,
-    index: IndexChoice = "auto",
-    lexical: bool = True,
-    compare_teacher: bool = False,
-) -> FastAPI:
-    """The search app for a run: ``student`` (default: the first configured one, latest phase) or the teacher.
+def app_from_run(run_dir: str | Path, **options: Any) -> FastAPI:
+    """The search app for a run: :class:`ServeOptions` given as keywords (``student``, ``encoder``,
+    ``settings``, ``threads``, ``index``, ``lexical``, ``compare_teacher``); see :func:`app_from_options`."""
+    return app_from_options(ServeOptions(run_dir=str(run_dir), **options))
+
+
+def app_from_options(options: ServeOptions) -> FastAPI:
+    """The search app for ``options.run_dir``: ``student`` (default: the first configured one, latest phase)
+    or the teacher.
 
     ``encoder``: ``pytorch`` (the sentence-transformers folder), ``numpy`` (a static student computed in numpy:
     the same embeddings, an order of magnitude faster at batch 1), ``auto`` (numpy for a static student,
@@ -72,17 +70,18 @@ def app_from_run(
     threads (default: :func:`serving_threads`). ``index``: ``auto`` (HNSW with exact fallback for a large
     exact-built catalog, see the module docstring), ``exact`` (the run's index as built) or ``hnsw``.
     ``lexical`` loads (building once) the catalog's BM25 index for ``mode=lexical|hybrid``;
-    ``compare_teacher`` also loads the teacher for the ``/compare`` page. ``settings.batching`` None picks
+    ``compare_teacher`` also loads the teacher for the ``/compare`` page. ``settings.batching`` None (the default) picks
     micro-batching by encoder (on, except for a static student). Raises ServiceError, StepMissingError or
     IndexMismatchError (student trained for another teacher than the index) instead of starting.
     """
+    student, encoder, threads, index = options.student, options.encoder, options.threads, options.index
     if encoder not in ENCODER_KINDS:
         raise ServiceError(f"unknown encoder {encoder!r}; use one of {', '.join(ENCODER_KINDS)}")
     if index not in INDEX_CHOICES:
         raise ServiceError(f"unknown index {index!r}; use one of {', '.join(INDEX_CHOICES)}")
     threads = serving_threads() if threads is None else threads
     pin_threads(threads)
-    run = RunDir(Path(run_dir))
+    run = RunDir(Path(options.run_dir))
     query_encoder: Any
     if encoder == "teacher":
         if student:
@@ -117,59 +116,68 @@ def app_from_run(
             space=getattr(query_encoder, "teacher_space", None) or meta.teacher_space,
         )
         label = f"{name} ({phase})"
-    settings = settings or ServiceSettings(batching=None)
+    settings = options.settings
     if settings.batching is None:  # micro-batching only where it lowers latency
         fast = info.kind == "static"  # microseconds per query: no batching, no worker thread
         settings = settings.model_copy(update={"batching": not fast, "inline_search": fast})
     searcher = Searcher(query_encoder, serving_index(run, index, query_encoder, label))
-    hybrid = HybridSearcher(searcher, lexical_index(run), hybrid_weight(run, label, searcher)) if lexical else None
+    hybrid = (
+        HybridSearcher(searcher, lexical_index(run), hybrid_weight(run, label, searcher)) if options.lexical else None
+    )
     teacher = None
-    if compare_teacher:  # the teacher's column: the served searcher itself when it is the teacher
+    if options.compare_teacher:  # the teacher's column: the served searcher itself when it is the teacher
         teacher = searcher if encoder == "teacher" else Searcher(run.teacher, searcher.index)
     return create_app(searcher, run.catalog, info, settings, hybrid=hybrid, teacher=teacher)
 
 
 class ServeOptions(BaseModel):
-    """Everything ``harness serve`` decides, in one value: what each uvicorn worker process rebuilds its app from."""
+    """Everything ``harness serve`` decides, in one value: what the CLI fills, what :func:`app_from_run` takes as
+    keywords and what each uvicorn worker process rebuilds its app from. The limits and batching the app reads
+    are ``settings`` (:class:`ServiceSettings`, where each default is written)."""
 
     model_config = ConfigDict(extra="forbid")
     ENV: ClassVar[str] = "HARNESSLM_SERVE_OPTIONS"
 
     run_dir: str
     student: str | None = None
-    encoder: EncoderKind = "auto"
+    encoder: str = Field("auto", description=f"one of {', '.join(ENCODER_KINDS)}")
     threads: int | None = Field(None, ge=1)
-    index: IndexChoice = "auto"
+    index: str = Field("auto", description=f"one of {', '.join(INDEX_CHOICES)}")
     lexical: bool = True
     compare_teacher: bool = False
-    # the service's own defaults (ServiceSettings), written once there
-    max_k: int = Field(ServiceSettings.model_fields["max_k"].default, ge=1)
-    batch_window_ms: float = Field(ServiceSettings.model_fields["batch_window_ms"].default, ge=0)
-    max_batch: int = Field(ServiceSettings.model_fields["max_batch"].default, ge=1)
-    batching: bool | None = None
-    default_mode: Literal["dense", "lexical", "hybrid"] = ServiceSettings.model_fields["default_mode"].default
-
-
-def app_from_options(options: ServeOptions) -> FastAPI:
-    """:func:`app_from_run` with the CLI's options."""
-    settings = ServiceSettings(
-        default_k=min(ServiceSettings.model_fields["default_k"].default, options.max_k),
-        max_k=options.max_k,
-        batch_window_ms=options.batch_window_ms,
-        max_batch=options.max_batch,
-        max_encode_batch=options.max_batch,
-        batching=options.batching,
-        default_mode=options.default_mode,
+    settings: ServiceSettings = Field(
+        default_factory=lambda: ServiceSettings(batching=None),
+        description="request limits and batching (batching None: decided by the encoder)",
     )
-    return app_from_run(
-        options.run_dir,
-        options.student,
-        options.encoder,
-        settings,
-        options.threads,
-        index=options.index,
-        lexical=options.lexical,
-        compare_teacher=options.compare_teacher,
+
+
+def serve_http(
+    options: ServeOptions,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    access_log: bool = False,
+    pin_cpus: bool = False,
+) -> int:
+    """Serve ``options``' app over HTTP until stopped (``harness serve``); the exit code. With several
+    ``workers`` the app is built here once first (a bad option fails once, and what is shared is built once),
+    then each worker process rebuilds it from ``options`` through :func:`app_from_env`."""
+    import uvicorn
+
+    from harnesslm.serving.workers import serve_workers
+
+    if workers == 1:
+        uvicorn.run(app_from_options(options), host=host, port=port, access_log=access_log)
+        return 0
+    app_from_options(options)
+    os.environ[ServeOptions.ENV] = options.model_dump_json()
+    return serve_workers(
+        "harnesslm.pipeline.serve:app_from_env",
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        pin_cpus=pin_cpus,
     )
 
 
