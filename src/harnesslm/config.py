@@ -121,6 +121,14 @@ class DataConfig(_Section):
     label_offset: float = Field(1.0, description="gain = label - label_offset (Home Depot grades are 1..3)")
     relevant_at: float = Field(2.33, description="labels >= this count as relevant for recall/precision/MRR")
     label_max: float | None = Field(None, description="top of the label scale: labels above it are an error")
+    ood_holdout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of product groups (a title's head noun) held out whole: the queries whose relevant items "
+        "all fall in them are scored as ood_validation and ood_test, and training never sees those items "
+        "(harnesslm.data.ood). 0: no out-of-distribution split",
+    )
 
     @model_validator(mode="after")
     def _check_split(self) -> DataConfig:
@@ -132,6 +140,17 @@ class DataConfig(_Section):
         return self
 
 
+class AdversarialConfig(_Section):
+    """Adversarial training of the teacher on its input embeddings (``AdversarialContrastiveLoss``): each batch
+    again with every text's word embeddings moved ``epsilon`` along the gradient that hurts most (FGM), plus a
+    contrastive term between each text's clean and perturbed embedding. Off by default: it doubles a step's
+    cost and has not won on validation here (benchmarks/teacher_ideas.py)."""
+
+    method: Literal["off", "fgm"] = "off"
+    epsilon: float = Field(1.0, gt=0, description="L2 norm of a text's perturbation, over its token embeddings")
+    weight: float = Field(0.5, ge=0, description="weight of the perturbed loss and the view contrast")
+
+
 class TeacherConfig(_Section):
     """Phase 1: contrastive fine-tuning of the large model on (query, relevant item) pairs."""
 
@@ -139,6 +158,14 @@ class TeacherConfig(_Section):
     enabled: bool = True
     schedule: Schedule = Field(description="fine-tuning steps (0 keeps the base model as it is), batch, rate, seed")
     temperature: float = Field(0.05, gt=0)
+    loss: Literal["infonce", "triplet"] = Field(
+        "infonce",
+        description="infonce: the positive against in-batch and hard negatives (MultipleNegativesRankingLoss); "
+        "triplet: the positive closer to the query than its first hard negative by `triplet_margin` in cosine "
+        "distance (TripletLoss, the objective of Neural Search's query and product towers); needs hard_negatives",
+    )
+    triplet_margin: float = Field(0.1, gt=0, description="cosine-distance margin of the triplet loss")
+    adversarial: AdversarialConfig = Field(default_factory=lambda: AdversarialConfig())
     hard_negatives: int = Field(1, ge=0)
     negatives_from: Literal["teacher", "static", "bm25"] = Field(
         "teacher",
@@ -178,6 +205,12 @@ class TeacherConfig(_Section):
     @classmethod
     def _schedule(cls, data: Any) -> Any:
         return _fill_schedules(data, {"schedule": cls.SCHEDULE}, cls.LEGACY)
+
+    @model_validator(mode="after")
+    def _triplets_need_negatives(self) -> TeacherConfig:
+        if self.loss == "triplet" and self.hard_negatives < 1:
+            raise ValueError("teacher.loss: triplet needs teacher.hard_negatives >= 1 (the triplet's negative)")
+        return self
 
 
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 200, 96

@@ -13,6 +13,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from harnesslm.config import RunConfig, StaticStudentConfig, TruncatedStudentConfig, updated
+from harnesslm.data.ood import product_group
 from harnesslm.index.item_index import IndexMismatchError, ItemIndex
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.pipeline import steps
@@ -699,3 +700,16 @@ def test_a_run_keeps_what_it_loaded_until_a_step_rewrites_it(finished_run: RunDi
     run.loaded.teacher_rewritten()
     assert run.teacher is not teacher, "a fine-tuned teacher is read again"
     assert run.catalog is catalog, "the catalog did not change"
+
+
+def test_prepare_writes_the_ood_splits_and_trains_on_no_held_out_item(tmp_path, demo_files, tiny_teacher) -> None:
+    config = updated(small_config(demo_files, tiny_teacher, tmp_path / "cache"), {"data": {"ood_holdout": 0.3}})
+    run = steps.prepare(config.model_copy(update={"students": []}), tmp_path / "run")
+    groups = set(pd.read_json(run.data_dir / "ood_groups.json", typ="series"))
+    held_items = set(run.catalog.loc[run.catalog["text"].map(product_group).isin(groups), "item_id"])
+    assert groups and held_items
+    assert not run.split("train")["item_id"].isin(held_items).any()
+    for name in ("ood_validation", "ood_test"):
+        frame = run.split(name)
+        assert not frame.empty and frame["query"].isin(run.split("train")["query"]).sum() == 0
+    assert run.read_json("data.json")["ood_groups_held_out"] == len(groups)

@@ -30,7 +30,7 @@ from harnesslm.training.alignment import align_student, fit_projection
 from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
 from harnesslm.training.refinement import refine_student, refinement_dataset
 from harnesslm.training.selection import KeepBest, ValidationScorer, evaluation_interval
-from harnesslm.training.teacher_finetune import contrastive_dataset, fine_tune_teacher, positive_pairs
+from harnesslm.training.teacher_finetune import contrastive_dataset, fine_tune_teacher, positive_pairs, teacher_loss
 
 
 # mine_negatives --------------------------------------------------------------------------------------------
@@ -427,6 +427,30 @@ def test_fine_tune_teacher_changes_weights(shop: Shop) -> None:
     assert not teacher.training
     # the fixture's folder on disk is untouched
     assert model_fingerprint(load_model(str(shop.teacher_path))) == before
+
+
+@pytest.mark.parametrize(
+    ("options", "loss_name"),
+    [
+        ({"loss": "triplet"}, "TripletLoss"),
+        ({"adversarial": {"method": "fgm", "epsilon": 0.5}}, "AdversarialContrastiveLoss"),
+    ],
+    ids=["triplet", "fgm"],
+)
+def test_the_teachers_other_objectives_train_it(shop: Shop, options: dict, loss_name: str) -> None:
+    pairs = shop.pairs
+    negatives = mine_negatives(shop.queries, shop.targets, shop.index, pairs.positives_by_query, 2)
+    by_query = dict(zip(shop.queries, negatives, strict=True))
+    rows = contrastive_dataset(pairs.queries, pairs.positives, [by_query[q] for q in pairs.queries], shop.item_texts, 2)
+    teacher = load_model(str(shop.teacher_path), max_seq_length=16)
+    before = model_fingerprint(teacher)
+    schedule = {"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "warmup_ratio": 0.0}
+    config = TeacherConfig(schedule=schedule, hard_negatives=2, **options)
+    assert type(teacher_loss(teacher, config)).__name__ == loss_name
+    metrics = fine_tune_teacher(teacher, rows.select(range(16)), config, progress=False)
+    assert math.isfinite(metrics["train_loss"]) and model_fingerprint(teacher) != before
+    with pytest.raises(ValueError, match="hard_negatives"):
+        TeacherConfig(loss="triplet", hard_negatives=0)
 
 
 def test_mine_negatives_stays_below_the_ceiling() -> None:

@@ -1,5 +1,6 @@
 """Losses that no library ships in the form the recipe needs (one per module, like sentence-transformers)."""
 
+from harnesslm.losses.adversarial_contrastive import AdversarialContrastiveLoss
 from harnesslm.losses.approx_ndcg import ApproxNDCGLoss
 from harnesslm.losses.frozen_item_contrastive import FrozenItemContrastiveLoss
 from harnesslm.losses.frozen_item_listwise import FrozenItemListwiseLoss, listwise_dataset
@@ -7,6 +8,7 @@ from harnesslm.losses.frozen_item_margin_mse import FrozenItemMarginMSELoss, mar
 from harnesslm.losses.frozen_item_score_distill import FrozenItemScoreDistillLoss, teacher_top_items
 
 __all__ = [
+    "AdversarialContrastiveLoss",
     "ApproxNDCGLoss",
     "FrozenItemContrastiveLoss",
     "FrozenItemListwiseLoss",

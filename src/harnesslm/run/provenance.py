@@ -55,6 +55,10 @@ ADDED_SETTINGS: dict[str, Any] = {
     "pool.train_queries_weight": 1,
     "selection.patience": None,  # every step trained, as before early stopping existed
     "selection.min_delta": 0.0,
+    "data.ood_holdout": 0.0,
+    "teacher.loss": "infonce",
+    "teacher.triplet_margin": 0.1,
+    "teacher.adversarial": {"method": "off", "epsilon": 1.0, "weight": 0.5},
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""

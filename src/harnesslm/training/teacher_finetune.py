@@ -8,9 +8,15 @@ from dataclasses import dataclass
 import pandas as pd
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from sentence_transformers.sentence_transformer.losses import (
+    MultipleNegativesRankingLoss,
+    TripletDistanceMetric,
+    TripletLoss,
+)
+from torch import nn
 
 from harnesslm.config import TeacherConfig
+from harnesslm.losses.adversarial_contrastive import AdversarialContrastiveLoss
 from harnesslm.models.prompts import training_prompts
 from harnesslm.training.trainer import schedule_args, train
 
@@ -56,6 +62,19 @@ def contrastive_dataset(
     return Dataset.from_dict(columns)
 
 
+def teacher_loss(model: SentenceTransformer, config: TeacherConfig) -> nn.Module:
+    """The loss ``config`` asks for: InfoNCE over in-batch and hard negatives (scale = 1 / temperature), or a
+    cosine triplet loss over each row's first hard negative; wrapped in FGM adversarial training if asked."""
+    if config.loss == "triplet":
+        loss: nn.Module = TripletLoss(model, TripletDistanceMetric.COSINE, triplet_margin=config.triplet_margin)
+    else:
+        loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
+    adversarial = config.adversarial
+    if adversarial.method == "fgm":
+        loss = AdversarialContrastiveLoss(model, loss, adversarial.epsilon, adversarial.weight, config.temperature)
+    return loss
+
+
 def fine_tune_teacher(
     model: SentenceTransformer,
     dataset: Dataset,
@@ -63,13 +82,15 @@ def fine_tune_teacher(
     progress: bool = True,
     callbacks: list | None = None,
 ) -> dict[str, float]:
-    """In-batch + hard-negative InfoNCE (``MultipleNegativesRankingLoss``, scale = 1 / temperature);
-    ``callbacks`` are the trainer's (``transformers.TrainerCallback``)."""
-    loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
+    """Train ``model`` on ``dataset`` with :func:`teacher_loss`; ``callbacks`` are the trainer's
+    (``transformers.TrainerCallback``). A triplet loss reads one negative: the other negative columns are left
+    out."""
+    if config.loss == "triplet":
+        dataset = dataset.select_columns(["anchor", "positive", "negative_1"])
     return train(
         model,
         dataset.shuffle(seed=config.schedule.seed),
-        loss,
+        teacher_loss(model, config),
         prompts=training_prompts(model, dataset.column_names),
         **schedule_args(config.schedule, len(dataset)),
         progress=progress,
