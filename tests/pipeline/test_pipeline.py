@@ -13,6 +13,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from harnesslm.config import RunConfig, StaticStudentConfig, TruncatedStudentConfig, updated
+from harnesslm.data.errors import DataError
 from harnesslm.data.ood import product_group
 from harnesslm.index.item_index import IndexMismatchError, ItemIndex
 from harnesslm.models.fingerprint import model_fingerprint
@@ -713,3 +714,69 @@ def test_prepare_writes_the_ood_splits_and_trains_on_no_held_out_item(tmp_path, 
         frame = run.split(name)
         assert not frame.empty and frame["query"].isin(run.split("train")["query"]).sum() == 0
     assert run.read_json("data.json")["ood_groups_held_out"] == len(groups)
+
+
+def _catalog_change(run: RunDir, folder: Path) -> tuple[Path, Path, str, str]:
+    """A delta file (one item's title changed, one new item) and a deletions file (one id)."""
+    cfg = run.config.data.catalog
+    changed, deleted = run.catalog["item_id"].iloc[0], run.catalog["item_id"].iloc[1]
+    delta = pd.DataFrame({cfg.id_column: [changed, "new-1"], cfg.text_column: ["zebra hammer deluxe", "drill 99v"]})
+    delta.to_csv(folder / "delta.csv", index=False)
+    (folder / "gone.txt").write_text(f"{deleted}\n", encoding="utf-8")
+    return folder / "delta.csv", folder / "gone.txt", changed, deleted
+
+
+def test_a_catalog_change_encodes_only_its_new_texts(
+    finished_run: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harnesslm.encoding.cache import encode
+    from harnesslm.pipeline import index as index_step
+    from harnesslm.run.catalog_embeddings import item_cache_path
+
+    shutil.copytree(finished_run.root, tmp_path / "copy")
+    run = RunDir(tmp_path / "copy")
+    before = run.catalog
+    kept = before["item_id"].iloc[2]
+    kept_vector = run.index.vectors()[list(run.index.item_ids).index(kept)]
+    delta, gone, changed, deleted = _catalog_change(run, tmp_path)
+    encoded: list[list[str]] = []
+    real = index_step.encoded_texts
+    monkeypatch.setattr(
+        index_step, "encoded_texts", lambda r, m, texts, *a: encoded.append(texts) or real(r, m, texts, *a)
+    )
+    counts = index_step.update_index(run, delta, gone, progress=False)
+    assert counts == {"added": 1, "changed": 1, "removed": 1, "encoded": 2}
+    assert encoded == [["zebra hammer deluxe", "drill 99v"]], "only the new and changed texts are encoded"
+    after = RunDir(run.root)
+    ids = after.catalog["item_id"].tolist()
+    assert len(ids) == len(before) and deleted not in ids and ids[-1] == "new-1" and ids[0] == changed
+    assert after.index.meta.size == len(ids) and set(after.index.item_ids) == set(ids)
+    found, _ = after.index.search(encode(after.teacher, ["drill 99v"], role="document"), 1)
+    assert found == [["new-1"]]
+    np.testing.assert_allclose(after.index.vectors()[list(after.index.item_ids).index(kept)], kept_vector, atol=1e-6)
+    assert after.lexical_index.search_ids(["zebra"], 1) == [[changed]], "BM25 follows the catalog"
+    assert item_cache_path(after, after.teacher).exists(), "a later `harness index` encodes nothing"
+    assert provenance.read_record(after.index_dir)["updates"][0]["added"] == 1
+
+
+def test_an_update_that_fails_leaves_the_index_and_the_catalog_whole(
+    finished_run: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harnesslm.pipeline import index as index_step
+
+    shutil.copytree(finished_run.root, tmp_path / "copy")
+    run = RunDir(tmp_path / "copy")
+    catalog, meta = run.catalog, (run.index_dir / "meta.json").read_text(encoding="utf-8")
+    delta, gone, _, _ = _catalog_change(run, tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(index_step, "build_item_index", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        index_step.update_index(run, delta, gone, progress=False)
+    after = RunDir(run.root)
+    assert after.catalog.equals(catalog) and (after.index_dir / "meta.json").read_text(encoding="utf-8") == meta
+    with pytest.raises(DataError, match="not in the catalog"):
+        (tmp_path / "unknown.txt").write_text("no-such-item\n", encoding="utf-8")
+        index_step.update_index(after, deletions=tmp_path / "unknown.txt", progress=False)

@@ -224,14 +224,31 @@ def index(
         bool,
         typer.Option(help="Re-encode the catalog even when its embeddings are cached (the index is always rebuilt)."),
     ] = False,
+    update: Annotated[
+        Path | None,
+        typer.Option(
+            help="Catalog change: a file with the catalog's columns (new items, changed texts or fields). Only new "
+            "and changed texts are encoded; the index and catalog are replaced whole when all is written."
+        ),
+    ] = None,
+    delete: Annotated[
+        Path | None,
+        typer.Option(help="Items taken off sale: ids one a line (.txt), or a table with the catalog's id column."),
+    ] = None,
 ) -> None:
-    """Encode the catalog with the teacher (cached) and build its index (FAISS, or a Milvus collection).
+    """Encode the catalog with the teacher (cached) and build its index (FAISS, or a Milvus collection); with
+    --update / --delete, apply a catalog change instead of a full pass.
 
     The options are saved in the run's config.yaml (except the token), so later steps use the same index.
     """
     from harnesslm.pipeline import steps
 
     def action() -> None:
+        if update or delete:
+            from harnesslm.pipeline.index import update_index
+
+            update_index(RunDir(run_dir), update, delete)
+            return
         index_given = _given(kind=kind, ivf_nlist=nlist, pq_m=pq_m, ivf_nprobe=nprobe)
         milvus = _given(uri=milvus_uri, collection=milvus_collection, index_type=milvus_index_type)
         given = {

@@ -1,13 +1,24 @@
-"""The index step: the fine-tuned teacher encodes the catalog once (cached) into the item index."""
+"""The index step: the fine-tuned teacher encodes the catalog once (cached) into the item index; a catalog
+change (items added, changed, taken off sale) then updates it with only the new texts encoded."""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
+
+from harnesslm.atomic import atomic_file, save_array
+from harnesslm.data import load_catalog
+from harnesslm.data.errors import DataError
+from harnesslm.encoding.cache import cache_path, read_cache
 from harnesslm.index import build_item_index
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.run import provenance
-from harnesslm.run.catalog_embeddings import item_cache_path, item_embeddings
+from harnesslm.run.catalog_embeddings import encoded_texts, item_cache_path, item_embeddings
 from harnesslm.run.provenance import step_inputs
 from harnesslm.run.run_dir import RunDir, console
 
@@ -36,3 +47,124 @@ def build_index(run: RunDir, progress: bool = True, refresh: bool = False) -> It
         run.loaded.index_rewritten()
         console.print(f"{built.meta.kind} index over {built.meta.size:,} items ({built.meta.dim}-d)")
     return built
+
+
+def update_index(
+    run: RunDir, changes: Path | None = None, deletions: Path | None = None, progress: bool = True
+) -> dict[str, int]:
+    """Apply a catalog change to the run without a full catalog pass: ``changes`` (a file with the catalog's
+    columns: new items, and items whose text or fields changed) and ``deletions`` (item ids, one a line, or a
+    file with the catalog's id column) taken off sale.
+
+    Only new and changed texts are encoded by the teacher (through the cache); every other item keeps its
+    embedding (from the cache of the current catalog, else from the index itself for an exact or HNSW index).
+    The index is built again from those vectors (seconds for FAISS; a new Milvus collection behind the alias),
+    the catalog replaced, and the full catalog's embeddings cached under the new catalog, so a later
+    ``harness index`` encodes nothing. The index is swapped only once everything new is written: an update that
+    fails halfway leaves the previous index and catalog whole. BM25 follows on its next use (the lexical index
+    is rebuilt when the catalog changes). Returns the counts added, changed, removed and encoded.
+    """
+    if changes is None and deletions is None:
+        raise ValueError("an update needs a file of changed items, of deleted ids, or both")
+    cfg = run.config.data.catalog
+    old = run.catalog
+    delta = load_catalog(changes, cfg.id_column, cfg.text_column, cfg.format, cfg.fields) if changes else None
+    removed = _deleted_ids(deletions, cfg.id_column) if deletions else set()
+    if unknown := sorted(removed - set(old["item_id"]))[:3]:
+        raise DataError(f"cannot delete item(s) not in the catalog: {', '.join(unknown)}", path=deletions)
+    with run.timed("index update"):
+        old_vectors = _current_vectors(run)
+        new, changed = _merged_catalog(old, delta, removed)
+        old_text = dict(zip(old["item_id"], old["text"], strict=True))
+        fresh = [t for i, t in zip(new["item_id"], new["text"], strict=True) if old_text.get(i) != t]
+        fresh = list(dict.fromkeys(fresh))
+        batch = run.config.encoding.batch_size
+        encoded = encoded_texts(run, run.teacher, fresh, "document", batch, progress) if fresh else None
+        row_of = {item: row for row, item in enumerate(old["item_id"])}
+        fresh_row = {text: row for row, text in enumerate(fresh)}
+        rows = [
+            old_vectors[row_of[i]] if old_text.get(i) == t else encoded[fresh_row[t]]  # type: ignore[index]
+            for i, t in zip(new["item_id"], new["text"], strict=True)
+        ]
+        vectors = np.ascontiguousarray(np.stack(rows), dtype=np.float32)
+        counts = {
+            "added": int((~new["item_id"].isin(old["item_id"])).sum()),
+            "changed": len(changed),
+            "removed": len(removed),
+            "encoded": len(fresh),
+        }
+        _swap(run, new, vectors, counts, changes, deletions)
+    console.print(
+        f"index updated: {counts['added']:,} added, {counts['changed']:,} changed, {counts['removed']:,} removed "
+        f"({counts['encoded']:,} texts encoded); {len(new):,} items"
+    )
+    return counts
+
+
+def _deleted_ids(path: Path, id_column: str) -> set[str]:
+    """Ids from a plain list (one a line) or from a table's id column."""
+    if Path(path).suffix.lower() in (".txt", ".ids", ""):
+        return {line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()}
+    from harnesslm.data.readers import read_table
+
+    return {str(v).strip() for v in read_table(path, [id_column], None)[id_column]}
+
+
+def _current_vectors(run: RunDir) -> np.ndarray:
+    """The current catalog's embeddings, in catalog order: the cache of its pass, else the index's own vectors
+    (exact and HNSW keep them whole; IVF-PQ and SQ8 keep codes and need the cache)."""
+    cached = read_cache(item_cache_path(run, run.teacher), len(run.catalog))
+    if cached is not None:
+        return cached
+    index = run.index
+    if index.meta.kind not in ("exact", "hnsw") or getattr(index.meta, "source_dim", None):
+        raise DataError(
+            f"the current catalog's embeddings are not in the cache ({run.cache_dir}) and a {index.meta.kind} index "
+            "does not keep them whole: run `harness index` once, then update"
+        )
+    order = {item: row for row, item in enumerate(index.item_ids)}
+    return index.vectors()[[order[i] for i in run.catalog["item_id"]]]
+
+
+def _merged_catalog(old: pd.DataFrame, delta: pd.DataFrame | None, removed: set[str]) -> tuple[pd.DataFrame, set]:
+    """The catalog after the change (kept items in place, changed ones updated in place, new ones at the end)
+    and the ids whose text or fields changed."""
+    kept = old[~old["item_id"].isin(removed)].set_index("item_id", drop=False)
+    if delta is None or delta.empty:
+        return kept.reset_index(drop=True), set()
+    delta = delta.set_index("item_id", drop=False)
+    known = delta.index.intersection(kept.index)
+    columns = [c for c in kept.columns if c in delta.columns]
+    differs = (kept.loc[known, columns] != delta.loc[known, columns]).any(axis=1)
+    changed = set(differs[differs].index)
+    kept.loc[known, columns] = delta.loc[known, columns]
+    new = delta.loc[delta.index.difference(kept.index, sort=False)]
+    merged = pd.concat([kept, new.reindex(columns=kept.columns, fill_value="")])
+    return merged.reset_index(drop=True), changed
+
+
+def _swap(run: RunDir, catalog: pd.DataFrame, vectors: np.ndarray, counts: dict, changes, deletions) -> None:
+    """Write the new catalog's embeddings to the cache, then build the index, then replace the catalog: the
+    index directory and the catalog file are each replaced whole (a crash before leaves the old ones)."""
+    record = provenance.read_record(run.index_dir) or {}  # before the build replaces the folder
+    staged = run.data_dir / "catalog.next.parquet"
+    with atomic_file(staged, "wb") as handle:
+        catalog.to_parquet(handle, index=False)
+    save_array(cache_path(run.teacher, catalog["text"].tolist(), run.cache_dir, role="document"), vectors)
+    build_item_index(
+        vectors,
+        catalog["item_id"].tolist(),
+        run.teacher_space,
+        run.config.index,
+        run.index_dir,
+        progress=False,
+        texts=catalog["text"].tolist(),
+    )
+    os.replace(staged, run.data_dir / "catalog.parquet")
+    run.loaded.catalog, run.loaded.item_texts = catalog, None
+    update = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **counts}
+    update |= {"changes": str(changes) if changes else None, "deletions": str(deletions) if deletions else None}
+    provenance.write_record(
+        run.index_dir, *step_inputs(run, "index"), extra={"updates": [*record.get("updates", []), update]}
+    )
+    run.loaded.index_rewritten()

@@ -151,10 +151,13 @@ def fingerprint(settings: dict[str, Any], inputs: dict[str, str | None]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def write_record(folder: Path, settings: dict[str, Any], inputs: dict[str, str | None]) -> str:
-    """Write the record into ``folder`` (call it inside the step's atomic write); returns the fingerprint."""
+def write_record(
+    folder: Path, settings: dict[str, Any], inputs: dict[str, str | None], extra: dict[str, Any] | None = None
+) -> str:
+    """Write the record into ``folder`` (call it inside the step's atomic write); returns the fingerprint.
+    ``extra`` is kept beside it (e.g. the catalog updates an index received) and changes no fingerprint."""
     value = fingerprint(settings, inputs)
-    record = {"fingerprint": value, "settings": settings, "inputs": inputs}
+    record = {"fingerprint": value, "settings": settings, "inputs": inputs, **(extra or {})}
     (Path(folder) / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
     return value
 
