@@ -714,6 +714,11 @@ def test_prepare_writes_the_ood_splits_and_trains_on_no_held_out_item(tmp_path, 
         frame = run.split(name)
         assert not frame.empty and frame["query"].isin(run.split("train")["query"]).sum() == 0
     assert run.read_json("data.json")["ood_groups_held_out"] == len(groups)
+    steps.teacher(run, progress=False)
+    steps.build_index(run, progress=False)
+    ood = evaluate(RunDir(run.root), progress=False)["ood_test"]
+    assert ood["queries"] == run.split("ood_test")["query"].nunique()
+    assert "ndcg_recovery_%" in ood["systems"][TEACHER] and 0 <= ood["systems"][TEACHER]["ndcg@10"] <= 1
 
 
 def _catalog_change(run: RunDir, folder: Path) -> tuple[Path, Path, str, str]:

@@ -118,8 +118,30 @@ def evaluate(
             if TEACHER in found:
                 result["worst_queries"] = _worst_queries(found, per_query, queries)
         result.update(_ann_recall(run, queries, k, found[TEACHER].query_embeddings))
+        if judgments_path is None and (run.data_dir / "ood_test.parquet").exists():
+            result["ood_test"] = _out_of_distribution(run, k, scale, progress, bm25)
         run.write_json("metrics.json", result)  # replaced whole: no block of an earlier evaluation survives
     return result
+
+
+def _out_of_distribution(run: RunDir, k: int, scale: RelevanceScale, progress: bool, bm25) -> dict:
+    """Every system's means and recovery on ``ood_test``: queries about product groups held out of training
+    (``data.ood_holdout``)."""
+    qrels = qrels_of(run.split("ood_test"))
+    queries = list(qrels)[: run.config.evaluation.max_queries]
+    if not queries:
+        return {"queries": 0, "systems": {}}
+    found = _rankings(run, queries, k, progress, bm25)
+    systems = {}
+    for name, system in found.items():
+        means = evaluate_rankings(dict(zip(queries, system.ranked, strict=True)), qrels, scale).means
+        systems[name] = {"role": system.role, **means}
+    teacher = systems.get(TEACHER)
+    for values in systems.values():
+        if teacher:
+            values["ndcg_recovery_%"] = recovery(values["ndcg@10"], teacher["ndcg@10"])
+            values["recall_recovery_%"] = recovery(values["recall@100"], teacher["recall@100"])
+    return {"queries": len(queries), "systems": systems}
 
 
 def _per_query(report: MetricReport, queries: Sequence[str]) -> dict[str, np.ndarray]:
