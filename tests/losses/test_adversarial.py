@@ -37,7 +37,8 @@ def test_the_fgm_step_moves_each_text_by_epsilon_and_raises_the_loss(teacher) ->
     total = loss(features, None)
     assert total.item() > clean.item()
     total.backward()
-    assert all(p.grad is not None for p in teacher.parameters() if p.requires_grad and p.dim() > 1)
+    word_embeddings = teacher[0].auto_model.get_input_embeddings().weight
+    assert word_embeddings.grad is not None and word_embeddings.grad.abs().sum() > 0, "the weights learn from it"
 
 
 def test_the_view_term_is_low_when_each_view_finds_its_own() -> None:

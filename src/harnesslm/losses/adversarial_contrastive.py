@@ -71,9 +71,8 @@ class AdversarialContrastiveLoss(nn.Module):
         perturbations = self.perturbations(clean, clean_inputs)
         with self._perturbed(perturbations), self._sentence_embeddings() as adversarial_views:
             adversarial = self.loss(features, labels)
-        views = sum(self.view_loss(a, b) for a, b in zip(clean_views, adversarial_views, strict=True)) / max(
-            len(clean_views), 1
-        )
+        pairs = zip(clean_views, adversarial_views, strict=True)
+        views = sum(view_contrast(a, b, self.view_temperature) for a, b in pairs) / max(len(clean_views), 1)
         return clean + self.weight * (adversarial + views)
 
     def perturbations(self, clean: Tensor, inputs: list[Tensor]) -> list[Tensor]:
