@@ -591,7 +591,18 @@ class BenchConfig(_Section):
     throughput_batch_size: int = Field(256, ge=1)
 
 
-class RelevanceTeacherConfig(_Section):
+class _Scheduled(_Section):
+    """A section with one ``schedule``, completed from the section's ``SCHEDULE`` defaults when given in part."""
+
+    SCHEDULE: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule(cls, data: Any) -> Any:
+        return _fill_schedules(data, {"schedule": cls.SCHEDULE}, {})
+
+
+class RelevanceTeacherConfig(_Scheduled):
     """The cross-encoder relevance teacher: it reads (query, item text) together and is fine-tuned on the graded
     judgments as soft targets."""
 
@@ -603,13 +614,8 @@ class RelevanceTeacherConfig(_Section):
 
     SCHEDULE: ClassVar[dict[str, Any]] = {"steps": 600, "batch_size": 32, "learning_rate": 5e-5}
 
-    @model_validator(mode="before")
-    @classmethod
-    def _schedule(cls, data: Any) -> Any:
-        return _fill_schedules(data, {"schedule": cls.SCHEDULE}, {})
 
-
-class RerankerConfig(_Section):
+class RerankerConfig(_Scheduled):
     """The small cross-encoder distilled from the relevance teacher: the second stage that re-scores the
     retriever's top candidates."""
 
@@ -632,13 +638,8 @@ class RerankerConfig(_Section):
 
     SCHEDULE: ClassVar[dict[str, Any]] = {"steps": 400, "batch_size": 16, "learning_rate": 2e-4}
 
-    @model_validator(mode="before")
-    @classmethod
-    def _schedule(cls, data: Any) -> Any:
-        return _fill_schedules(data, {"schedule": cls.SCHEDULE}, {})
 
-
-class BiEncoderDistillConfig(_Section):
+class BiEncoderDistillConfig(_Scheduled):
     """Distilling the relevance teacher into the bi-encoder student itself (off until ``losses`` names some)."""
 
     losses: list[RankingLoss] = Field(
@@ -647,11 +648,6 @@ class BiEncoderDistillConfig(_Section):
     schedule: Schedule = Field(description="distilling the relevance teacher into the bi-encoder student")
 
     SCHEDULE: ClassVar[dict[str, Any]] = {"steps": 300, "batch_size": 16, "learning_rate": 2e-4}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _schedule(cls, data: Any) -> Any:
-        return _fill_schedules(data, {"schedule": cls.SCHEDULE}, {})
 
 
 class RelevanceConfig(_Section):
