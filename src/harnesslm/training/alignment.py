@@ -14,7 +14,7 @@ from harnesslm.config import StudentConfig
 from harnesslm.losses.frozen_item_score_distill import FrozenItemScoreDistillLoss, teacher_top_items
 from harnesslm.students.heads import projection_of
 from harnesslm.students.table_rows import rows_in_use
-from harnesslm.training.trainer import schedule_args, train
+from harnesslm.training.trainer import train_on_schedule
 
 
 def fit_projection(
@@ -88,11 +88,11 @@ def align_student(
             )
         else:
             loss = EmbedDistillLoss(model, distance_metric=schedule.loss)
-        return train(
+        return train_on_schedule(
             model,
-            dataset.shuffle(seed=schedule.seed),
+            dataset,
             loss,
-            **schedule_args(schedule, len(dataset)),
+            schedule,
             progress=progress,
             callbacks=[*write_back, *(callbacks or [])],
             label=f"align {config.name!r}",

@@ -12,7 +12,7 @@ from sentence_transformers import SentenceTransformer
 from harnesslm.config import StudentConfig
 from harnesslm.losses import FrozenItemContrastiveLoss
 from harnesslm.students.table_rows import rows_in_use
-from harnesslm.training.trainer import schedule_args, train
+from harnesslm.training.trainer import train_on_schedule
 
 
 def refinement_dataset(
@@ -58,11 +58,11 @@ def refine_student(
             temperature=schedule.temperature,
             align_weight=schedule.align_weight,
         )
-        return train(
+        return train_on_schedule(
             model,
-            dataset.shuffle(seed=schedule.seed),
+            dataset,
             loss,
-            **schedule_args(schedule, len(dataset)),
+            schedule,
             progress=progress,
             callbacks=[*write_back, *(callbacks or [])],
             label=f"refine {config.name!r}",

@@ -18,7 +18,7 @@ from torch import nn
 from harnesslm.config import TeacherConfig
 from harnesslm.losses.adversarial_contrastive import AdversarialContrastiveLoss
 from harnesslm.models.prompts import training_prompts
-from harnesslm.training.trainer import schedule_args, train
+from harnesslm.training.trainer import train_on_schedule
 
 
 @dataclass(frozen=True)
@@ -87,12 +87,12 @@ def fine_tune_teacher(
     out."""
     if config.loss == "triplet":
         dataset = dataset.select_columns(["anchor", "positive", "negative_1"])
-    return train(
+    return train_on_schedule(
         model,
-        dataset.shuffle(seed=config.schedule.seed),
+        dataset,
         teacher_loss(model, config),
+        config.schedule,
         prompts=training_prompts(model, dataset.column_names),
-        **schedule_args(config.schedule, len(dataset)),
         progress=progress,
         callbacks=callbacks,
         label="teacher",

@@ -97,6 +97,31 @@ def schedule_args(schedule: Schedule, rows: int | None = None) -> dict[str, Any]
     }
 
 
+def train_on_schedule(
+    model: SentenceTransformer,
+    dataset: Dataset,
+    loss: nn.Module,
+    schedule: Schedule,
+    *,
+    progress: bool = True,
+    callbacks: list | None = None,
+    prompts: dict[str, str] | None = None,
+    label: str = "training",
+) -> dict[str, float]:
+    """:func:`train` over ``dataset`` shuffled with the schedule's seed, for the steps ``schedule`` gives that
+    many rows (``schedule_args``): how the teacher, alignment and refinement all train."""
+    return train(
+        model,
+        dataset.shuffle(seed=schedule.seed),
+        loss,
+        **schedule_args(schedule, len(dataset)),
+        progress=progress,
+        callbacks=callbacks,
+        prompts=prompts,
+        label=label,
+    )
+
+
 def train(
     model: SentenceTransformer,
     dataset: Dataset,
