@@ -13,6 +13,7 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.cross_encoder import losses as ce_losses
+from stand_ins import FixedQueries, unit
 from torch import nn
 
 from conftest import build_tiny_bert
@@ -412,21 +413,6 @@ def test_approx_ndcg_loss_checks_its_inputs() -> None:
 
 
 # bi-encoder losses on frozen items --------------------------------------------------------------------------
-class FixedQueries(nn.Module):
-    """Stands in for a sentence-transformers model: returns ``base`` as the (unnormalised) embeddings."""
-
-    def __init__(self, base: torch.Tensor) -> None:
-        super().__init__()
-        self.base = nn.Parameter(base.clone())
-
-    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"sentence_embedding": self.base}
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True)
-
-
 generator = torch.Generator().manual_seed(0)
 Q = torch.randn(2, 4, generator=generator)
 ITEMS = torch.randn(6, 4, generator=generator)
@@ -453,7 +439,7 @@ def test_listwise_loss_scores_cosines_over_temperature(name: str) -> None:
     labels = torch.tensor(dataset["label"])  # what the collator makes of the column
     loss = FrozenItemListwiseLoss(FixedQueries(Q), ITEMS, objective=name, temperature=0.1)
     # cos(query, item) / temperature on the listed rows; the padded slot of query 1 is masked out
-    cosines = _unit(Q) @ _unit(ITEMS).T
+    cosines = unit(Q) @ unit(ITEMS).T
     scores = torch.stack([cosines[0, [4, 1, 3]], torch.cat([cosines[1, [2, 5]], torch.zeros(1)])]) / 0.1
     grades = torch.tensor([[2.0, 0, 1], [1, 0, 0]])
     mask = torch.tensor([[True, True, True], [True, True, False]])
@@ -476,7 +462,7 @@ def test_margin_loss_by_hand() -> None:
     assert dataset.column_names == ["query", "label"]
     assert dataset[1]["label"] == pytest.approx([2, 5, -0.2])
     labels = torch.tensor(dataset["label"])
-    cosines = _unit(Q) @ _unit(ITEMS).T
+    cosines = unit(Q) @ unit(ITEMS).T
     # student margins: scale * (cos(q0, 4) - cos(q0, 1)) and scale * (cos(q1, 2) - cos(q1, 5))
     margins = 5.0 * torch.stack([cosines[0, 4] - cosines[0, 1], cosines[1, 2] - cosines[1, 5]])
     expected = ((margins - torch.tensor([0.3, -0.2])) ** 2).mean()
@@ -571,7 +557,7 @@ def test_cross_encoder_losses_train_one_step(name: str, tiny_model_dir: Path, tm
 
 def _bi_encoder_problem() -> tuple[torch.Tensor, Dataset, Dataset]:
     """6 random frozen items; 4 queries, each with its own graded list over 4 of them."""
-    items = _unit(torch.randn(6, 32, generator=torch.Generator().manual_seed(5)))
+    items = unit(torch.randn(6, 32, generator=torch.Generator().manual_seed(5)))
     queries = ["cordless drill", "paint roller", "garden hose", "led light bulb"]
     rows = [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 0, 1], [1, 3, 5]]
     grades = [[3, 2, 1, 0], [3, 2, 1, 0], [3, 2, 1, 0], [2, 1, 0]]

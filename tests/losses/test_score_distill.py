@@ -4,34 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
+from stand_ins import FixedQueries, unit
 
 from harnesslm.losses import FrozenItemScoreDistillLoss, teacher_top_items
 
-
-class Fixed(nn.Module):
-    def __init__(self, base: torch.Tensor) -> None:
-        super().__init__()
-        self.base = nn.Parameter(base.clone())
-
-    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"sentence_embedding": self.base}
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True)
-
-
 generator = torch.Generator().manual_seed(0)
-ITEMS = _unit(torch.randn(6, 4, generator=generator))
-TARGETS = _unit(torch.randn(3, 4, generator=generator))
-STUDENT = _unit(torch.randn(2, 4, generator=generator))
+ITEMS = unit(torch.randn(6, 4, generator=generator))
+TARGETS = unit(torch.randn(3, 4, generator=generator))
+STUDENT = unit(torch.randn(2, 4, generator=generator))
 LABELS = torch.tensor([[2, 0, 5], [0, 5, 3]])  # text rows 2 and 0; candidates {0, 3, 5}
 FEATURES = [{"input_ids": torch.zeros(2, 1, dtype=torch.long)}]
 
 
 def test_the_loss_is_the_l2_distance_plus_the_kl_over_the_batchs_candidates() -> None:
-    loss = FrozenItemScoreDistillLoss(Fixed(STUDENT), ITEMS, TARGETS, temperature=0.1, score_weight=0.5)
+    loss = FrozenItemScoreDistillLoss(FixedQueries(STUDENT), ITEMS, TARGETS, temperature=0.1, score_weight=0.5)
     teacher = TARGETS[[2, 0]]
     candidates = ITEMS[[0, 3, 5]]
     p = torch.softmax(teacher @ candidates.T / 0.1, dim=-1)
@@ -42,9 +28,9 @@ def test_the_loss_is_the_l2_distance_plus_the_kl_over_the_batchs_candidates() ->
 
 
 def test_a_student_equal_to_the_teacher_has_no_loss_and_one_apart_learns_towards_it() -> None:
-    exact = FrozenItemScoreDistillLoss(Fixed(TARGETS[[2, 0]]), ITEMS, TARGETS)
+    exact = FrozenItemScoreDistillLoss(FixedQueries(TARGETS[[2, 0]]), ITEMS, TARGETS)
     assert exact(FEATURES, LABELS).item() < 1e-6
-    model = Fixed(STUDENT)
+    model = FixedQueries(STUDENT)
     loss = FrozenItemScoreDistillLoss(model, ITEMS, TARGETS)
     before = loss(FEATURES, LABELS)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
