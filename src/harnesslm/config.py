@@ -144,7 +144,7 @@ class AdversarialConfig(_Section):
     """Adversarial training of the teacher on its input embeddings (``AdversarialContrastiveLoss``): each batch
     again with every text's word embeddings moved ``epsilon`` along the gradient that hurts most (FGM), plus a
     contrastive term between each text's clean and perturbed embedding. Off by default: it doubles a step's
-    cost and has not won on validation here (benchmarks/teacher_ideas.py)."""
+    cost, and it has not been measured on real data yet (benchmarks/teacher_ideas.py measures it)."""
 
     method: Literal["off", "fgm"] = "off"
     epsilon: float = Field(1.0, gt=0, description="L2 norm of a text's perturbation, over its token embeddings")

@@ -54,6 +54,9 @@ def hold_out_groups(
     """Hold out about ``share`` of the catalog's product groups (by hash); see the module docstring."""
     if not 0 <= share < 1:
         raise ValueError(f"the held-out share of product groups must be in [0, 1), got {share}")
+    if share == 0:  # nothing held out: no title is read
+        empty = judgments.iloc[:0]
+        return OodSplit([], {name: empty for name in OOD_SPLITS}, judgments.reset_index(drop=True), set())
     group_of = dict(zip(catalog["item_id"], catalog["text"].map(product_group), strict=True))
     groups = sorted({g for g in group_of.values() if g and _point(seed, g) < share})
     held = set(groups)
