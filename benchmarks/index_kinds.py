@@ -52,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pq-m", type=int, default=None, help="ivfpq bytes per item (default dim / 4)")
     parser.add_argument("--nprobe", type=int, nargs="+", default=[32], help="one ivfpq row per value")
     parser.add_argument("--milvus-uri", default=None, help="Milvus uri (default: a temporary Milvus Lite file)")
+    parser.add_argument(
+        "--milvus-server",
+        action="store_true",
+        help="start a Milvus standalone server on 127.0.0.1 for the run (the `milvus` package's binary) and use it",
+    )
     parser.add_argument("--milvus-index-type", default="HNSW", help="FLAT, HNSW, IVF_FLAT, ... (default HNSW)")
     parser.add_argument("--allow-encode", action="store_true", help="encode the catalog if it is not cached")
     return parser.parse_args(argv)
@@ -158,8 +163,24 @@ def benchmark(args: argparse.Namespace, console: Console) -> dict | None:
 
 
 def record_milvus(args: argparse.Namespace, embeddings: np.ndarray, ids: list[str], space: str, record) -> None:
-    """Build a Milvus collection (a throw-away Milvus Lite file unless --milvus-uri) and profile it."""
-    from harnesslm.index.milvus_index import MilvusItemIndex, milvus_params
+    """Build a Milvus collection (a throw-away Milvus Lite file unless --milvus-uri or --milvus-server) and
+    profile it."""
+    if args.milvus_server and args.milvus_uri is None:
+        from milvus import MilvusServer
+
+        server = MilvusServer()
+        server.set_base_dir(tempfile.mkdtemp(prefix="harness-milvus-server-"))
+        server.listen_port = free_port()
+        server.start()
+        try:
+            args.milvus_uri = f"http://127.0.0.1:{server.listen_port}"
+            record_milvus(args, embeddings, ids, space, record)
+        finally:
+            args.milvus_uri = None
+            server.stop()
+            shutil.rmtree(server.config.base_data_dir, ignore_errors=True)
+        return
+    from harnesslm.index.milvus_index import MilvusItemIndex, connect, milvus_params
 
     scratch = Path(tempfile.mkdtemp(prefix="harness-milvus-")) if args.milvus_uri is None else None
     uri = args.milvus_uri or str(scratch / "bench.db")
@@ -178,7 +199,8 @@ def record_milvus(args: argparse.Namespace, embeddings: np.ndarray, ids: list[st
             search_params=search_params,
         )
         params = " ".join(f"{key}={value}" for key, value in {**index_params, **search_params}.items())
-        record(milvus, f"{milvus.meta.index_type} {params} ({'Milvus Lite' if scratch else uri})")
+        where = "Milvus Lite" if scratch else f"server {connect(uri).get_server_version()} at {uri}"
+        record(milvus, f"{milvus.meta.index_type} {params} ({where})")
         if scratch is None:  # leave a real server as it was
             milvus.client.drop_alias("harness_bench")
             milvus.client.drop_collection(milvus.meta.physical_collection)
@@ -186,6 +208,14 @@ def record_milvus(args: argparse.Namespace, embeddings: np.ndarray, ids: list[st
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def print_table(summary: dict, console: Console) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "results.md")
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "results.md", ROOT / "docs" / "scaling.md")
 MARKER = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
 
 
@@ -234,6 +234,156 @@ def teacher_negatives_table() -> str:
     return "\n".join([*lines, "", source("teacher_negatives.json")]) + "\n"
 
 
+def teacher_ideas_table() -> str:
+    data = load("teacher_ideas.json")
+    if data is None:
+        return missing("python benchmarks/teacher_ideas.py --ideas plain,triplet,fgm --ood-holdout 0.1")
+    final = load("teacher_ideas_test.json") or {"ideas": {}}
+    ideas = data["ideas"]
+    first = next(iter(ideas))
+    header = ["idea", "validation NDCG@10", f"minus {first} [95% CI]", "validation R@100"]
+    header += [
+        "ood_validation NDCG@10",
+        f"minus {first} [95% CI]",
+        "teacher step s",
+        "test NDCG@10",
+        "ood_test NDCG@10",
+    ]
+    lines = [row(*header), row(*["---"] * len(header))]
+    for idea, r in ideas.items():
+        v, o = r["validation"], r["ood_validation"]
+        test = final["ideas"].get(idea, {})
+        lines.append(
+            row(
+                idea,
+                f"{v['ndcg@10']:.4f}",
+                f"{v[f'ndcg@10_minus_{first}']['mean']:+.4f}{ci(v[f'ndcg@10_minus_{first}']['ci'], 4)}",
+                f"{v['recall@100']:.4f}",
+                f"{o['ndcg@10']:.4f}",
+                f"{o[f'ndcg@10_minus_{first}']['mean']:+.4f}{ci(o[f'ndcg@10_minus_{first}']['ci'], 4)}",
+                f"{r['teacher_step_seconds']:.0f}" if r.get("teacher_step_seconds") else "-",
+                f"{test['test']['ndcg@10']:.4f}" if test else "-",
+                f"{test['ood_test']['ndcg@10']:.4f}" if test else "-",
+            )
+        )
+    return "\n".join([*lines, "", source("teacher_ideas.json", "teacher_ideas_test.json")]) + "\n"
+
+
+def ray_overhead_table() -> str:
+    data = load("ray_overhead.json")
+    if data is None:
+        return missing("python benchmarks/ray_overhead.py")
+    lines = [row("executor", "workers", "pass s", "texts/s", "cluster start s", "max abs diff"), row(*["---"] * 6)]
+    for r in data["rows"]:
+        start = "-" if r["cluster_start_s"] is None else f"{r['cluster_start_s']:.1f}"
+        lines.append(
+            row(
+                r["executor"],
+                r["workers"],
+                r["seconds"],
+                r["texts_per_s"],
+                start,
+                f"{r['max_abs_diff_to_in_process']:.1e}",
+            )
+        )
+    return "\n".join([*lines, "", source("ray_overhead.json")]) + "\n"
+
+
+def milvus_server_table() -> str:
+    data = load("milvus_server.json")
+    if data is None:
+        return missing("python benchmarks/index_kinds.py RUN --kinds exact hnsw milvus --milvus-server")
+    k = data["k"]
+    lines = [row("kind", "settings", "build s", "p50 ms", "p99 ms", f"recall@{k}"), row(*["---"] * 6)]
+    for r in data["results"]:
+        lines.append(
+            row(
+                r["kind"],
+                r["settings"],
+                f"{r['build_seconds']:.1f}",
+                f"{r['latency_p50_ms']:.3f}",
+                f"{r['latency_p99_ms']:.3f}",
+                f"{r['recall']:.4f}",
+            )
+        )
+    return "\n".join([*lines, "", source("milvus_server.json")]) + "\n"
+
+
+def hot_swap_table() -> str:
+    data = load("hot_swap.json")
+    if data is None:
+        return missing("python benchmarks/hot_swap.py RUN --clients 16")
+    lines = [row("window", "seconds", "requests", "errors", "p50 ms", "p99 ms", "max ms"), row(*["---"] * 7)]
+    for name in ("before", "during", "after"):
+        w = data[name]
+        lines.append(row(name, w["seconds"], w["requests"], w["errors"], w["p50_ms"], w["p99_ms"], w["max_ms"]))
+    u = data["update"]
+    note = (
+        f"{data['clients']} clients; update of {u['changes']} retitled and {u['deletions']} deleted items applied "
+        f"on disk in {u['seconds']} s; the swap took {data['swap']['seconds']} s; deleted items returned after it: "
+        f"{data['deleted_items_returned_after_swap']}."
+    )
+    return "\n".join([*lines, "", note, "", source("hot_swap.json")]) + "\n"
+
+
+def scale_table() -> str:
+    data = load("scale.json")
+    if data is None:
+        return missing("python benchmarks/scale.py --base CATALOG_EMBEDDINGS.npy")
+    header = ["items", "kind", "build s", "memory MB", "bytes/item", "p50 ms", "p99 ms", "recall@100"]
+    header += ["update by rebuild items/s", "in-place add items/s", "in-place remove items/s"]
+    lines = [row(*header), row(*["---"] * len(header))]
+    for r in data["rows"]:
+        if "skipped" in r:
+            lines.append(row(f"{r['items']:,}", r["kind"], r["skipped"], *[""] * (len(header) - 3)))
+            continue
+        lines.append(
+            row(
+                f"{r['items']:,}",
+                r["kind"],
+                r["build_s"],
+                r["memory_mb"],
+                r["bytes_per_item"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r["recall@100"],
+                f"{r['update_by_rebuild_items_per_s']:,}",
+                f"{r['add_items_per_s']:,}",
+                f"{r['remove_items_per_s']:,}" if "remove_items_per_s" in r else "no",
+            )
+        )
+    lines += ["", *scale_projection(data)]
+    return "\n".join([*lines, "", source("scale.json")]) + "\n"
+
+
+SHARD_GIB = 16
+"""What one serving machine's index shard may hold (of a 24 GiB machine like this one, the rest for the process)."""
+
+
+def scale_projection(data: dict) -> list[str]:
+    """100M items, projected from each kind's bytes per item at the largest size measured (arithmetic, not a
+    measurement): memory, 16 GiB shards, and a flat scan's latency grown linearly with the items it scans."""
+    largest: dict[str, dict] = {}
+    for r in data["rows"]:
+        if "skipped" not in r and r["items"] >= largest.get(r["kind"], {}).get("items", 0):
+            largest[r["kind"]] = r
+    lines = [
+        "Projected to 100M items from the largest measured size (bytes per item x 1e8; flat scans' latency "
+        f"x 1e8 / items; {SHARD_GIB} GiB shards, each on its own machine, searched in parallel):",
+        "",
+        row("kind", "measured at", "memory at 100M GiB", f"{SHARD_GIB} GiB shards", "p50 per shard ms (projected)"),
+        row(*["---"] * 5),
+    ]
+    for kind, r in largest.items():
+        gib = r["bytes_per_item"] * 1e8 / 2**30
+        shards = max(1, -(-int(gib) // SHARD_GIB))
+        per_shard = 1e8 / shards
+        flat = kind in ("exact", "sq8")
+        latency = f"{r['p50_ms'] * per_shard / r['items']:.0f}" if flat else "about the measured p50 (sub-linear)"
+        lines.append(row(kind, f"{r['items']:,}", f"{gib:.0f}", shards, latency))
+    return lines
+
+
 def headline_table() -> str:
     lines = [
         row("teacher", "query encoder", "NDCG@10 kept % [95% CI]", "Recall@100 kept %", "batch-1 p50", "speed-up"),
@@ -283,6 +433,11 @@ TABLES: dict[str, Callable[[], str]] = {
     "recipe-time": recipe_time_table,
     "hybrid-recall-minilm": hybrid_recall_table("minilm"),
     "teacher-negatives": teacher_negatives_table,
+    "teacher-ideas": teacher_ideas_table,
+    "ray-overhead": ray_overhead_table,
+    "milvus-server": milvus_server_table,
+    "hot-swap": hot_swap_table,
+    "scale": scale_table,
 }
 
 

@@ -82,6 +82,35 @@ def tiny_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-teacher"), texts)
 
 
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory):
+    """The address (``http://127.0.0.1:PORT``) of a real Milvus standalone server, started for the session.
+
+    The server binary comes from the ``milvus`` package on PyPI (2.3.5, the newest release that ships one; a
+    dev dependency, installed by CI), which runs ``milvus run standalone`` with an embedded etcd and local
+    storage under a temporary folder. The tests talk to it through pymilvus's network client, as to any
+    Milvus standalone or cluster. Skips where that package has no server for this platform (it ships
+    Linux x86-64 and macOS binaries).
+    """
+    try:
+        from milvus import MilvusServer
+    except ImportError:
+        pytest.skip("no Milvus server binary: pip install 'milvus==2.3.5' (Linux x86-64 / macOS)")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
+    server.listen_port = port
+    server.start()  # waits for /healthz (raises when the server exits or does not answer in 180 s)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def cache_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Keep every test's embedding/model cache inside its tmp folder."""

@@ -395,3 +395,42 @@ def test_matryoshka_index_keeps_the_leading_dimensions_and_cuts_queries_alike(tm
     assert ItemIndex.load(tmp_path / "mrl").search(queries, 5)[0] == small.search(queries, 5)[0]
     with pytest.raises(ValueError, match="cannot keep 32"):
         ItemIndex.build(items, ids, space="s", dim=32)
+
+
+@pytest.mark.parametrize("kind", ["exact", "sq8", "ivfpq"])
+def test_an_update_in_place_equals_the_index_built_again(kind: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n, dim = 2_000, 16
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"i{i}" for i in range(n)]
+    changed, removed = np.array([5, 100, 1500]), np.array([3, 7, 99, 1999])
+    fresh = rng.normal(size=(7, dim)).astype(np.float32)
+    fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+    index = ItemIndex.build(vectors, ids, "s", kind=kind, ivf_nlist=16, ivf_nprobe=16)
+    again = faiss.clone_index(index.index)  # the same training (quantizers), every vector added again
+    after_vectors = vectors.copy()
+    after_vectors[changed] = fresh[:3]
+    kept = np.setdiff1d(np.arange(n), removed)
+    after_vectors = np.concatenate([after_vectors[kept], fresh[3:]])
+    after_ids = [ids[i] for i in kept] + ["a0", "a1", "a2", "a3"]
+    again.reset()
+    again.add(after_vectors)
+    expected = ItemIndex(again, after_ids, index.meta)
+
+    updated = index.update_in_place(changed, fresh[:3], removed, ["a0", "a1", "a2", "a3"], fresh[3:])
+    assert list(updated.item_ids) == after_ids and updated.meta.size == len(after_ids)
+    queries = after_vectors[::25]
+    found, scores = updated.search(queries, 10)
+    expected_found, expected_scores = expected.search(queries, 10)
+    assert found == expected_found
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+    updated.save(tmp_path / "index")
+    assert ItemIndex.load(tmp_path / "index").search(queries, 10)[0] == expected_found
+
+
+def test_an_hnsw_graph_is_not_updated_in_place() -> None:
+    vectors = np.eye(8, dtype=np.float32)
+    graph = ItemIndex.build(vectors, [str(i) for i in range(8)], "s", kind="hnsw")
+    with pytest.raises(ValueError, match="build it again"):
+        graph.update_in_place(np.array([0]), vectors[:1], np.array([], dtype=np.int64), [], vectors[:0])

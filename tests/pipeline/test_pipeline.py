@@ -750,7 +750,7 @@ def test_a_catalog_change_encodes_only_its_new_texts(
         index_step, "encoded_texts", lambda r, m, texts, *a: encoded.append(texts) or real(r, m, texts, *a)
     )
     counts = index_step.update_index(run, delta, gone, progress=False)
-    assert counts == {"added": 1, "changed": 1, "removed": 1, "encoded": 2}
+    assert counts == {"added": 1, "changed": 1, "removed": 1, "encoded": 2, "in_place": True}
     assert encoded == [["zebra hammer deluxe", "drill 99v"]], "only the new and changed texts are encoded"
     after = RunDir(run.root)
     ids = after.catalog["item_id"].tolist()
@@ -761,6 +761,8 @@ def test_a_catalog_change_encodes_only_its_new_texts(
     np.testing.assert_allclose(after.index.vectors()[list(after.index.item_ids).index(kept)], kept_vector, atol=1e-6)
     assert after.lexical_index.search_ids(["zebra"], 1) == [[changed]], "BM25 follows the catalog"
     assert item_cache_path(after, after.teacher).exists(), "a later `harness index` encodes nothing"
+    rebuilt = np.load(item_cache_path(after, after.teacher))  # what a full rebuild would index
+    np.testing.assert_allclose(after.index.vectors(), rebuilt, atol=1e-6)
     assert provenance.read_record(after.index_dir)["updates"][0]["added"] == 1
 
 

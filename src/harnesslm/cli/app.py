@@ -521,6 +521,14 @@ def serve(
         typer.Option(help="With 2 or more workers: keep each worker on a core of its own (round robin)."),
     ] = False,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    watch_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="How often to check the run's index, catalog and students for a change, and serve the new ones "
+            "without a restart (0: never; SIGHUP and POST /admin/reload still swap).",
+        ),
+    ] = 2.0,
 ) -> None:
     """Serve search over HTTP: GET/POST /search, POST /search/batch, GET /health, a comparison page at /compare;
     docs at /docs.
@@ -528,6 +536,12 @@ def serve(
     Serves the student's latest phase (refined, else aligned) and refuses to start when it was trained for
     another teacher than the index was built with. Every search answer carries a Server-Timing header (parse,
     queue, encode, search, lexical, fuse, lookup, total).
+
+    A new index (`harness index RUN --update ...`) or student is served without a restart and without dropping
+    a request: when the run's files change, on SIGHUP, or on POST /admin/reload with the bearer token in
+    $HARNESSLM_ADMIN_TOKEN (the endpoint is off without it). A student trained for another index is refused and
+    the old pair keeps serving. With --workers N each worker watches the files itself; SIGHUP and the endpoint
+    reach one worker only.
     """
     from harnesslm.pipeline.serve import ServeOptions, serve_http
     from harnesslm.serving.service_error import ServiceError
@@ -544,7 +558,13 @@ def serve(
                 default_mode=mode,
             )
             given = {"student": student, "encoder": encoder, "threads": threads, "index": index, "lexical": lexical}
-            options = ServeOptions(run_dir=str(run_dir), compare_teacher=compare_teacher, settings=settings, **given)
+            options = ServeOptions(
+                run_dir=str(run_dir),
+                compare_teacher=compare_teacher,
+                settings=settings,
+                watch_seconds=watch_seconds,
+                **given,
+            )
             if code := serve_http(options, host, port, workers, access_log=access_log, pin_cpus=pin_cpus):
                 raise typer.Exit(code)
         except (ServiceError, ValueError) as error:

@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 Executor = Literal["process", "ray"]
 MANIFEST = "manifest.json"
 MODEL_COPY = ".model"  # an in-memory model saved for the worker processes; removed at the end
+RAY_RESTARTS = 3
+"""How often a Ray encoder actor is started again after it dies, its shard retried each time."""
+RAY_ACTOR_PREFIX = "harnesslm-encoder-"
 
 
 class ShardManifestError(RuntimeError):
@@ -318,7 +322,12 @@ def _run_ray(
     address: str | None,
     role: Role,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """One Ray actor per worker, each loading the model once; a loaded model travels via the object store."""
+    """One Ray actor per worker, each loading the model once; a loaded model travels via the object store.
+
+    An actor that dies (its node lost, its process killed) is started again and its shard encoded again, up to
+    :data:`RAY_RESTARTS` times; past that the pass stops with Ray's error and a rerun encodes only the shards
+    not saved. The actors are named ``harnesslm-encoder-<pass>-<i>`` (``ray list actors`` shows them).
+    """
     ray = _import_ray()
     from ray.util import ActorPool
 
@@ -327,11 +336,20 @@ def _run_ray(
     workers = min(workers, len(jobs))
     threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
     gpus = 1 if device and device.startswith("cuda") else 0
-    actor_class = ray.remote(num_cpus=threads, num_gpus=gpus)(_ShardEncoder)
+    actor_class = ray.remote(num_cpus=threads, num_gpus=gpus, max_restarts=RAY_RESTARTS, max_task_retries=RAY_RESTARTS)(
+        _ShardEncoder
+    )
     shipped = ray.put(source) if isinstance(source, SentenceTransformer) else source
-    actors = [actor_class.remote(shipped, max_seq_length, batch_size, threads, device, role) for _ in range(workers)]
-    pool = ActorPool(actors)
-    yield from pool.map_unordered(lambda actor, job: actor.encode.remote(*job), jobs)
+    name = f"{RAY_ACTOR_PREFIX}{uuid.uuid4().hex[:8]}"
+    actors = [
+        actor_class.options(name=f"{name}-{i}").remote(shipped, max_seq_length, batch_size, threads, device, role)
+        for i in range(workers)
+    ]
+    try:
+        yield from ActorPool(actors).map_unordered(lambda actor, job: actor.encode.remote(*job), jobs)
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
 
 
 def _import_ray() -> Any:

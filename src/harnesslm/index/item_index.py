@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import faiss
 import numpy as np
@@ -199,6 +199,60 @@ class ItemIndex:
     def check_space(self, space: str) -> None:
         check_space(space, self.meta.space)
 
+    IN_PLACE_KINDS: ClassVar[tuple[str, ...]] = ("exact", "sq8", "ivfpq")
+    """Kinds :meth:`update_in_place` changes without a rebuild (FAISS HNSW cannot remove a vector)."""
+
+    def update_in_place(
+        self,
+        changed_rows: np.ndarray,
+        changed_vectors: np.ndarray,
+        removed_rows: np.ndarray,
+        added_ids: Sequence[str],
+        added_vectors: np.ndarray,
+    ) -> ItemIndex:
+        """This index after a catalog change, made in place (no training, no pass over the kept vectors' codes
+        beyond moving them): the vectors of ``changed_rows`` replaced, ``removed_rows`` taken out (later rows
+        move up, as the catalog's do), ``added_ids`` appended. Rows are positions before the change.
+
+        Exact and SQ8 overwrite the stored vectors or codes and compact; IVF-PQ removes the changed and
+        removed items from their lists, renumbers the rest and adds the changed ones back under their new
+        row with the trained quantizer (its lists, trained on the old catalog, age: rebuild from time to time).
+        """
+        kind = self.meta.kind
+        if kind not in self.IN_PLACE_KINDS:
+            raise ValueError(f"a {kind} index cannot be updated in place: build it again")
+        changed_rows = np.asarray(changed_rows, dtype=np.int64)
+        removed_rows = np.unique(np.asarray(removed_rows, dtype=np.int64))
+        changed_vectors, added_vectors = self._cut(changed_vectors), self._cut(added_vectors)
+        index, n = self.index, self.index.ntotal
+        if kind in ("exact", "sq8") and len(changed_rows):
+            codes = faiss.rev_swig_ptr(faiss.downcast_index(index).codes.data(), n * index.sa_code_size())
+            codes.reshape(n, index.sa_code_size())[changed_rows] = index.sa_encode(changed_vectors)
+        if kind == "ivfpq":
+            out = np.union1d(removed_rows, changed_rows)
+            index.remove_ids(faiss.IDSelectorBatch(out))
+            _renumber_ivf(faiss.extract_index_ivf(index), removed_rows)
+            if len(changed_rows):
+                moved = changed_rows - np.searchsorted(removed_rows, changed_rows)
+                index.add_with_ids(changed_vectors, moved)
+        elif len(removed_rows):
+            index.remove_ids(faiss.IDSelectorBatch(removed_rows))  # flat codes: later rows move up
+        if len(added_ids):
+            kept = n - len(removed_rows)
+            if kind == "ivfpq":
+                index.add_with_ids(added_vectors, np.arange(kept, kept + len(added_ids), dtype=np.int64))
+            else:
+                index.add(added_vectors)
+        ids = np.delete(self.item_ids, removed_rows).tolist() + [str(i) for i in added_ids]
+        return ItemIndex(index, ids, replace(self.meta, size=len(ids)))
+
+    def _cut(self, vectors: np.ndarray) -> np.ndarray:
+        """Vectors as the index stores them: float32, cut to a Matryoshka index's dimension."""
+        vectors = np.ascontiguousarray(np.reshape(vectors, (-1, vectors.shape[-1])), dtype=np.float32)
+        if self.meta.source_dim and vectors.shape[1] != self.meta.dim:
+            vectors = matryoshka(vectors, self.meta.dim)
+        return vectors
+
     def vectors(self) -> np.ndarray:
         """The stored item embeddings, in row order (exact and hnsw keep them whole; the others do not)."""
         if self.meta.kind not in ("exact", "hnsw"):
@@ -246,6 +300,16 @@ class ItemIndex:
     def memory_bytes(self) -> int:
         """Size of the serialized FAISS index: what it takes in RAM and on disk (ids not counted)."""
         return int(faiss.serialize_index(self.index).size)
+
+
+def _renumber_ivf(ivf: faiss.IndexIVF, removed: np.ndarray) -> None:
+    """Shift every stored id down by the number of ``removed`` rows before it, list by list, in place."""
+    lists = ivf.invlists
+    for list_no in range(ivf.nlist):
+        size = lists.list_size(list_no)
+        if size:
+            ids = faiss.rev_swig_ptr(lists.get_ids(list_no), size)
+            ids -= np.searchsorted(removed, ids)
 
 
 def matryoshka(embeddings: np.ndarray, dim: int) -> np.ndarray:

@@ -110,6 +110,22 @@ def connect(uri: str | Path, token: str | None = None) -> MilvusClient:
     return MilvusClient(uri=uri, token=token)
 
 
+FULL_TEXT_SINCE = (2, 5)
+"""The Milvus version whose collections can hold a BM25 function (full-text search)."""
+
+
+def server_version(client: MilvusClient) -> tuple[int, ...] | None:
+    """The server's version as numbers (``v2.3.5-lite`` -> (2, 3, 5)); None when it does not say one."""
+    found = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", str(client.get_server_version()).strip())
+    return tuple(int(part) for part in found.groups() if part is not None) if found else None
+
+
+def supports_full_text(client: MilvusClient) -> bool:
+    """Whether the server can store texts with a BM25 function (Milvus 2.5+; Milvus Lite 2.5+ too)."""
+    version = server_version(client)
+    return version is None or version >= FULL_TEXT_SINCE
+
+
 class MilvusItemIndex:
     """Item ids plus a Milvus collection of their embeddings; ``search`` returns ids like :class:`ItemIndex`."""
 
@@ -164,6 +180,14 @@ class MilvusItemIndex:
         search_params = default_search if search_params is None else search_params
 
         client = connect(uri, token)
+        if texts is not None and not supports_full_text(client):
+            logger.warning(
+                "Milvus %s at %s has no BM25 full-text search (Milvus 2.5 and newer): building without the item "
+                "texts; hybrid search uses the catalog's bm25s index instead",
+                client.get_server_version(),
+                uri,
+            )
+            texts = None
         start = time.perf_counter()
         _drop_unfinished_builds(client, collection)
         physical = f"{collection}__v{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:8]}"

@@ -58,11 +58,13 @@ def update_index(
 
     Only new and changed texts are encoded by the teacher (through the cache); every other item keeps its
     embedding (from the cache of the current catalog, else from the index itself for an exact or HNSW index).
-    The index is built again from those vectors (seconds for FAISS; a new Milvus collection behind the alias),
+    An exact, SQ8 or IVF-PQ index is changed in place (:meth:`ItemIndex.update_in_place`); an HNSW graph is
+    built again from those vectors, and Milvus gets a new collection behind the alias.
     the catalog replaced, and the full catalog's embeddings cached under the new catalog, so a later
     ``harness index`` encodes nothing. The index is swapped only once everything new is written: an update that
     fails halfway leaves the previous index and catalog whole. BM25 follows on its next use (the lexical index
-    is rebuilt when the catalog changes). Returns the counts added, changed, removed and encoded.
+    is rebuilt when the catalog changes). Returns the counts added, changed, removed and encoded, and whether
+    the index was changed in place.
     """
     if changes is None and deletions is None:
         raise ValueError("an update needs a file of changed items, of deleted ids, or both")
@@ -93,7 +95,7 @@ def update_index(
             "removed": len(removed),
             "encoded": len(fresh),
         }
-        _swap(run, new, vectors, counts, changes, deletions)
+        counts["in_place"] = _swap(run, old, new, vectors, counts, changes, deletions)
     console.print(
         f"index updated: {counts['added']:,} added, {counts['changed']:,} changed, {counts['removed']:,} removed "
         f"({counts['encoded']:,} texts encoded); {len(new):,} items"
@@ -143,23 +145,30 @@ def _merged_catalog(old: pd.DataFrame, delta: pd.DataFrame | None, removed: set[
     return merged.reset_index(drop=True), changed
 
 
-def _swap(run: RunDir, catalog: pd.DataFrame, vectors: np.ndarray, counts: dict, changes, deletions) -> None:
-    """Write the new catalog's embeddings to the cache, then build the index, then replace the catalog: the
-    index directory and the catalog file are each replaced whole (a crash before leaves the old ones)."""
+def _swap(
+    run: RunDir, old: pd.DataFrame, catalog: pd.DataFrame, vectors: np.ndarray, counts: dict, changes, deletions
+) -> bool:
+    """Write the new catalog's embeddings to the cache, then the index, then replace the catalog: the index
+    directory and the catalog file are each replaced whole (a crash before leaves the old ones). Whether the
+    index was updated in place (else it was built again)."""
     record = provenance.read_record(run.index_dir) or {}  # before the build replaces the folder
     staged = run.data_dir / "catalog.next.parquet"
     with atomic_file(staged, "wb") as handle:
         catalog.to_parquet(handle, index=False)
     save_array(cache_path(run.teacher, catalog["text"].tolist(), run.cache_dir, role="document"), vectors)
-    build_item_index(
-        vectors,
-        catalog["item_id"].tolist(),
-        run.teacher_space,
-        run.config.index,
-        run.index_dir,
-        progress=False,
-        texts=catalog["text"].tolist(),
-    )
+    updated = _updated_in_place(run, old, catalog, vectors)
+    if updated is not None:
+        updated.save(run.index_dir)
+    else:
+        build_item_index(
+            vectors,
+            catalog["item_id"].tolist(),
+            run.teacher_space,
+            run.config.index,
+            run.index_dir,
+            progress=False,
+            texts=catalog["text"].tolist(),
+        )
     os.replace(staged, run.data_dir / "catalog.parquet")
     run.loaded.catalog, run.loaded.item_texts = catalog, None
     update = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **counts}
@@ -168,3 +177,36 @@ def _swap(run: RunDir, catalog: pd.DataFrame, vectors: np.ndarray, counts: dict,
         run.index_dir, *step_inputs(run, "index"), extra={"updates": [*record.get("updates", []), update]}
     )
     run.loaded.index_rewritten()
+    return updated is not None
+
+
+def _updated_in_place(run: RunDir, old: pd.DataFrame, catalog: pd.DataFrame, vectors: np.ndarray) -> ItemIndex | None:
+    """The run's FAISS index with the change applied in place (:meth:`ItemIndex.update_in_place`: no training,
+    seconds at millions of items), or None where it must be built again: an HNSW graph (FAISS cannot remove
+    from one), Milvus (a new collection behind the alias), or an index that is not the config's kind or not
+    in the catalog's order."""
+    wanted = run.config.index
+    index = run.index
+    if not isinstance(index, ItemIndex) or index.meta.kind not in ItemIndex.IN_PLACE_KINDS:
+        return None
+    if index.meta.kind != wanted.kind or (wanted.dim or index.meta.dim) != index.meta.dim:
+        return None
+    old_ids = old["item_id"].tolist()
+    if list(index.item_ids) != old_ids:
+        return None
+    new_row = {item: row for row, item in enumerate(catalog["item_id"])}
+    old_text = dict(zip(old_ids, old["text"], strict=True))
+    removed = [row for row, item in enumerate(old_ids) if item not in new_row]
+    changed = [
+        row
+        for row, item in enumerate(old_ids)
+        if item in new_row and catalog["text"].iat[new_row[item]] != old_text[item]
+    ]
+    added = catalog["item_id"].iloc[len(old_ids) - len(removed) :].tolist()
+    return index.update_in_place(
+        np.asarray(changed, dtype=np.int64),
+        vectors[[new_row[old_ids[row]] for row in changed]] if changed else vectors[:0],
+        np.asarray(removed, dtype=np.int64),
+        added,
+        vectors[len(old_ids) - len(removed) :],
+    )

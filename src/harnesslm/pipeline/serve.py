@@ -20,6 +20,7 @@ The defaults are the fast path, each measured with ``benchmarks/load_test.py``:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,11 +34,12 @@ from harnesslm import extras
 from harnesslm.atomic import write_text
 from harnesslm.run.run_dir import RunDir, StepMissingError
 from harnesslm.run.student_store import latest_phase, load_student
-from harnesslm.serving.http_app import create_app
+from harnesslm.serving.hot_swap import Reloading
+from harnesslm.serving.http_app import ServedPair, app_for_pair
 from harnesslm.serving.schemas import ModelInfo, ServiceSettings
 from harnesslm.serving.searcher import HybridSearcher, QueryEncoder, Searcher
 from harnesslm.serving.service_error import ServiceError
-from harnesslm.students.meta import read_student_meta
+from harnesslm.students.meta import STUDENT_META, read_student_meta
 from harnesslm.students.numpy_encoder import StaticQueryEncoder
 
 logger = logging.getLogger(__name__)
@@ -60,8 +62,36 @@ def app_from_run(run_dir: str | Path, **options: Any) -> FastAPI:
 
 
 def app_from_options(options: ServeOptions) -> FastAPI:
-    """The search app for ``options.run_dir``: ``student`` (default: the first configured one, latest phase)
-    or the teacher.
+    """The search app for ``options.run_dir`` (see :func:`pair_from_options`), which swaps to the run's new
+    index or student without a restart: when the run's index, catalog or students change on disk (polled every
+    ``options.watch_seconds``), on ``SIGHUP``, or on ``POST /admin/reload`` with ``options.admin_token``."""
+    served, settings = pair_from_options(options)
+    run_dir = Path(options.run_dir)
+    reloading = Reloading(
+        load=lambda: pair_from_options(options)[0],
+        watched=lambda: served_files_state(run_dir),
+        poll_seconds=options.watch_seconds,
+        admin_token=options.admin_token,
+    )
+    return app_for_pair(served, settings, reloading)
+
+
+def served_files_state(run_dir: Path) -> tuple:
+    """What the service was loaded from, as (path, modification time, size) of each file: the index's
+    description, the catalog and every student's record. A change means there is something new to serve."""
+    paths = [run_dir / "index" / "meta.json", run_dir / "data" / "catalog.parquet"]
+    paths += sorted((run_dir / "students").glob(f"*/*/{STUDENT_META}"))
+    state = []
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            stat = path.stat()
+            state.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(state)
+
+
+def pair_from_options(options: ServeOptions) -> tuple[ServedPair, ServiceSettings]:
+    """The served pair for ``options.run_dir`` and the settings it was built with: ``student`` (default: the
+    first configured one, latest phase) or the teacher.
 
     ``encoder``: ``pytorch`` (the sentence-transformers folder), ``numpy`` (a static student computed in numpy:
     the same embeddings, an order of magnitude faster at batch 1), ``auto`` (numpy for a static student,
@@ -127,7 +157,7 @@ def app_from_options(options: ServeOptions) -> FastAPI:
     teacher = None
     if options.compare_teacher:  # the teacher's column: the served searcher itself when it is the teacher
         teacher = searcher if encoder == "teacher" else Searcher(run.teacher, searcher.index)
-    return create_app(searcher, run.catalog, info, settings, hybrid=hybrid, teacher=teacher)
+    return ServedPair.build(searcher, run.catalog, info, settings, hybrid=hybrid, teacher=teacher), settings
 
 
 class ServeOptions(BaseModel):
@@ -148,6 +178,14 @@ class ServeOptions(BaseModel):
     settings: ServiceSettings = Field(
         default_factory=lambda: ServiceSettings(batching=None),
         description="request limits and batching (batching None: decided by the encoder)",
+    )
+    watch_seconds: float = Field(
+        2.0, ge=0, description="how often the run's index, catalog and students are checked for a change (0: never)"
+    )
+    admin_token: str | None = Field(
+        default_factory=lambda: os.environ.get("HARNESSLM_ADMIN_TOKEN") or None,
+        description="bearer token of POST /admin/reload (default: $HARNESSLM_ADMIN_TOKEN; none: the endpoint is off)",
+        repr=False,
     )
 
 

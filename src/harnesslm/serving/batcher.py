@@ -78,6 +78,7 @@ class MicroBatcher:
         self._queued = 0
         self._full: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
+        self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._carry: _Job | None = None
         self._last_batch_jobs = 1
@@ -101,7 +102,7 @@ class MicroBatcher:
         job = _Job(
             list(queries), k, allowed_rows, filter_key, loop.create_future(), timings={} if timings is None else timings
         )
-        if not self.enabled:
+        if not self.enabled or self._closed:
             if self.inline:
                 result = self._process([job])[0]
             else:
@@ -118,14 +119,23 @@ class MicroBatcher:
             self._full.set()
         return await job.future
 
-    async def aclose(self) -> None:
-        """Stop the worker; requests still queued fail."""
+    async def aclose(self, drain_seconds: float = 0.0) -> None:
+        """Stop the worker; requests still queued fail. With ``drain_seconds`` (a pair swapped out), what is
+        queued is answered first, for up to that long. A request that reaches a closed batcher (it read the old
+        pair just before a swap) is answered on its own, without a worker."""
+        deadline = time.perf_counter() + drain_seconds
+        while self._pending_work() and time.perf_counter() < deadline:
+            await asyncio.sleep(0.005)
+        self._closed = True
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
             with suppress(asyncio.CancelledError):
                 await self._worker
         self._fail_pending(RuntimeError("the search service is shutting down"))
         self._worker = None
+
+    def _pending_work(self) -> bool:
+        return self._worker is not None and (self._queued > 0 or self._busy or self._carry is not None)
 
     def stats(self) -> dict[str, Any]:
         calls = self.encoder_calls

@@ -37,6 +37,7 @@ from harnesslm import extras
 from harnesslm.data.text import normalize_query
 from harnesslm.serving.batcher import MicroBatcher
 from harnesslm.serving.compare_page import COMPARE_PAGE
+from harnesslm.serving.hot_swap import HotSwap, Reloading, add_admin_route
 from harnesslm.serving.item_table import ItemTable
 from harnesslm.serving.schemas import (
     MODE_HELP,
@@ -68,6 +69,7 @@ def create_app(
     fields: Sequence[str] | None = None,
     hybrid: HybridSearcher | None = None,
     teacher: Searcher | None = None,
+    reload: Reloading | None = None,
 ) -> FastAPI:
     """The search app for ``searcher`` over ``items`` (columns ``item_id``, ``text`` and any field columns).
 
@@ -75,21 +77,22 @@ def create_app(
     ``hybrid`` (BM25 beside ``searcher``, with its fusion weight) enables ``mode=lexical`` and ``mode=hybrid``;
     ``teacher`` (the teacher over the same index) adds the teacher's column to ``/compare``.
     Refuses (IndexMismatchError) an encoder trained for another teacher space than the index's.
+
+    ``reload`` (how to load a new :class:`ServedPair`, e.g. from the run directory again, and when) makes the
+    served pair swappable without a restart, through ``POST /admin/reload``, ``SIGHUP`` or a change of the
+    watched files: see :mod:`harnesslm.serving.hot_swap`.
     """
     settings = settings or ServiceSettings()
-    index = searcher.index
-    index.check_space(model.space)
-    if hybrid is not None and hybrid.dense is not searcher:
-        raise ValueError("the hybrid searcher must fuse the served searcher's dense results")
-    if settings.default_mode != "dense" and hybrid is None:
-        raise ValueError(f"default_mode {settings.default_mode!r} needs a BM25 index (hybrid=...)")
-    modes = ["dense", "lexical", "hybrid"] if hybrid is not None else ["dense"]
-    table = ItemTable(list(index.item_ids), items, fields)
-    row_of = {item_id: row for row, item_id in enumerate(index.item_ids)}
-    batching = settings.batching is not False
-    batcher = MicroBatcher(
-        searcher, settings.batch_window_ms, settings.max_encode_batch, batching, inline=settings.inline_search
-    )
+    return app_for_pair(ServedPair.build(searcher, items, model, settings, fields, hybrid, teacher), settings, reload)
+
+
+def app_for_pair(served: ServedPair, settings: ServiceSettings, reload: Reloading | None = None) -> FastAPI:
+    """The search app serving ``served`` with ``settings``' limits (see :func:`create_app`)."""
+    model = served.model
+    core = SearchCore(settings, served)
+    swapper = None
+    if reload is not None:
+        swapper = HotSwap(core, reload.load, reload.watched, reload.poll_seconds, reload.on_sighup)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -98,8 +101,12 @@ def create_app(
         # over the start-up objects stops the event loop for tens of milliseconds, a p99 spike under load.
         gc.collect()
         gc.freeze()
+        if swapper is not None:
+            swapper.start()
         yield
-        await batcher.aclose()
+        if swapper is not None:
+            await swapper.stop()
+        await core.served.batcher.aclose()
 
     app = SearchApp(
         title="harness-lm search",
@@ -107,7 +114,7 @@ def create_app(
         summary="Product search with a distilled query encoder over the teacher's item index.",
         description=(
             f"Serving **{model.name}** ({model.kind}{', ' + model.phase if model.phase else ''}, {model.encoder}) "
-            f"over {index.meta.size:,} items. Limits: k <= {settings.max_k}, queries <= "
+            f"over {served.index.meta.size:,} items. Limits: k <= {settings.max_k}, queries <= "
             f"{settings.max_query_chars} characters, batches <= {settings.max_batch} queries. Invalid requests "
             "get 422 with a `detail` message naming what was wrong."
         ),
@@ -117,33 +124,86 @@ def create_app(
     )
     _add_offline_docs(app)
     app.add_exception_handler(RequestValidationError, _compact_validation_error)
-    app.state.batcher = batcher
-    app.state.items = table
+    app.state.core = core
     app.state.settings = settings
-
-    core = SearchCore(settings, table, row_of, batcher, hybrid, modes)
-    compared: list[tuple[str, str]] = [("student", f"{model.name} ({model.phase or model.kind}, dense)")]
-    if hybrid is not None:
-        compared += [("hybrid", f"{model.name} + BM25 (dense weight {hybrid.weight:g})"), ("bm25", "BM25")]
-    if teacher is not None:
-        compared.append(("teacher", "teacher (dense)"))
+    app.state.hot_swap = swapper
     _add_search_routes(app, core)
-    _add_health_route(app, core, index, model, [name for name, _ in compared])
-    _add_compare_routes(app, core, compared, teacher)
+    _add_health_route(app, core)
+    _add_compare_routes(app, core)
+    if swapper is not None:
+        add_admin_route(app, swapper, reload.admin_token if reload is not None else None)
     return app
+
+
+@dataclass(frozen=True)
+class ServedPair:
+    """The query encoder and the index it was trained for, with all that is derived from them (the item table,
+    the micro-batcher, BM25 beside them, the teacher for ``/compare``): what a hot swap replaces in one step.
+
+    A request reads the pair once and uses only it, so it sees either the old pair or the new one, never a
+    student with another index's items."""
+
+    searcher: Searcher
+    model: ModelInfo
+    table: ItemTable
+    row_of: dict[str, int]
+    batcher: MicroBatcher
+    hybrid: HybridSearcher | None
+    teacher: Searcher | None
+    modes: list[str]
+    compared: list[tuple[str, str]]
+
+    @property
+    def index(self) -> Any:
+        return self.searcher.index
+
+    @classmethod
+    def build(
+        cls,
+        searcher: Searcher,
+        items: pd.DataFrame,
+        model: ModelInfo,
+        settings: ServiceSettings,
+        fields: Sequence[str] | None = None,
+        hybrid: HybridSearcher | None = None,
+        teacher: Searcher | None = None,
+    ) -> ServedPair:
+        """Check that the pair belongs together (the encoder's teacher space is the index's), then derive the
+        rest. Raises IndexMismatchError or ValueError."""
+        index = searcher.index
+        index.check_space(model.space)
+        if hybrid is not None and hybrid.dense is not searcher:
+            raise ValueError("the hybrid searcher must fuse the served searcher's dense results")
+        if settings.default_mode != "dense" and hybrid is None:
+            raise ValueError(f"default_mode {settings.default_mode!r} needs a BM25 index (hybrid=...)")
+        modes = ["dense", "lexical", "hybrid"] if hybrid is not None else ["dense"]
+        table = ItemTable(list(index.item_ids), items, fields)
+        row_of = {item_id: row for row, item_id in enumerate(index.item_ids)}
+        batcher = MicroBatcher(
+            searcher,
+            settings.batch_window_ms,
+            settings.max_encode_batch,
+            settings.batching is not False,
+            inline=settings.inline_search,
+        )
+        compared: list[tuple[str, str]] = [("student", f"{model.name} ({model.phase or model.kind}, dense)")]
+        if hybrid is not None:
+            compared += [("hybrid", f"{model.name} + BM25 (dense weight {hybrid.weight:g})"), ("bm25", "BM25")]
+        if teacher is not None:
+            compared.append(("teacher", "teacher (dense)"))
+        return cls(searcher, model, table, row_of, batcher, hybrid, teacher, modes, compared)
 
 
 @dataclass
 class SearchCore:
     """What every route shares: request checks against the settings, the search itself (dense through the
-    micro-batcher, BM25 in a worker thread, or both fused) and the response body, serialised once."""
+    micro-batcher, BM25 in a worker thread, or both fused) and the response body, serialised once.
+
+    ``served`` is the current :class:`ServedPair`; a swap assigns a new one (one attribute, on the event
+    loop), and each request reads it once at its start."""
 
     settings: ServiceSettings
-    table: ItemTable
-    row_of: dict[str, int]
-    batcher: MicroBatcher
-    hybrid: HybridSearcher | None
-    modes: list[str]
+    served: ServedPair
 
     def check_k(self, k: int | None) -> int:
         k = self.settings.default_k if k is None else k
@@ -166,56 +226,67 @@ class SearchCore:
             raise HTTPException(422, f"{where} is empty")
         return normalised
 
-    def check_filters(self, filters: Mapping[str, FilterValues] | None) -> tuple[np.ndarray | None, Hashable]:
+    def check_filters(
+        self, served: ServedPair, filters: Mapping[str, FilterValues] | None
+    ) -> tuple[np.ndarray | None, Hashable]:
         count = sum(1 if isinstance(v, str) else len(v) for v in (filters or {}).values())
         if count > self.settings.max_filter_values:
             raise HTTPException(422, f"filters hold {count:,} values; the limit is {self.settings.max_filter_values}")
         try:
-            return self.table.allowed_rows(filters)
+            return served.table.allowed_rows(filters)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
 
-    def check_mode(self, mode: SearchMode | None) -> SearchMode:
+    def check_mode(self, served: ServedPair, mode: SearchMode | None) -> SearchMode:
         mode = mode or self.settings.default_mode
-        if mode not in self.modes:
+        if mode not in served.modes:
             raise HTTPException(422, f"mode={mode} needs the catalog's BM25 index, and this service has none")
         return mode
 
+    @staticmethod
     async def lexical_search(
-        self, queries: list[str], depth: int, allowed: np.ndarray | None, timings: dict[str, float]
+        served: ServedPair, queries: list[str], depth: int, allowed: np.ndarray | None, timings: dict[str, float]
     ) -> Found:
-        assert self.hybrid is not None
+        assert served.hybrid is not None
         started = time.perf_counter()
-        search = self.hybrid.search_lexical
+        search = served.hybrid.search_lexical
         found = await asyncio.get_running_loop().run_in_executor(None, search, queries, depth, allowed)
         timings["lexical"] = (time.perf_counter() - started) * 1000
         return found
 
     async def find(
-        self, queries: list[str], k: int, mode: SearchMode, allowed: np.ndarray | None, key: Hashable, timings: dict
+        self,
+        served: ServedPair,
+        queries: list[str],
+        k: int,
+        mode: SearchMode,
+        allowed: np.ndarray | None,
+        key: Hashable,
+        timings: dict,
     ) -> Found:
         """Dense through the micro-batcher, BM25 in a worker thread, or both at once and fused."""
         if mode == "dense":
-            return await self.batcher.search(queries, k, allowed, key, timings=timings)
-        hybrid = self.hybrid
+            return await served.batcher.search(queries, k, allowed, key, timings=timings)
+        hybrid = served.hybrid
         assert hybrid is not None
         if mode == "lexical":
-            return await self.lexical_search(queries, k, allowed, timings)
+            return await self.lexical_search(served, queries, k, allowed, timings)
         depth = max(k, hybrid.depth)
         (dense_ids, _), (lexical_ids, _) = await asyncio.gather(
-            self.batcher.search(queries, depth, allowed, key, timings=timings),
-            self.lexical_search(queries, depth, allowed, timings),
+            served.batcher.search(queries, depth, allowed, key, timings=timings),
+            self.lexical_search(served, queries, depth, allowed, timings),
         )
         fused = time.perf_counter()
         found = hybrid.fuse(dense_ids, lexical_ids, k)
         timings["fuse"] = (time.perf_counter() - fused) * 1000
         return found
 
-    def hits_of(self, found: Sequence[str], scores: Sequence[float]) -> list[dict]:
+    @staticmethod
+    def hits_of(served: ServedPair, found: Sequence[str], scores: Sequence[float]) -> list[dict]:
         """The hits as plain dicts in the :class:`Hit` shape (serialised by orjson: no model per hit)."""
         hits = []
         for item_id, score in zip(found, scores, strict=False):
-            title, values = self.table.record(self.row_of[item_id])
+            title, values = served.table.record(served.row_of[item_id])
             hits.append({"item_id": item_id, "score": float(score), "title": title, "fields": values})
         return hits
 
@@ -226,18 +297,20 @@ class SearchCore:
         k: int,
         filters: Mapping[str, FilterValues] | None,
         start: float,
-        mode: SearchMode = "dense",
+        mode: SearchMode | None = None,
     ) -> tuple[list[dict], dict[str, float]]:
         """Each query's response body (the :class:`SearchResponse` shape) and the request's stage timings."""
+        served = self.served  # read once: this request sees one pair from here on, even across a swap
         timings: dict[str, float] = {"parse": (time.perf_counter() - start) * 1000}
-        allowed, key = self.check_filters(filters)
+        mode = self.check_mode(served, mode)
+        allowed, key = self.check_filters(served, filters)
         if allowed is not None and len(allowed) == 0:
             ids: list[list[str]] = [[] for _ in queries]
             scores: Sequence[Sequence[float]] = np.zeros((len(queries), 0), dtype=np.float32)
         else:
-            ids, scores = await self.find(queries, k, mode, allowed, key, timings)
+            ids, scores = await self.find(served, queries, k, mode, allowed, key, timings)
         looked_up = time.perf_counter()
-        found_hits = [self.hits_of(found, row_scores) for found, row_scores in zip(ids, scores, strict=True)]
+        found_hits = [self.hits_of(served, found, row_scores) for found, row_scores in zip(ids, scores, strict=True)]
         now = time.perf_counter()
         results = [
             {"query": query, "k": k, "mode": mode, "hits": hits, "took_ms": (now - start) * 1000}
@@ -257,7 +330,7 @@ class SearchCore:
                 raise HTTPException(422, f"filter {item!r} is not of the form field:value")
             filters.setdefault(name, []).append(value)
         k = self.check_k(k)
-        results, timings = await self.run_search([self.check_query(q)], [q], k, filters, start, self.check_mode(mode))
+        results, timings = await self.run_search([self.check_query(q)], [q], k, filters, start, mode)
         return json_response(results[0], timings, start)
 
 
@@ -300,8 +373,7 @@ def _add_search_routes(app: SearchApp, core: SearchCore) -> None:
         start = time.perf_counter()
         k = core.check_k(request.k)
         query = core.check_query(request.query)
-        mode = core.check_mode(request.mode)
-        results, timings = await core.run_search([query], [request.query], k, request.filters, start, mode)
+        results, timings = await core.run_search([query], [request.query], k, request.filters, start, request.mode)
         return json_response(results[0], timings, start)
 
     @app.post("/search/batch", response_model=BatchSearchResponse, summary="Search with several queries")
@@ -314,21 +386,25 @@ def _add_search_routes(app: SearchApp, core: SearchCore) -> None:
             raise HTTPException(422, f"{len(request.queries)} queries; a batch holds at most {limit}")
         k = core.check_k(request.k)
         queries = [core.check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
-        mode = core.check_mode(request.mode)
-        results, timings = await core.run_search(queries, list(request.queries), k, request.filters, start, mode)
+        results, timings = await core.run_search(
+            queries, list(request.queries), k, request.filters, start, request.mode
+        )
         body = {"results": results, "took_ms": (time.perf_counter() - start) * 1000}
         return json_response(body, timings, start)
 
 
-def _add_health_route(app: FastAPI, core: SearchCore, index: Any, model: ModelInfo, compared: list[str]) -> None:
-    """``GET /health``: the model, the index, the limits and the batcher's counters."""
+def _add_health_route(app: FastAPI, core: SearchCore) -> None:
+    """``GET /health``: the model, the index, the limits, the batcher's counters and the hot swaps."""
 
     @app.get("/health", response_model=HealthResponse, summary="Model, index and batching status")
     async def health() -> HealthResponse:
+        served = core.served
+        index = served.index
         meta = index.meta
+        swapper = getattr(app.state, "hot_swap", None)
         return HealthResponse(
             status="ok",
-            model=model,
+            model=served.model,
             index=IndexInfo(
                 kind=meta.kind,
                 size=meta.size,
@@ -339,29 +415,28 @@ def _add_health_route(app: FastAPI, core: SearchCore, index: Any, model: ModelIn
                 searches=dict(getattr(index, "searches", {})) or None,
             ),
             teacher_space=meta.space,
-            filter_fields=list(core.table.fields),
-            modes=core.modes,
-            hybrid_weight=core.hybrid.weight if core.hybrid is not None else None,
-            compare=compared,
+            filter_fields=list(served.table.fields),
+            modes=served.modes,
+            hybrid_weight=served.hybrid.weight if served.hybrid is not None else None,
+            compare=[name for name, _ in served.compared],
             limits=core.settings,
-            batcher=BatcherStats(**core.batcher.stats()),
+            batcher=BatcherStats(**served.batcher.stats()),
+            swaps=swapper.stats() if swapper is not None else None,
         )
 
 
-def _add_compare_routes(
-    app: FastAPI, core: SearchCore, compared: list[tuple[str, str]], teacher: Searcher | None
-) -> None:
+def _add_compare_routes(app: FastAPI, core: SearchCore) -> None:
     """``GET /compare`` (the side-by-side page) and ``GET /compare/search`` (every compared system's top k)."""
 
-    async def compare_one(name: str, query: str, k: int) -> tuple[Found, float]:
+    async def compare_one(served: ServedPair, name: str, query: str, k: int) -> tuple[Found, float]:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         if name == "teacher":
-            assert teacher is not None
-            found = await asyncio.get_running_loop().run_in_executor(None, teacher.search, [query], k)
+            assert served.teacher is not None
+            found = await asyncio.get_running_loop().run_in_executor(None, served.teacher.search, [query], k)
         else:
             mode = {"student": "dense", "bm25": "lexical"}.get(name, "hybrid")
-            found = await core.find([query], k, mode, None, None, timings)
+            found = await core.find(served, [query], k, mode, None, None, timings)
         return found, (time.perf_counter() - started) * 1000
 
     @app.get("/compare", include_in_schema=False)
@@ -374,10 +449,11 @@ def _add_compare_routes(
         k: Annotated[int | None, Query(description="hits per system (default: default_k)")] = None,
     ) -> CompareResponse:
         k, query = core.check_k(k), core.check_query(q)
+        served = core.served
         systems = []
-        for name, label in compared:  # one after another, so each system's time is its own
-            (ids, scores), took = await compare_one(name, query, k)
-            hits = [Hit(**hit) for hit in core.hits_of(ids[0], scores[0])]
+        for name, label in served.compared:  # one after another, so each system's time is its own
+            (ids, scores), took = await compare_one(served, name, query, k)
+            hits = [Hit(**hit) for hit in core.hits_of(served, ids[0], scores[0])]
             systems.append(CompareSystem(name=name, label=label, hits=hits, took_ms=took))
         tops = {system.name: {hit.item_id for hit in system.hits} for system in systems}
         overlap = {f"{a}|{b}": len(tops[a] & tops[b]) for i, a in enumerate(tops) for b in list(tops)[i + 1 :]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -149,6 +149,9 @@ class HealthResponse(BaseModel):
     compare: list[str] = Field(..., description="systems shown side by side on the /compare page")
     limits: ServiceSettings
     batcher: BatcherStats
+    swaps: dict[str, Any] | None = Field(
+        None, description="hot swaps of the served encoder and index: how many, how many refused, the last one"
+    )
 
 
 class CompareSystem(BaseModel):
