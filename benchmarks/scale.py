@@ -59,9 +59,11 @@ def build(kind: str, vectors: np.ndarray, args: argparse.Namespace) -> faiss.Ind
         index.hnsw.efConstruction = args.ef_construction
         index.hnsw.efSearch = args.ef_search
     elif kind == "ivfpq":
-        nlist = default_nlist(n)
+        nlist = min(default_nlist(n), args.max_nlist)
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, default_pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)]
+        index.pq.cp.max_points_per_centroid = 64  # as ItemIndex.build: PQ k-means on fewer points
+        index.pq.cp.min_points_per_centroid = 1
+        sample = vectors[np.sort(np.random.default_rng(0).choice(n, min(n, 32 * nlist), replace=False))]
         index.train(np.ascontiguousarray(sample))
         index.nprobe = args.nprobe
     else:
@@ -81,7 +83,7 @@ def memory_bytes(kind: str, index: faiss.Index) -> int:
         return n * index.sa_code_size()
     if kind == "hnsw":
         return n * dim * 4 + faiss.downcast_index(index).hnsw.neighbors.size() * 4
-    ivf = faiss.extract_index_ivf(index)
+    ivf = faiss.downcast_index(index)
     return n * (ivf.code_size + 8) + ivf.nlist * dim * 4 + ivf.pq.M * ivf.pq.ksub * ivf.pq.dsub * 4
 
 
@@ -125,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ef-construction", type=int, default=80)
     parser.add_argument("--ef-search", type=int, default=128)
     parser.add_argument("--nprobe", type=int, default=32)
+    parser.add_argument(
+        "--max-nlist", type=int, default=4096, help="IVF lists at most (k-means on 2 cores grows with lists x sample)"
+    )
     parser.add_argument("--hnsw-max-items", type=int, default=1_000_000)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "scale")
@@ -188,7 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         "noise": args.noise,
         "queries": args.queries,
         "threads": args.threads,
-        "settings": {"hnsw_m": args.hnsw_m, "ef_search": args.ef_search, "nprobe": args.nprobe, "k": args.k},
+        "settings": {
+            "hnsw_m": args.hnsw_m,
+            "ef_construction": args.ef_construction,
+            "ef_search": args.ef_search,
+            "nprobe": args.nprobe,
+            "max_nlist": args.max_nlist,
+            "k": args.k,
+        },
         "rows": rows,
     }
     record.save(args.out, figures)
