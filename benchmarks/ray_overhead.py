@@ -59,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import ray
 
+    from harnesslm.models.bundled import resolve_model
     from harnesslm.models.model_loading import load_model
 
     titles = pd.read_csv(args.data, usecols=[args.text_column], encoding="latin-1")[args.text_column]
     texts = titles.astype(str).drop_duplicates().head(args.sample).tolist()
     model_dir = Path(tempfile.mkdtemp(prefix="harness-ray-model-"))
-    load_model(args.model).save(str(model_dir))  # every executor loads the same folder
+    load_model(resolve_model(args.model)).save(str(model_dir))  # every executor loads the same folder
     model = str(model_dir)
     rows = []
     reference = None

@@ -1,6 +1,7 @@
 """Benchmark: the relevance-training ideas of the recipe's neighbours as teacher options, against the plain teacher.
 
-Each idea is an option of the teacher step (``teacher.loss: triplet``, ``teacher.adversarial.method: fgm``, ...).
+Each idea is an option of the teacher step (``teacher.loss: triplet``, ``teacher.adversarial.method: fgm``,
+``teacher.graph_regularizer.weight``).
 The teacher is fine-tuned once per idea, all else equal, on a split that holds out whole product groups
 (``data.ood_holdout``): the queries whose relevant items all fall in them form ``ood_validation`` and
 ``ood_test``, and training never sees those items. Each teacher indexes the whole catalog and is scored by
@@ -34,6 +35,7 @@ IDEAS: dict[str, dict] = {
     "plain": {},
     "triplet": {"teacher": {"loss": "triplet"}},
     "fgm": {"teacher": {"adversarial": {"method": "fgm"}}},
+    "graph": {"teacher": {"graph_regularizer": {"weight": 0.1}}},
 }
 """Each idea as the config patch that turns it on (the plain teacher first: the rows' reference)."""
 console = Console()

@@ -151,6 +151,16 @@ class AdversarialConfig(_Section):
     weight: float = Field(0.5, ge=0, description="weight of the perturbed loss and the view contrast")
 
 
+class GraphRegularizerConfig(_Section):
+    """A graph regulariser of the teacher (``GraphRegularizedLoss``, after RAMEN): each training row's positive
+    item must also find, among the batch's, an item judged relevant beside it for some query (a neighbour in the
+    judgments' query-item graph). No inference cost. Off (weight 0) by default: not measured on real data yet
+    (benchmarks/teacher_ideas.py measures it as the idea ``graph``)."""
+
+    weight: float = Field(0.0, ge=0, description="weight of the positive-to-neighbour InfoNCE (0: off)")
+    temperature: float = Field(0.05, gt=0, description="softmax temperature of that InfoNCE")
+
+
 class TeacherConfig(_Section):
     """Phase 1: contrastive fine-tuning of the large model on (query, relevant item) pairs."""
 
@@ -166,6 +176,7 @@ class TeacherConfig(_Section):
     )
     triplet_margin: float = Field(0.1, gt=0, description="cosine-distance margin of the triplet loss")
     adversarial: AdversarialConfig = Field(default_factory=lambda: AdversarialConfig())
+    graph_regularizer: GraphRegularizerConfig = Field(default_factory=lambda: GraphRegularizerConfig())
     hard_negatives: int = Field(1, ge=0)
     negatives_from: Literal["teacher", "static", "bm25"] = Field(
         "teacher",

@@ -63,26 +63,28 @@ def test_an_actor_killed_mid_shard_is_restarted_and_the_pass_completes(
     cluster: str, tiny_teacher: Path, texts, single, tmp_path: Path
 ) -> None:
     out = tmp_path / "shards"
+    many = texts * 12  # encoded one text per forward pass: the pass lasts seconds, so the kill lands mid-pass
+    shards = -(-len(many) // SHARD)
     killed: list[str] = []
+    saved_at_kill: list[int] = []
 
     def kill_one_actor() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
             names = [name for name in ray.util.list_named_actors() if name.startswith(RAY_ACTOR_PREFIX)]
             if names and shard_path(out, 0).exists():  # the pass is under way: both actors hold a shard
+                saved_at_kill.append(len(list(out.glob("shard-*.npy"))))
                 ray.kill(ray.get_actor(names[0]), no_restart=False)
                 killed.append(names[0])
             time.sleep(0.01)
 
     killer = threading.Thread(target=kill_one_actor)
     killer.start()
-    embeddings = ray_pass(tiny_teacher, texts, out)
+    embeddings = ray_pass(tiny_teacher, many, out, batch_size=1)
     killer.join()
-    assert killed, "no actor was killed during the pass"
-    np.testing.assert_allclose(embeddings, single, atol=1e-5)
-    assert sorted(p.name for p in out.glob("shard-*.npy")) == [
-        shard_path(out, i).name for i in range(len(texts) // SHARD)
-    ]
+    assert killed and saved_at_kill[0] < shards, "an actor died while shards were still to encode"
+    np.testing.assert_allclose(embeddings, np.tile(single, (12, 1)), atol=1e-5)
+    assert sorted(p.name for p in out.glob("shard-*.npy")) == [shard_path(out, i).name for i in range(shards)]
 
 
 DRIVER = """

@@ -21,6 +21,7 @@ from harnesslm.evaluation.metrics import RelevanceScale, evaluate_rankings
 from harnesslm.index.bm25 import BM25Retriever
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.losses import FrozenItemContrastiveLoss
+from harnesslm.losses.graph_regularized import item_neighbors
 from harnesslm.models.fingerprint import model_fingerprint
 from harnesslm.models.model_loading import load_model
 from harnesslm.students import table_rows
@@ -434,14 +435,19 @@ def test_fine_tune_teacher_changes_weights(shop: Shop) -> None:
     [
         ({"loss": "triplet"}, "TripletLoss"),
         ({"adversarial": {"method": "fgm", "epsilon": 0.5}}, "AdversarialContrastiveLoss"),
+        ({"graph_regularizer": {"weight": 0.5}}, "GraphRegularizedLoss"),
+        ({"loss": "triplet", "graph_regularizer": {"weight": 0.5}}, "GraphRegularizedLoss"),
     ],
-    ids=["triplet", "fgm"],
+    ids=["triplet", "fgm", "graph", "triplet-graph"],
 )
 def test_the_teachers_other_objectives_train_it(shop: Shop, options: dict, loss_name: str) -> None:
     pairs = shop.pairs
     negatives = mine_negatives(shop.queries, shop.targets, shop.index, pairs.positives_by_query, 2)
     by_query = dict(zip(shop.queries, negatives, strict=True))
-    rows = contrastive_dataset(pairs.queries, pairs.positives, [by_query[q] for q in pairs.queries], shop.item_texts, 2)
+    neighbors = item_neighbors(pairs.positives_by_query, pairs.positives) if "graph_regularizer" in options else None
+    rows = contrastive_dataset(
+        pairs.queries, pairs.positives, [by_query[q] for q in pairs.queries], shop.item_texts, 2, neighbors
+    )
     teacher = load_model(str(shop.teacher_path), max_seq_length=16)
     before = model_fingerprint(teacher)
     schedule = {"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "warmup_ratio": 0.0}

@@ -6,6 +6,7 @@ from harnesslm.losses.frozen_item_contrastive import FrozenItemContrastiveLoss
 from harnesslm.losses.frozen_item_listwise import FrozenItemListwiseLoss, listwise_dataset
 from harnesslm.losses.frozen_item_margin_mse import FrozenItemMarginMSELoss, margin_dataset
 from harnesslm.losses.frozen_item_score_distill import FrozenItemScoreDistillLoss, teacher_top_items
+from harnesslm.losses.graph_regularized import GraphRegularizedLoss
 
 __all__ = [
     "AdversarialContrastiveLoss",
@@ -14,6 +15,7 @@ __all__ = [
     "FrozenItemListwiseLoss",
     "FrozenItemMarginMSELoss",
     "FrozenItemScoreDistillLoss",
+    "GraphRegularizedLoss",
     "listwise_dataset",
     "margin_dataset",
     "teacher_top_items",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from harnesslm.atomic import atomic_directory
 from harnesslm.encoding.cache import encode
 from harnesslm.index.item_index import ItemIndex
+from harnesslm.losses.graph_regularized import item_neighbors
 from harnesslm.pipeline.static_table import shop_texts
 from harnesslm.run import provenance
 from harnesslm.run.catalog_embeddings import encoded_texts, item_embeddings
@@ -26,12 +27,16 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
             queries = list(dict.fromkeys(pairs.queries))
             negatives = hard_negatives(run, model, queries, pairs.positives_by_query, progress)
             mined = dict(zip(queries, negatives, strict=True))
+            neighbors = None
+            if cfg.graph_regularizer.weight > 0:  # RAMEN: each positive's neighbour in the judgments' graph
+                neighbors = item_neighbors(pairs.positives_by_query, pairs.positives, cfg.schedule.seed)
             dataset = contrastive_dataset(
                 pairs.queries,
                 pairs.positives,
                 [mined[q] for q in pairs.queries],
                 run.item_texts,
                 cfg.hard_negatives,
+                neighbors,
             )
             console.print(
                 f"fine-tuning on {len(dataset):,} (query, positive, {cfg.hard_negatives} negatives) "

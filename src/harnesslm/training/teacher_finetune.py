@@ -17,6 +17,7 @@ from torch import nn
 
 from harnesslm.config import TeacherConfig
 from harnesslm.losses.adversarial_contrastive import AdversarialContrastiveLoss
+from harnesslm.losses.graph_regularized import NEIGHBOR_COLUMN, GraphRegularizedLoss
 from harnesslm.models.prompts import training_prompts
 from harnesslm.training.trainer import train_on_schedule
 
@@ -45,30 +46,40 @@ def contrastive_dataset(
     negatives: Sequence[Sequence[str]],
     texts: Mapping[str, str],
     n_negatives: int,
+    neighbors: Sequence[str] | None = None,
 ) -> Dataset:
-    """Columns ``anchor, positive, negative_1..n`` of texts, the layout MultipleNegativesRankingLoss reads.
+    """Columns ``anchor, positive, negative_1..n`` of texts, the layout MultipleNegativesRankingLoss reads, and
+    ``neighbor`` last when ``neighbors`` (one item id per row: the graph regulariser's) are given.
 
     Rows whose mining found fewer than ``n_negatives`` negatives are dropped (every row needs every column).
     """
     columns: dict[str, list[str]] = {"anchor": [], "positive": []}
     columns.update({f"negative_{i + 1}": [] for i in range(n_negatives)})
-    for query, positive, negs in zip(queries, positives, negatives, strict=True):
+    if neighbors is not None:
+        columns[NEIGHBOR_COLUMN] = []
+    for row, (query, positive, negs) in enumerate(zip(queries, positives, negatives, strict=True)):
         if len(negs) < n_negatives:
             continue
         columns["anchor"].append(query)
         columns["positive"].append(texts[positive])
         for i in range(n_negatives):
             columns[f"negative_{i + 1}"].append(texts[negs[i]])
+        if neighbors is not None:
+            columns[NEIGHBOR_COLUMN].append(texts[neighbors[row]])
     return Dataset.from_dict(columns)
 
 
 def teacher_loss(model: SentenceTransformer, config: TeacherConfig) -> nn.Module:
     """The loss ``config`` asks for: InfoNCE over in-batch and hard negatives (scale = 1 / temperature), or a
-    cosine triplet loss over each row's first hard negative; wrapped in FGM adversarial training if asked."""
+    cosine triplet loss over each row's first hard negative; with the graph regulariser beside it and wrapped in
+    FGM adversarial training if asked."""
     if config.loss == "triplet":
         loss: nn.Module = TripletLoss(model, TripletDistanceMetric.COSINE, triplet_margin=config.triplet_margin)
     else:
         loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
+    graph = config.graph_regularizer
+    if graph.weight > 0:
+        loss = GraphRegularizedLoss(model, loss, graph.weight, graph.temperature)
     adversarial = config.adversarial
     if adversarial.method == "fgm":
         loss = AdversarialContrastiveLoss(model, loss, adversarial.epsilon, adversarial.weight, config.temperature)
@@ -86,7 +97,8 @@ def fine_tune_teacher(
     (``transformers.TrainerCallback``). A triplet loss reads one negative: the other negative columns are left
     out."""
     if config.loss == "triplet":
-        dataset = dataset.select_columns(["anchor", "positive", "negative_1"])
+        neighbor = [NEIGHBOR_COLUMN] if NEIGHBOR_COLUMN in dataset.column_names else []
+        dataset = dataset.select_columns(["anchor", "positive", "negative_1", *neighbor])
     return train_on_schedule(
         model,
         dataset,
