@@ -76,7 +76,12 @@ async def load_with_swap(url: str, queries: list[str], clients: int, before: flo
         async def swapper() -> None:
             await asyncio.sleep(before)
             swap["sent"] = time.perf_counter() - start
-            async with session.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}) as reply:
+            # a connection of its own (the clients hold all of theirs) and no timeout: a swap may take minutes
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with (
+                aiohttp.ClientSession(base_url=url, timeout=aiohttp.ClientTimeout(total=None)) as admin,
+                admin.post("/admin/reload", headers=headers) as reply,
+            ):
                 swap["status"] = reply.status
                 swap["body"] = await reply.json()
             swap["answered"] = time.perf_counter() - start

@@ -52,6 +52,11 @@ SPACE_PROPERTY = "harness_space"
 LITE_INDEX_TYPES = ("FLAT", "AUTOINDEX", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
 MAX_TOP_K = 16_384  # Milvus's limit on ``limit`` (topk) per search
 MAX_QUERIES_PER_CALL = 1_024
+SEARCH_CONSISTENCY = "Bounded"
+"""Searches read what the server had a moment ago, not what it has now: every row of a build is flushed and loaded
+before the alias moves to it, so nothing is missed, and a Strong read waits for the server's next time tick on every
+query (on a Milvus 2.3.5 server here, batch-1 p50 393 ms with Strong reads over 54,667 items:
+``benchmarks/results/milvus_server_strong.json``, written at commit dbb7607, whose reads were Strong)."""
 MISSING_SCORE = float(-np.finfo(np.float32).max)  # what FAISS puts where a query has fewer than k results
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -285,6 +290,7 @@ class MilvusItemIndex:
                 anns_field="embedding",
                 output_fields=[],
                 search_params={"metric_type": "IP", "params": params},
+                consistency_level=SEARCH_CONSISTENCY,
             )
             for offset, hits in enumerate(results):
                 ids.append([_hit_id(hit) for hit in hits])
@@ -376,6 +382,7 @@ class MilvusFullText:
                 anns_field="sparse",
                 output_fields=[],
                 search_params={"metric_type": "BM25"},
+                consistency_level=SEARCH_CONSISTENCY,
             )
             # Milvus Lite reports BM25 distances negated; the order is best first either way
             out += [[(_hit_id(hit), abs(float(hit["distance"]))) for hit in hits] for hits in results]
