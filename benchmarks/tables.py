@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -368,8 +369,10 @@ def scale_projection(data: dict) -> list[str]:
         if "skipped" not in r and r["items"] >= largest.get(r["kind"], {}).get("items", 0):
             largest[r["kind"]] = r
     lines = [
-        "Projected to 100M items from the largest measured size (bytes per item x 1e8; flat scans' latency "
-        f"x 1e8 / items; {SHARD_GIB} GiB shards, each on its own machine, searched in parallel):",
+        "Projected to 100M items from the largest measured size, arithmetic rather than measurement: memory = bytes "
+        f"per item x 1e8, cut into {SHARD_GIB} GiB shards (each on its own machine, searched in parallel); a "
+        "shard's p50 grows with the items it holds as a flat scan does (linearly), as IVF does when its lists grow "
+        "as the square root of the items (the default), and as HNSW's does (with the log of the items):",
         "",
         row("kind", "measured at", "memory at 100M GiB", f"{SHARD_GIB} GiB shards", "p50 per shard ms (projected)"),
         row(*["---"] * 5),
@@ -377,10 +380,12 @@ def scale_projection(data: dict) -> list[str]:
     for kind, r in largest.items():
         gib = r["bytes_per_item"] * 1e8 / 2**30
         shards = max(1, -(-int(gib) // SHARD_GIB))
-        per_shard = 1e8 / shards
-        flat = kind in ("exact", "sq8")
-        latency = f"{r['p50_ms'] * per_shard / r['items']:.0f}" if flat else "about the measured p50 (sub-linear)"
-        lines.append(row(kind, f"{r['items']:,}", f"{gib:.0f}", shards, latency))
+        growth = 1e8 / shards / r["items"]
+        if kind == "hnsw":
+            growth = math.log(1e8 / shards) / math.log(r["items"])
+        elif kind == "ivfpq":
+            growth = math.sqrt(growth)
+        lines.append(row(kind, f"{r['items']:,}", f"{gib:.0f}", shards, f"{r['p50_ms'] * growth:.1f}"))
     return lines
 
 

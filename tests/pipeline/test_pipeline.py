@@ -779,7 +779,8 @@ def test_an_update_that_fails_leaves_the_index_and_the_catalog_whole(
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(index_step, "build_item_index", broken)
+    monkeypatch.setattr(index_step, "build_item_index", broken)  # a rebuild fails
+    monkeypatch.setattr(index_step.ItemIndex, "save", broken)  # an update in place fails as it writes
     with pytest.raises(RuntimeError, match="disk full"):
         index_step.update_index(run, delta, gone, progress=False)
     after = RunDir(run.root)
