@@ -154,8 +154,9 @@ class AdversarialConfig(_Section):
 class GraphRegularizerConfig(_Section):
     """A graph regulariser of the teacher (``GraphRegularizedLoss``, after RAMEN): each training row's positive
     item must also find, among the batch's, an item judged relevant beside it for some query (a neighbour in the
-    judgments' query-item graph). No inference cost. Off (weight 0) by default: not measured on real data yet
-    (benchmarks/teacher_ideas.py measures it as the idea ``graph``)."""
+    judgments' query-item graph). No inference cost. Off (weight 0) by default: on Home Depot with MiniLM, weight 0.1
+    gained +0.005 validation NDCG@10 (95% interval [-0.0001, 0.0104]) and nothing out of distribution, for 1.7x the
+    step time (benchmarks/teacher_ideas.py, the idea ``graph``)."""
 
     weight: float = Field(0.0, ge=0, description="weight of the positive-to-neighbour InfoNCE (0: off)")
     temperature: float = Field(0.05, gt=0, description="softmax temperature of that InfoNCE")
