@@ -168,6 +168,8 @@ def record_milvus(args: argparse.Namespace, embeddings: np.ndarray, ids: list[st
     if args.milvus_server and args.milvus_uri is None:
         from milvus import MilvusServer
 
+        from load_test import free_port
+
         server = MilvusServer()
         server.set_base_dir(tempfile.mkdtemp(prefix="harness-milvus-server-"))
         server.listen_port = free_port()
@@ -208,14 +210,6 @@ def record_milvus(args: argparse.Namespace, embeddings: np.ndarray, ids: list[st
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def print_table(summary: dict, console: Console) -> None:
