@@ -205,3 +205,33 @@ def test_full_text_search_is_milvus_bm25_and_fuses_like_bm25s(lite_root: Path) -
         ).full_text()
     found = hybrid.search(["hammer saw 7"], k=10, mode="hybrid")[0][0]
     assert IDS[7] in found and set(found) & both
+
+
+def test_a_live_update_upserts_and_deletes_in_the_same_collection(lite_root: Path) -> None:
+    from harnesslm.index.milvus_index import MilvusItemIndex
+
+    ids = [*IDS[:299], 'odd "quoted" \\ id']  # filters quote ids: a quote or a backslash in one must not break them
+    texts = [f"item {i}" for i in range(300)]
+    before = MilvusItemIndex.build(
+        VECTORS[:300], ids, "fp", uri=lite_root / "live.db", index_type="FLAT", progress=False, texts=texts
+    )
+    new_ids = [i for i in ids if i != IDS[7]] + ["new-1"]
+    vectors = dict(zip(ids, VECTORS[:300], strict=True)) | {IDS[5]: VECTORS[350], "new-1": VECTORS[360]}
+    for _ in range(2):  # the same change twice (a rerun completing a cut-off one) gives the same collection
+        after = before.update_live(
+            [IDS[5], "new-1"], VECTORS[[350, 360]], [IDS[7]], new_ids, texts=["zebra lamp", "zebra drill"]
+        )
+    assert after.meta.physical_collection == before.meta.physical_collection, "no new collection: live"
+    assert after.count() == len(new_ids) == 300 and after.meta.size == 300
+    exact = ItemIndex.build(np.stack([vectors[i] for i in new_ids]), new_ids, space="fp")
+    queries = np.concatenate([QUERIES, VECTORS[[350, 360]]])
+    assert after.search(queries, k=10)[0] == exact.search(queries, k=10)[0]
+    allowed = np.array([0, 5, 298, 299, len(new_ids) - 1])  # the quoted id and the new item among them
+    assert after.search(queries, k=3, allowed_rows=allowed)[0] == exact.search(queries, k=3, allowed_rows=allowed)[0]
+    assert {i for i, _ in after.full_text().search(["zebra"], k=5)[0]} == {IDS[5], "new-1"}, "BM25 follows"
+    stale, _ = before.search(VECTORS[[360]], k=5)  # a searcher opened before the change: no unknown item
+    assert "new-1" not in stale[0] and IDS[7] not in stale[0] and len(stale[0]) == 4
+    with pytest.raises(ValueError, match="not in the new catalog"):
+        after.update_live(["ghost"], VECTORS[:1], [], new_ids, texts=["x"])
+    with pytest.raises(ValueError, match="text of every"):
+        after.update_live(["new-1"], VECTORS[:1], [], new_ids)

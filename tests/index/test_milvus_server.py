@@ -123,5 +123,8 @@ def test_a_run_indexes_into_the_server_and_follows_a_catalog_change(
     )
     update_index(RunDir(run.root), tmp_path / "delta.csv", tmp_path / "gone.txt", progress=False)
     after = RunDir(run.root).index
-    assert after.meta.physical_collection != index.meta.physical_collection
+    assert after.meta.physical_collection == index.meta.physical_collection, "upserted and deleted live"
     assert "new-1" in after.item_ids and gone not in after.item_ids and after.meta.size == len(run.catalog)
+    assert after.count() == after.meta.size, "the server counts the deletion"
+    stale_ids, _ = index.search(np.ones((1, index.meta.dim), dtype=np.float32), k=index.meta.size)
+    assert "new-1" not in stale_ids[0], "a searcher opened before the change returns no item it does not know"

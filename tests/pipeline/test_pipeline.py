@@ -788,3 +788,43 @@ def test_an_update_that_fails_leaves_the_index_and_the_catalog_whole(
     with pytest.raises(DataError, match="not in the catalog"):
         (tmp_path / "unknown.txt").write_text("no-such-item\n", encoding="utf-8")
         index_step.update_index(after, deletions=tmp_path / "unknown.txt", progress=False)
+
+
+def test_a_milvus_update_cut_off_halfway_is_refused_until_rerun(
+    demo_files, tiny_teacher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pymilvus", reason="the Milvus backend needs pymilvus (pip install 'harness-lm[milvus]')")
+    from harnesslm.encoding.cache import encode
+    from harnesslm.index.milvus_index import MilvusItemIndex
+    from harnesslm.pipeline import index as index_step
+
+    config = updated(
+        small_config(demo_files, tiny_teacher, tmp_path / "cache"),
+        {"teacher": {"enabled": False}, "index": {"kind": "milvus", "milvus": {"index_type": "FLAT"}}},
+    )
+    run = steps.prepare(config.model_copy(update={"students": []}), tmp_path / "run")
+    steps.teacher(run, progress=False)
+    built = steps.build_index(run, progress=False)
+    delta, gone, changed, deleted = _catalog_change(run, tmp_path)
+    real_save = MilvusItemIndex.save
+
+    def cut_off(self, directory):  # the process dies after Milvus took the change, before the run recorded it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MilvusItemIndex, "save", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        index_step.update_index(RunDir(run.root), delta, gone, progress=False)
+    with pytest.raises(IndexMismatchError, match="same `harness index --update` again"):
+        RunDir(run.root).index  # noqa: B018
+    with pytest.raises(DataError, match="cut off"):
+        index_step.update_index(RunDir(run.root), deletions=gone, progress=False)  # another change must wait
+    monkeypatch.setattr(MilvusItemIndex, "save", real_save)
+    counts = index_step.update_index(RunDir(run.root), delta, gone, progress=False)
+    assert counts == {"added": 1, "changed": 1, "removed": 1, "encoded": 2, "in_place": True}
+    after = RunDir(run.root)
+    index = after.index
+    assert isinstance(index, MilvusItemIndex) and index.meta.physical_collection == built.meta.physical_collection
+    assert not (after.index_dir / "update.pending.json").exists()
+    assert index.count() == len(after.catalog) and list(index.item_ids) == after.catalog["item_id"].tolist()
+    assert deleted not in index.item_ids and changed in index.item_ids
+    assert index.search(encode(after.teacher, ["drill 99v"], role="document"), 1)[0] == [["new-1"]]

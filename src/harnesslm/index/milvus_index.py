@@ -6,10 +6,16 @@ catalogs) or a Milvus standalone / cluster address such as ``http://host:19530``
 server has authentication on; default: the ``MILVUS_TOKEN`` environment variable).
 
 Layout in Milvus: one collection per build, named ``<collection>__v<time>_<random>``, with the item id as a VARCHAR
-primary key, the row number (its position in the catalog, for filters) and the embedding (metric IP); an
-alias ``<collection>`` is switched to it only after every row is inserted, indexed and loaded, so readers
-never see a half-built index and a rebuild replaces the old one in one step. The embedding space's
-fingerprint is a collection property (and in ``meta.json``), so a search from another teacher's space fails.
+primary key (filters name item ids) and the embedding (metric IP); an alias ``<collection>`` is switched to it
+only after every row is inserted, indexed and loaded, so readers never see a half-built index and a rebuild
+replaces the old one in one step. The embedding space's fingerprint is a collection property (and in
+``meta.json``), so a search from another teacher's space fails.
+
+A catalog change is applied to the live collection (:meth:`MilvusItemIndex.update_live`: Milvus upsert and
+delete, no re-insert of the kept items). Milvus has no transaction over several calls, so the run keeps a journal
+(``update.pending.json``) until the change is whole; upsert and delete are idempotent, and the same update run
+again completes one that was cut off. A searcher opened before the change never returns an item it does not know
+(it drops ids outside its own list), so a service keeps answering until it swaps to the new description.
 
 Milvus Lite (milvus-lite 3.2) supports FLAT (brute force), AUTOINDEX (HNSW there), HNSW, HNSW_SQ, IVF_FLAT and
 IVF_SQ8 with metric IP; IVF_PQ is not implemented and fails in the background, so it is refused here.
@@ -32,7 +38,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,6 +58,8 @@ SPACE_PROPERTY = "harness_space"
 LITE_INDEX_TYPES = ("FLAT", "AUTOINDEX", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
 MAX_TOP_K = 16_384  # Milvus's limit on ``limit`` (topk) per search
 MAX_QUERIES_PER_CALL = 1_024
+PENDING_UPDATE = "update.pending.json"
+"""The journal of a live update in the run's index folder: present while Milvus may hold part of a change."""
 SEARCH_CONSISTENCY = "Bounded"
 """Searches read what the server had a moment ago, not what it has now: every row of a build is flushed and loaded
 before the alias moves to it, so nothing is missed, and a Strong read waits for the server's next time tick on every
@@ -140,6 +148,7 @@ class MilvusItemIndex:
         self.client = client
         self.item_ids = np.asarray(item_ids, dtype=object)
         self.meta = meta
+        self._known = frozenset(self.item_ids.tolist())
 
     @classmethod
     def build(
@@ -201,7 +210,6 @@ class MilvusItemIndex:
         )
         id_bytes = max((len(i.encode("utf-8")) for i in ids), default=1)
         schema.add_field("item_id", DataType.VARCHAR, is_primary=True, max_length=min(65_535, max(64, 2 * id_bytes)))
-        schema.add_field("row", DataType.INT64)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
         params = client.prepare_index_params()
         params.add_index(field_name="embedding", index_type=index_type, metric_type="IP", params=index_params)
@@ -258,11 +266,14 @@ class MilvusItemIndex:
         return MilvusFullText(self)
 
     def _filter(self, allowed_rows: np.ndarray | None) -> str | None:
-        """The ``row in [...]`` expression for ``allowed_rows`` ("" for none; None when nothing is allowed)."""
+        """The ``item_id in [...]`` expression for ``allowed_rows`` (positions in :attr:`item_ids`; "" for none,
+        None when nothing is allowed). By id, not by a stored row number: a live update moves rows."""
         if allowed_rows is None:
             return ""
         rows = np.unique(np.asarray(allowed_rows, dtype=np.int64))
-        return f"row in [{','.join(map(str, rows.tolist()))}]" if len(rows) else None
+        if not len(rows):
+            return None
+        return f"item_id in [{','.join(_quoted(i) for i in self.item_ids[rows].tolist())}]"
 
     def search(
         self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
@@ -298,9 +309,66 @@ class MilvusItemIndex:
                 consistency_level=SEARCH_CONSISTENCY,
             )
             for offset, hits in enumerate(results):
-                ids.append([_hit_id(hit) for hit in hits])
-                scores[begin + offset, : len(hits)] = [hit["distance"] for hit in hits]
+                # an item another process added since this searcher opened is not in its table: left out
+                kept = [(_hit_id(hit), hit["distance"]) for hit in hits if _hit_id(hit) in self._known]
+                ids.append([item for item, _ in kept])
+                scores[begin + offset, : len(kept)] = [score for _, score in kept]
         return ids, scores
+
+    def update_live(
+        self,
+        upserted_ids: Sequence[str],
+        upserted_vectors: np.ndarray,
+        deleted_ids: Sequence[str],
+        item_ids: Sequence[str],
+        texts: Sequence[str] | None = None,
+        batch_size: int = 1_000,
+    ) -> MilvusItemIndex:
+        """This collection after a catalog change, made in place with Milvus upsert and delete: the rows of
+        ``upserted_ids`` (new items and items whose text changed) written with ``upserted_vectors`` (and, for a
+        full-text collection, ``texts`` aligned with them), ``deleted_ids`` removed, and ``item_ids`` the
+        catalog's order afterwards. The kept items are not sent again and the alias does not move.
+
+        Both calls are idempotent: the same change applied twice gives the same collection, which is how a change
+        cut off halfway is completed (the run's journal, :data:`PENDING_UPDATE`, says one was).
+        """
+        upserted_vectors = np.ascontiguousarray(np.reshape(upserted_vectors, (-1, self.meta.dim)), dtype=np.float32)
+        ids = [str(i) for i in upserted_ids]
+        if len(ids) != len(upserted_vectors):
+            raise ValueError(f"{len(upserted_vectors)} vectors but {len(ids)} ids to upsert")
+        if self.meta.full_text and (texts is None or len(texts) != len(ids)):
+            raise ValueError("a full-text collection needs the text of every upserted item")
+        item_ids = [str(i) for i in item_ids]
+        if stray := sorted(set(ids) - set(item_ids))[:3]:
+            raise ValueError(f"upserted item(s) not in the new catalog: {', '.join(stray)}")
+        collection = self.meta.physical_collection
+        has_row = "row" in {f["name"] for f in self.client.describe_collection(collection).get("fields", [])}
+        position = {item: row for row, item in enumerate(item_ids)} if has_row else {}
+        for begin in range(0, len(ids), batch_size):
+            end = min(begin + batch_size, len(ids))
+            rows = []
+            for i in range(begin, end):
+                row: dict[str, Any] = {"item_id": ids[i], "embedding": upserted_vectors[i].tolist()}
+                if has_row:  # a collection from before filters went by id keeps its (no longer read) row field
+                    row["row"] = position[ids[i]]
+                if self.meta.full_text:
+                    row["text"] = texts[i]  # type: ignore[index]
+                rows.append(row)
+            self.client.upsert(collection, rows)
+        deleted = [str(i) for i in deleted_ids]
+        for begin in range(0, len(deleted), batch_size):
+            self.client.delete(collection, ids=deleted[begin : begin + batch_size])
+        self.client.flush(collection)
+        meta = replace(self.meta, size=len(item_ids))
+        return MilvusItemIndex(self.client, item_ids, meta)
+
+    def count(self) -> int:
+        """The rows the collection holds now, deletions counted (its statistics count a deleted row until
+        compaction)."""
+        found = self.client.query(
+            self.meta.physical_collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
+        )
+        return int(found[0]["count(*)"])
 
     def check_space(self, space: str) -> None:
         check_space(space, self.meta.space, backend="Milvus index")
@@ -323,14 +391,30 @@ class MilvusItemIndex:
         (directory / "index.faiss").unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, directory: Path, token: str | None = None) -> MilvusItemIndex:
-        """Reconnect to the collection a :meth:`save` describes and check it is still the one that was built."""
+    def load(
+        cls, directory: Path, token: str | None = None, pending_ids: Sequence[str] | None = None
+    ) -> MilvusItemIndex:
+        """Reconnect to the collection a :meth:`save` describes and check it is still the one that was built.
+
+        A live update cut off halfway (its journal in ``directory``) is refused with how to complete it.
+        ``pending_ids`` opens the collection anyway, as holding those items (the update step completing a change:
+        the catalog's ids before it, whichever of ``ids.json`` and ``meta.json`` the cut-off change had written).
+        """
         directory = Path(directory)
+        journal = directory / PENDING_UPDATE
+        pending = pending_ids is not None
+        if journal.exists() and not pending:
+            raise IndexMismatchError(
+                f"{journal}: an update of this Milvus collection was cut off and the collection may hold part of "
+                f"it ({journal.read_text(encoding='utf-8').strip()}): run the same `harness index --update` again"
+            )
         raw = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
         if is_lite_uri(raw["uri"]) and not Path(raw["uri"]).is_absolute():
             raw["uri"] = str(directory / raw["uri"])
         meta = MilvusIndexMeta(**raw)
         ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        if pending_ids is not None:
+            ids, meta = list(pending_ids), replace(meta, size=len(pending_ids))
         client = connect(meta.uri, token)
         if not client.has_collection(meta.physical_collection):
             raise FileNotFoundError(
@@ -343,10 +427,10 @@ class MilvusItemIndex:
             raise IndexMismatchError(
                 f"Milvus collection {meta.physical_collection!r} holds space {stored}, meta.json says {meta.space}"
             )
-        rows = int(client.get_collection_stats(meta.physical_collection).get("row_count", len(ids)))
-        if rows != len(ids):
+        index = cls(client, ids, meta)
+        if not pending and (rows := index.count()) != len(ids):
             raise IndexMismatchError(f"Milvus collection has {rows} rows but ids.json lists {len(ids)} items")
-        return cls(client, ids, meta)
+        return index
 
     def close(self) -> None:
         self.client.close()
@@ -411,7 +495,7 @@ def _insert(
         for begin in range(0, len(ids), batch_size):
             end = min(begin + batch_size, len(ids))
             rows = [
-                {"item_id": ids[i], "row": i, "embedding": vector, **({"text": texts[i]} if texts is not None else {})}
+                {"item_id": ids[i], "embedding": vector, **({"text": texts[i]} if texts is not None else {})}
                 for i, vector in zip(range(begin, end), embeddings[begin:end].tolist(), strict=True)
             ]
             client.insert(collection, rows)
@@ -473,6 +557,11 @@ def _drop_unfinished_builds(client: MilvusClient, collection: str) -> None:
         if name.startswith(f"{collection}__v") and name != live:
             logger.info("dropping unfinished Milvus build %s", name)
             client.drop_collection(name)
+
+
+def _quoted(item_id: str) -> str:
+    """A string literal of Milvus's filter expressions (double quotes, backslash escapes)."""
+    return '"' + item_id.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _hit_id(hit: Any) -> str:

@@ -4,14 +4,16 @@ change (items added, changed, taken off sale) then updates it with only the new 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from harnesslm.atomic import atomic_file, save_array
+from harnesslm.atomic import atomic_file, save_array, write_text
 from harnesslm.data import load_catalog
 from harnesslm.data.errors import DataError
 from harnesslm.encoding.cache import cache_path, read_cache
@@ -58,13 +60,16 @@ def update_index(
 
     Only new and changed texts are encoded by the teacher (through the cache); every other item keeps its
     embedding (from the cache of the current catalog, else from the index itself for an exact or HNSW index).
-    An exact, SQ8 or IVF-PQ index is changed in place (:meth:`ItemIndex.update_in_place`); an HNSW graph is
-    built again from those vectors, and Milvus gets a new collection behind the alias.
-    the catalog replaced, and the full catalog's embeddings cached under the new catalog, so a later
-    ``harness index`` encodes nothing. The index is swapped only once everything new is written: an update that
-    fails halfway leaves the previous index and catalog whole. BM25 follows on its next use (the lexical index
-    is rebuilt when the catalog changes). Returns the counts added, changed, removed and encoded, and whether
-    the index was changed in place.
+    An exact, SQ8 or IVF-PQ index is changed in place (:meth:`ItemIndex.update_in_place`), a Milvus collection
+    live with upsert and delete (:meth:`MilvusItemIndex.update_live`); an HNSW graph is built again from those
+    vectors (FAISS cannot remove a node from one), as is an index whose settings the config changed. Then the
+    catalog is replaced, and the full catalog's embeddings cached under the new catalog, so a later
+    ``harness index`` encodes nothing. A FAISS index is swapped only once everything new is written: an update
+    that fails halfway leaves the previous index and catalog whole. Milvus has no transaction: a change cut off
+    there is journaled, the run's index refused until the same update is run again, which completes it. BM25
+    follows on its next use (the lexical index is rebuilt when the catalog changes; Milvus's own full-text
+    index gets the new texts with the upsert). Returns the counts added, changed, removed and encoded, and
+    whether the index was changed in place.
     """
     if changes is None and deletions is None:
         raise ValueError("an update needs a file of changed items, of deleted ids, or both")
@@ -72,6 +77,9 @@ def update_index(
     old = run.catalog
     delta = load_catalog(changes, cfg.id_column, cfg.text_column, cfg.format, cfg.fields) if changes else None
     removed = _deleted_ids(deletions, cfg.id_column) if deletions else set()
+    _check_journal(
+        run, {"changes": str(changes) if changes else None, "deletions": str(deletions) if deletions else None}
+    )
     if unknown := sorted(removed - set(old["item_id"]))[:3]:
         raise DataError(f"cannot delete item(s) not in the catalog: {', '.join(unknown)}", path=deletions)
     with run.timed("index update"):
@@ -149,14 +157,17 @@ def _swap(
     run: RunDir, old: pd.DataFrame, catalog: pd.DataFrame, vectors: np.ndarray, counts: dict, changes, deletions
 ) -> bool:
     """Write the new catalog's embeddings to the cache, then the index, then replace the catalog: the index
-    directory and the catalog file are each replaced whole (a crash before leaves the old ones). Whether the
+    directory and the catalog file are each replaced whole (a crash before leaves the old ones). A Milvus
+    collection changed live is journaled until the catalog is replaced (see :func:`_milvus_updated`). Whether the
     index was updated in place (else it was built again)."""
     record = provenance.read_record(run.index_dir) or {}  # before the build replaces the folder
     staged = run.data_dir / "catalog.next.parquet"
     with atomic_file(staged, "wb") as handle:
         catalog.to_parquet(handle, index=False)
     save_array(cache_path(run.teacher, catalog["text"].tolist(), run.cache_dir, role="document"), vectors)
-    updated = _updated_in_place(run, old, catalog, vectors)
+    change = _Change.between(old, catalog)
+    note = {"changes": str(changes) if changes else None, "deletions": str(deletions) if deletions else None}
+    updated = _milvus_updated(run, change, catalog, vectors, note) or _updated_in_place(run, change, vectors)
     if updated is not None:
         updated.save(run.index_dir)
     else:
@@ -171,42 +182,138 @@ def _swap(
         )
     os.replace(staged, run.data_dir / "catalog.parquet")
     run.loaded.catalog, run.loaded.item_texts = catalog, None
-    update = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **counts}
-    update |= {"changes": str(changes) if changes else None, "deletions": str(deletions) if deletions else None}
+    update = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **counts, **note}
     provenance.write_record(
         run.index_dir, *step_inputs(run, "index"), extra={"updates": [*record.get("updates", []), update]}
     )
+    _journal(run).unlink(missing_ok=True)
     run.loaded.index_rewritten()
     return updated is not None
 
 
-def _updated_in_place(run: RunDir, old: pd.DataFrame, catalog: pd.DataFrame, vectors: np.ndarray) -> ItemIndex | None:
+@dataclass(frozen=True)
+class _Change:
+    """A catalog change as rows of the old catalog (removed, and kept with a new text) and the ids added at the
+    end of the new one (:func:`_merged_catalog` keeps the kept items in order and appends the new)."""
+
+    old_ids: list[str]
+    removed: np.ndarray
+    changed: np.ndarray
+    added: list[str]
+    new_row: dict[str, int]
+
+    @classmethod
+    def between(cls, old: pd.DataFrame, catalog: pd.DataFrame) -> _Change:
+        old_ids = old["item_id"].tolist()
+        new_row = {item: row for row, item in enumerate(catalog["item_id"])}
+        texts = catalog["text"].tolist()
+        removed = [row for row, item in enumerate(old_ids) if item not in new_row]
+        changed = [
+            row
+            for row, (item, text) in enumerate(zip(old_ids, old["text"], strict=True))
+            if item in new_row and texts[new_row[item]] != text
+        ]
+        added = catalog["item_id"].iloc[len(old_ids) - len(removed) :].tolist()
+        return cls(old_ids, np.asarray(removed, dtype=np.int64), np.asarray(changed, dtype=np.int64), added, new_row)
+
+    def new_rows_of_changed(self) -> list[int]:
+        return [self.new_row[self.old_ids[row]] for row in self.changed]
+
+
+def _updated_in_place(run: RunDir, change: _Change, vectors: np.ndarray) -> ItemIndex | None:
     """The run's FAISS index with the change applied in place (:meth:`ItemIndex.update_in_place`: no training,
     seconds at millions of items), or None where it must be built again: an HNSW graph (FAISS cannot remove
-    from one), Milvus (a new collection behind the alias), or an index that is not the config's kind or not
-    in the catalog's order."""
+    from one) or an index that is not the config's kind or not in the catalog's order."""
     wanted = run.config.index
+    if (run.index_dir / "meta.json").exists() and _index_kind(run) == "milvus":
+        return None
     index = run.index
     if not isinstance(index, ItemIndex) or index.meta.kind not in ItemIndex.IN_PLACE_KINDS:
         return None
     if index.meta.kind != wanted.kind or (wanted.dim or index.meta.dim) != index.meta.dim:
         return None
-    old_ids = old["item_id"].tolist()
-    if list(index.item_ids) != old_ids:
+    if list(index.item_ids) != change.old_ids:
         return None
-    new_row = {item: row for row, item in enumerate(catalog["item_id"])}
-    old_text = dict(zip(old_ids, old["text"], strict=True))
-    removed = [row for row, item in enumerate(old_ids) if item not in new_row]
-    changed = [
-        row
-        for row, item in enumerate(old_ids)
-        if item in new_row and catalog["text"].iat[new_row[item]] != old_text[item]
-    ]
-    added = catalog["item_id"].iloc[len(old_ids) - len(removed) :].tolist()
+    kept = len(change.old_ids) - len(change.removed)
     return index.update_in_place(
-        np.asarray(changed, dtype=np.int64),
-        vectors[[new_row[old_ids[row]] for row in changed]] if changed else vectors[:0],
-        np.asarray(removed, dtype=np.int64),
-        added,
-        vectors[len(old_ids) - len(removed) :],
+        change.changed, vectors[change.new_rows_of_changed()], change.removed, change.added, vectors[kept:]
     )
+
+
+def _milvus_updated(
+    run: RunDir, change: _Change, catalog: pd.DataFrame, vectors: np.ndarray, note: dict
+) -> MilvusItemIndex | None:
+    """The run's Milvus collection with the change upserted and deleted live
+    (:meth:`MilvusItemIndex.update_live`), or None where it is not a Milvus index of the config's collection
+    (then a new collection is built behind the alias).
+
+    Milvus has no transaction over the calls, so ``index/update.pending.json`` says a change is under way until
+    the catalog is replaced: meanwhile the run's index is refused with how to complete it, and the same update run
+    again applies it whole (upsert and delete are idempotent).
+    """
+    wanted = run.config.index
+    if not (run.index_dir / "meta.json").exists() or _index_kind(run) != "milvus" or wanted.kind != "milvus":
+        return None
+    from harnesslm.index.milvus_index import MilvusItemIndex, supports_full_text
+
+    raw = json.loads((run.index_dir / "meta.json").read_text(encoding="utf-8"))
+    target = wanted.milvus
+    if raw["collection"] != target.collection or raw["index_type"] != target.index_type.upper():
+        return None
+    if not _same_place(raw["uri"], target.uri, run.index_dir):
+        return None
+    journal = _journal(run)
+    index = MilvusItemIndex.load(run.index_dir, token=target.token, pending_ids=change.old_ids)
+    if index.meta.full_text != (target.full_text and supports_full_text(index.client)):
+        return None  # full-text search turned on or off in the config: a new collection
+    write_text(journal, json.dumps({"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **note}))
+    upserted = np.concatenate(
+        [change.new_rows_of_changed(), np.arange(len(change.added)) + len(catalog) - len(change.added)]
+    )
+    upserted = upserted.astype(np.int64)
+    return index.update_live(
+        catalog["item_id"].iloc[upserted].tolist(),
+        vectors[upserted],
+        [change.old_ids[row] for row in change.removed],
+        catalog["item_id"].tolist(),
+        texts=catalog["text"].iloc[upserted].tolist() if index.meta.full_text else None,
+    )
+
+
+def _same_place(built: str, wanted: str | None, directory: Path) -> bool:
+    """Whether the collection was built where the config points (a Lite file is resolved from the index folder,
+    where it lives by default)."""
+    from harnesslm.index.milvus_index import is_lite_uri
+
+    target = wanted or str(directory / "milvus.db")
+    if not is_lite_uri(built) or not is_lite_uri(target):
+        return built == target
+    return (directory / built).resolve() == Path(target).resolve()  # a relative Lite uri in meta.json: the folder's
+
+
+def _index_kind(run: RunDir) -> str | None:
+    return json.loads((run.index_dir / "meta.json").read_text(encoding="utf-8")).get("kind")
+
+
+def _journal(run: RunDir) -> Path:
+    from harnesslm.index.milvus_index import PENDING_UPDATE
+
+    return run.index_dir / PENDING_UPDATE
+
+
+def _check_journal(run: RunDir, note: dict) -> None:
+    """Before an update: a Milvus change cut off earlier must be completed first, by the same files. One cut off
+    after the catalog was replaced was complete already: its journal is removed."""
+    journal = _journal(run)
+    if not journal.exists():
+        return
+    if not (run.data_dir / "catalog.next.parquet").exists():
+        journal.unlink()
+        return
+    earlier = json.loads(journal.read_text(encoding="utf-8"))
+    if {k: earlier.get(k) for k in note} != note:
+        raise DataError(
+            f"an update of the Milvus collection was cut off (changes {earlier.get('changes')}, deletions "
+            f"{earlier.get('deletions')}): run that update again to complete it before applying another",
+            path=journal,
+        )
