@@ -5,10 +5,11 @@ A copy of the run is served by ``harness serve`` (its defaults; admin token set)
 disk first with ``harness index COPY --update`` (``--changes`` titles retitled and ``--deletions`` items taken
 off sale), which the service does not see yet (``--watch-seconds 0``). Then ``--clients`` closed-loop clients
 send ``GET /search`` with the run's validation queries; after ``--before`` seconds ``POST /admin/reload``
-swaps the service to the updated index (for a large exact-built run it builds the new serving HNSW graph while
-the old pair answers), and the load goes on for ``--after`` seconds after the swap. Every request's send time,
-latency and status are kept; the figures are p50/p99 and errors in each window, the swap's own time, and a
-check that after the swap no deleted item is returned. Run it alone on the machine.
+swaps the service to the updated index (for a large exact-built run, the update applied the change to the
+service's HNSW graph in place, so the swap loads it; a graph from another version of the index would be built
+again while the old pair answers), and the load goes on for ``--after`` seconds after the swap. Every
+request's send time, latency and status are kept; the figures are p50/p99 and errors in each window, the
+swap's own time, and a check that after the swap no deleted item is returned. Run it alone on the machine.
 
     python benchmarks/hot_swap.py runs/recipe-time/after-homedepot-minilm-empty [--clients 16] [--changes 200] \\
         [--deletions 200] [--before 10] [--after 15] [--out benchmarks/results/hot_swap.json]

@@ -1,7 +1,7 @@
 """Benchmark: the relevance-training ideas of the recipe's neighbours as teacher options, against the plain teacher.
 
 Each idea is an option of the teacher step (``teacher.loss: triplet``, ``teacher.adversarial.method: fgm``,
-``teacher.graph_regularizer.weight``).
+``teacher.graph_regularizer.weight``, ``teacher.ood_regularizer.weight``).
 The teacher is fine-tuned once per idea, all else equal, on a split that holds out whole product groups
 (``data.ood_holdout``): the queries whose relevant items all fall in them form ``ood_validation`` and
 ``ood_test``, and training never sees those items. Each teacher indexes the whole catalog and is scored by
@@ -36,6 +36,9 @@ IDEAS: dict[str, dict] = {
     "triplet": {"teacher": {"loss": "triplet"}},
     "fgm": {"teacher": {"adversarial": {"method": "fgm"}}},
     "graph": {"teacher": {"graph_regularizer": {"weight": 0.1}}},
+    "ood": {"teacher": {"ood_regularizer": {"weight": 1.0}}},
+    "fgm-small": {"teacher": {"adversarial": {"method": "fgm", "epsilon": 0.1}}},
+    "one-epoch": {"teacher": {"schedule": {"steps": 100_000, "epochs": 1}}},  # a plainer lever: more steps
 }
 """Each idea as the config patch that turns it on (the plain teacher first: the rows' reference)."""
 console = Console()

@@ -144,7 +144,8 @@ class AdversarialConfig(_Section):
     """Adversarial training of the teacher on its input embeddings (``AdversarialContrastiveLoss``): each batch
     again with every text's word embeddings moved ``epsilon`` along the gradient that hurts most (FGM), plus a
     contrastive term between each text's clean and perturbed embedding. Off by default: it doubles a step's
-    cost, and it has not been measured on real data yet (benchmarks/teacher_ideas.py measures it)."""
+    cost, and at epsilon 1.0 it lost 0.057 validation NDCG@10 on Home Depot with MiniLM, and as much out of
+    distribution (benchmarks/teacher_ideas.py, the idea ``fgm``)."""
 
     method: Literal["off", "fgm"] = "off"
     epsilon: float = Field(1.0, gt=0, description="L2 norm of a text's perturbation, over its token embeddings")
@@ -160,6 +161,16 @@ class GraphRegularizerConfig(_Section):
 
     weight: float = Field(0.0, ge=0, description="weight of the positive-to-neighbour InfoNCE (0: off)")
     temperature: float = Field(0.05, gt=0, description="softmax temperature of that InfoNCE")
+
+
+class OodRegularizerConfig(_Section):
+    """An intervention regulariser of the teacher (``TokenInterventionLoss``, after the Amazon OOD text-matching
+    paper): each sampled token's effect on the (query, positive) score, with the token and without it, is held
+    close to the base model's. Off (weight 0) until it wins on validation (benchmarks/teacher_ideas.py, the idea
+    ``ood``)."""
+
+    weight: float = Field(0.0, ge=0, description="weight of the squared effect gap, in logits (0: off)")
+    tokens: int = Field(16, ge=1, description="tokens removed per batch (half in queries, half in items)")
 
 
 class TeacherConfig(_Section):
@@ -178,6 +189,7 @@ class TeacherConfig(_Section):
     triplet_margin: float = Field(0.1, gt=0, description="cosine-distance margin of the triplet loss")
     adversarial: AdversarialConfig = Field(default_factory=lambda: AdversarialConfig())
     graph_regularizer: GraphRegularizerConfig = Field(default_factory=lambda: GraphRegularizerConfig())
+    ood_regularizer: OodRegularizerConfig = Field(default_factory=lambda: OodRegularizerConfig())
     hard_negatives: int = Field(1, ge=0)
     negatives_from: Literal["teacher", "static", "bm25"] = Field(
         "teacher",
@@ -344,6 +356,12 @@ class PoolConfig(_Section):
     synthetic_threads: int = Field(
         2, ge=1, description="generation threads; use 1 when another heavy job shares the cores (llama.cpp spins)"
     )
+    synthetic_executor: Literal["local", "ray"] = Field(
+        "local",
+        description="where the writer runs: this process, or Ray actors (one language model each, "
+        "synthetic_threads CPUs each) on the cluster RAY_ADDRESS names, else a local one; same queries either way",
+    )
+    synthetic_workers: int = Field(2, ge=1, description="Ray actors writing synthetic queries (executor: ray)")
     seed: int = 0
 
 

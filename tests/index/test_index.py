@@ -429,8 +429,41 @@ def test_an_update_in_place_equals_the_index_built_again(kind: str, tmp_path: Pa
     assert ItemIndex.load(tmp_path / "index").search(queries, 10)[0] == expected_found
 
 
-def test_an_hnsw_graph_is_not_updated_in_place() -> None:
-    vectors = np.eye(8, dtype=np.float32)
-    graph = ItemIndex.build(vectors, [str(i) for i in range(8)], "s", kind="hnsw")
-    with pytest.raises(ValueError, match="build it again"):
-        graph.update_in_place(np.array([0]), vectors[:1], np.array([], dtype=np.int64), [], vectors[:0])
+def test_an_hnsw_graph_updated_in_place_leaves_tombstones_and_returns_what_a_rebuild_returns(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    n, dim = 1_500, 16
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"i{i}" for i in range(n)]
+    fresh = rng.normal(size=(9, dim)).astype(np.float32)
+    fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+    graph = ItemIndex.build(vectors, ids, "s", kind="hnsw")
+    # two changes in a row: the second one moves rows whose nodes the first one already moved
+    first = graph.update_in_place(np.array([5, 40]), fresh[:2], np.array([3, 7]), ["a0", "a1"], fresh[2:4])
+    assert first.tombstones == 4 and first.index.ntotal == n + 4 and first.meta.size == n
+    second = first.update_in_place(np.array([2, n - 1]), fresh[4:6], np.array([0, n - 2]), ["b0"], fresh[6:7])
+    assert second.tombstones == 8 and second.meta.size == n - 1
+
+    expected_vectors = {i: v for i, v in zip(ids, vectors, strict=True)}
+    expected_vectors |= {"i5": fresh[0], "i40": fresh[1], "a0": fresh[2], "a1": fresh[3], "b0": fresh[6]}
+    expected_ids = [i for i in ids if i not in ("i3", "i7")] + ["a0", "a1"]
+    expected_vectors |= {expected_ids[2]: fresh[4], expected_ids[n - 1]: fresh[5]}
+    expected_ids = [i for r, i in enumerate(expected_ids) if r not in (0, n - 2)] + ["b0"]
+    assert list(second.item_ids) == expected_ids
+    stacked = np.stack([expected_vectors[i] for i in expected_ids])
+    np.testing.assert_allclose(second.vectors(), stacked, atol=1e-6)
+    exact = ItemIndex.build(stacked, expected_ids, "s")
+    queries = np.concatenate([vectors[[0, 3, 5, 7, 40]], fresh, stacked[::50]])
+    found, _ = second.search(queries, 10)
+    assert recall_against_exact(found, exact.search(queries, 10)[0], 10) >= 0.95
+    gone = {"i0", "i3", "i7", f"i{n - 2}"} | {"i5", "i40"} - set(expected_ids)
+    assert not gone & {i for row in found for i in row}, "a tombstone is never returned"
+    assert [row[0] for row in found[5:14]][:2] == ["i5", "i40"] and found[11][0] == "b0"
+    rows = np.arange(0, len(expected_ids), 7)  # filters name rows of the new catalog
+    view = second.exact_view()
+    assert view.search(queries, 10, allowed_rows=rows)[0] == exact.search(queries, 10, allowed_rows=rows)[0]
+    assert view.search(queries, 10)[0] == exact.search(queries, 10)[0]
+    second.save(tmp_path / "graph")
+    loaded = ItemIndex.load(tmp_path / "graph")
+    assert loaded.tombstones == 8 and loaded.search(queries, 10)[0] == found
+    assert ItemIndex.load(tmp_path / "graph").exact_view().search(queries, 5)[0] == exact.search(queries, 5)[0]

@@ -828,3 +828,58 @@ def test_a_milvus_update_cut_off_halfway_is_refused_until_rerun(
     assert index.count() == len(after.catalog) and list(index.item_ids) == after.catalog["item_id"].tolist()
     assert deleted not in index.item_ids and changed in index.item_ids
     assert index.search(encode(after.teacher, ["drill 99v"], role="document"), 1)[0] == [["new-1"]]
+
+
+def test_the_service_graph_follows_a_catalog_change_in_place_and_a_stale_one_is_built_again(
+    finished_run: RunDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harnesslm.index import copied_from, index_version
+    from harnesslm.pipeline import index as index_step
+    from harnesslm.pipeline.serve import serving_index
+
+    shutil.copytree(finished_run.root, tmp_path / "copy")
+    run = RunDir(tmp_path / "copy")
+    teacher = run.teacher
+    served = serving_index(run, "hnsw", teacher, "teacher")
+    folder = run.serving_dir / "hnsw"
+    assert copied_from(folder) == index_version(run.index_dir)
+    delta, gone, _, deleted = _catalog_change(run, tmp_path)
+    counts = index_step.update_index(run, delta, gone, progress=False)
+    assert counts["in_place"]
+    after = RunDir(run.root)
+    assert copied_from(folder) == index_version(after.index_dir), "the graph was updated with the index"
+    graph = ItemIndex.load(folder)
+    assert list(graph.item_ids) == after.catalog["item_id"].tolist() and graph.tombstones == 2  # changed + removed
+    from harnesslm.encoding.cache import encode
+
+    query = encode(after.teacher, ["drill 99v"], role="document")
+    assert graph.search(query, 1)[0] == [["new-1"]] and deleted not in graph.search(query, 50)[0][0]
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the service rebuilt a current graph")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ItemIndex, "build", no_rebuild)
+        again = serving_index(after, "hnsw", after.teacher, "teacher")
+    assert list(again.item_ids) == list(graph.item_ids) and served is not again
+    # a change the update step did not apply to the graph (its source is another version): built again
+    (folder / "source.json").write_text(json.dumps({"index_version": "stale"}), encoding="utf-8")
+    rebuilt = serving_index(RunDir(run.root), "hnsw", after.teacher, "teacher")
+    assert rebuilt.ann.tombstones == 0 and copied_from(folder) == index_version(after.index_dir)
+
+
+def test_an_hnsw_run_index_is_updated_in_place(demo_files, tiny_teacher, tmp_path: Path) -> None:
+    from harnesslm.pipeline import index as index_step
+
+    config = updated(
+        small_config(demo_files, tiny_teacher, tmp_path / "cache"),
+        {"teacher": {"enabled": False}, "index": {"kind": "hnsw"}},
+    )
+    run = steps.prepare(config.model_copy(update={"students": []}), tmp_path / "run")
+    steps.teacher(run, progress=False)
+    steps.build_index(run, progress=False)
+    delta, gone, _, deleted = _catalog_change(run, tmp_path)
+    assert index_step.update_index(RunDir(run.root), delta, gone, progress=False)["in_place"]
+    index = RunDir(run.root).index
+    assert index.meta.kind == "hnsw" and index.tombstones == 2 and deleted not in index.item_ids
+    assert (RunDir(run.root).index_dir / "labels.npy").exists()

@@ -437,8 +437,9 @@ def test_fine_tune_teacher_changes_weights(shop: Shop) -> None:
         ({"adversarial": {"method": "fgm", "epsilon": 0.5}}, "AdversarialContrastiveLoss"),
         ({"graph_regularizer": {"weight": 0.5}}, "GraphRegularizedLoss"),
         ({"loss": "triplet", "graph_regularizer": {"weight": 0.5}}, "GraphRegularizedLoss"),
+        ({"ood_regularizer": {"weight": 0.5, "tokens": 4}}, "TokenInterventionLoss"),
     ],
-    ids=["triplet", "fgm", "graph", "triplet-graph"],
+    ids=["triplet", "fgm", "graph", "triplet-graph", "ood"],
 )
 def test_the_teachers_other_objectives_train_it(shop: Shop, options: dict, loss_name: str) -> None:
     pairs = shop.pairs

@@ -15,6 +15,38 @@ if TYPE_CHECKING:
     from harnesslm.index.milvus_index import MilvusItemIndex
 
 
+SOURCE_FILES = ("ids.json", "labels.npy", "meta.json", "harness_step.json")
+
+
+def index_version(directory: Path) -> str:
+    """A fingerprint of what a saved index holds now: its ids, node labels, meta and build record (which a
+    build or an update rewrites, with its date), so a copy made from it (the serving graph) knows it is stale."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in SOURCE_FILES:
+        path = Path(directory) / name
+        digest.update(name.encode() + (path.read_bytes() if path.exists() else b"-"))
+    return digest.hexdigest()[:16]
+
+
+COPY_SOURCE = "source.json"
+"""Beside an index made from another (the service's HNSW graph over the run's exact index): the
+:func:`index_version` of the index it was made from, or last updated to."""
+
+
+def mark_copy(directory: Path, version: str) -> None:
+    from harnesslm.atomic import write_text
+
+    write_text(Path(directory) / COPY_SOURCE, json.dumps({"index_version": version}))
+
+
+def copied_from(directory: Path) -> str | None:
+    """The :func:`index_version` a copy was made from (None: unknown, e.g. made before versions were kept)."""
+    path = Path(directory) / COPY_SOURCE
+    return json.loads(path.read_text(encoding="utf-8")).get("index_version") if path.exists() else None
+
+
 def load_item_index(directory: Path, token: str | None = None) -> ItemIndex | MilvusItemIndex:
     """Open the index a run's ``index/`` folder describes: FAISS, or a Milvus collection (``kind: milvus``).
 

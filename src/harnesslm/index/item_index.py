@@ -73,14 +73,39 @@ def check_space(encoder_space: str, index_space: str, backend: str = "index") ->
 
 
 class ItemIndex:
-    """Item ids plus a FAISS index over their embeddings; ``search`` returns ids, not row numbers."""
+    """Item ids plus a FAISS index over their embeddings; ``search`` returns ids, not row numbers.
 
-    def __init__(self, index: faiss.Index, item_ids: Sequence[str], meta: IndexMeta) -> None:
-        if index.ntotal != len(item_ids):
+    Row ``r`` (the item ``item_ids[r]``) is the FAISS vector ``r``, except in an HNSW graph changed in place: FAISS
+    cannot take a node out of a graph, so a removed or changed item's node stays as a tombstone, never returned,
+    and ``labels[r]`` names the node of row ``r`` (``labels.npy`` beside the index).
+    """
+
+    def __init__(
+        self, index: faiss.Index, item_ids: Sequence[str], meta: IndexMeta, labels: np.ndarray | None = None
+    ) -> None:
+        if labels is None and index.ntotal != len(item_ids):
             raise ValueError(f"index holds {index.ntotal} vectors but {len(item_ids)} ids were given")
+        if labels is not None and (len(labels) != len(item_ids) or (len(labels) and labels.max() >= index.ntotal)):
+            raise ValueError(f"{len(labels)} node labels for {len(item_ids)} ids in an index of {index.ntotal}")
         self.index = index
         self.item_ids = np.asarray(item_ids, dtype=object)
         self.meta = meta
+        self.labels: np.ndarray | None = None
+        self._row_of_label: np.ndarray | None = None
+        self._live: faiss.IDSelector | None = None
+        if labels is not None and not np.array_equal(labels, np.arange(index.ntotal)):
+            self.labels = np.ascontiguousarray(labels, dtype=np.int64)
+            self._row_of_label = np.full(index.ntotal, -1, dtype=np.int64)
+            self._row_of_label[self.labels] = np.arange(len(self.labels))
+            live = np.zeros(index.ntotal, dtype=bool)
+            live[self.labels] = True
+            self._live_bits = np.packbits(live, bitorder="little")  # kept here: FAISS holds only a pointer to it
+            self._live = faiss.IDSelectorBitmap(len(self._live_bits), faiss.swig_ptr(self._live_bits))
+
+    @property
+    def tombstones(self) -> int:
+        """Graph nodes of items removed or changed in place (searched past, never returned)."""
+        return int(self.index.ntotal - len(self.item_ids))
 
     @classmethod
     def build(
@@ -188,19 +213,22 @@ class ItemIndex:
         if queries.shape[1] != self.meta.dim:
             raise IndexMismatchError(f"query embeddings have {queries.shape[1]} dimensions, the index {self.meta.dim}")
         k = min(k, self.meta.size)
-        params = None
+        selector = self._live
         if allowed_rows is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
-            params = _search_parameters(self.index, selector)
-        scores, rows = self.index.search(queries, k, params=params)
-        ids = [[self.item_ids[r] for r in row if r >= 0] for row in rows]
+            rows = np.ascontiguousarray(allowed_rows, dtype=np.int64)
+            selector = faiss.IDSelectorBatch(rows if self.labels is None else self.labels[rows])
+        params = None if selector is None else _search_parameters(self.index, selector)
+        scores, found = self.index.search(queries, k, params=params)
+        if self._row_of_label is not None:
+            found = np.where(found >= 0, self._row_of_label[np.maximum(found, 0)], -1)
+        ids = [[self.item_ids[r] for r in row if r >= 0] for row in found]
         return ids, scores
 
     def check_space(self, space: str) -> None:
         check_space(space, self.meta.space)
 
-    IN_PLACE_KINDS: ClassVar[tuple[str, ...]] = ("exact", "sq8", "ivfpq")
-    """Kinds :meth:`update_in_place` changes without a rebuild (FAISS HNSW cannot remove a vector)."""
+    IN_PLACE_KINDS: ClassVar[tuple[str, ...]] = ("exact", "sq8", "ivfpq", "hnsw")
+    """Kinds :meth:`update_in_place` changes without a rebuild (HNSW with tombstones)."""
 
     def update_in_place(
         self,
@@ -217,6 +245,8 @@ class ItemIndex:
         Exact and SQ8 overwrite the stored vectors or codes and compact; IVF-PQ removes the changed and
         removed items from their lists, renumbers the rest and adds the changed ones back under their new
         row with the trained quantizer (its lists, trained on the old catalog, age: rebuild from time to time).
+        HNSW inserts the changed and added items as new nodes and leaves the old nodes of changed and removed
+        items as tombstones (:attr:`tombstones`; searched past, never returned: rebuild once they are many).
         """
         kind = self.meta.kind
         if kind not in self.IN_PLACE_KINDS:
@@ -224,6 +254,8 @@ class ItemIndex:
         changed_rows = np.asarray(changed_rows, dtype=np.int64)
         removed_rows = np.unique(np.asarray(removed_rows, dtype=np.int64))
         changed_vectors, added_vectors = self._cut(changed_vectors), self._cut(added_vectors)
+        if kind == "hnsw":
+            return self._graph_updated(changed_rows, changed_vectors, removed_rows, added_ids, added_vectors)
         index, n = self.index, self.index.ntotal
         if kind in ("exact", "sq8") and len(changed_rows):
             codes = faiss.rev_swig_ptr(faiss.downcast_index(index).codes.data(), n * index.sa_code_size())
@@ -246,6 +278,27 @@ class ItemIndex:
         ids = np.delete(self.item_ids, removed_rows).tolist() + [str(i) for i in added_ids]
         return ItemIndex(index, ids, replace(self.meta, size=len(ids)))
 
+    def _graph_updated(
+        self,
+        changed_rows: np.ndarray,
+        changed_vectors: np.ndarray,
+        removed_rows: np.ndarray,
+        added_ids: Sequence[str],
+        added_vectors: np.ndarray,
+    ) -> ItemIndex:
+        """The HNSW change of :meth:`update_in_place`: new nodes, old ones left as tombstones."""
+        labels = np.arange(self.index.ntotal, dtype=np.int64) if self.labels is None else self.labels.copy()
+        first = self.index.ntotal
+        if len(changed_rows):
+            self.index.add(changed_vectors)
+            labels[changed_rows] = np.arange(first, first + len(changed_rows))
+        first = self.index.ntotal
+        if len(added_ids):
+            self.index.add(added_vectors)
+        labels = np.concatenate([np.delete(labels, removed_rows), np.arange(first, first + len(added_ids))])
+        ids = np.delete(self.item_ids, removed_rows).tolist() + [str(i) for i in added_ids]
+        return ItemIndex(self.index, ids, replace(self.meta, size=len(ids)), labels)
+
     def _cut(self, vectors: np.ndarray) -> np.ndarray:
         """Vectors as the index stores them: float32, cut to a Matryoshka index's dimension."""
         vectors = np.ascontiguousarray(np.reshape(vectors, (-1, vectors.shape[-1])), dtype=np.float32)
@@ -257,7 +310,8 @@ class ItemIndex:
         """The stored item embeddings, in row order (exact and hnsw keep them whole; the others do not)."""
         if self.meta.kind not in ("exact", "hnsw"):
             raise ValueError(f"a {self.meta.kind} index keeps compressed codes, not the item embeddings")
-        return self.index.reconstruct_n(0, self.index.ntotal)
+        stored = self.index.reconstruct_n(0, self.index.ntotal)
+        return stored if self.labels is None else stored[self.labels]
 
     def exact_view(self) -> ItemIndex:
         """Exact search over the same vectors, sharing their memory: an HNSW graph's flat storage, or itself."""
@@ -266,7 +320,8 @@ class ItemIndex:
         if self.meta.kind != "hnsw":
             raise ValueError(f"a {self.meta.kind} index has no exact view: it does not keep the embeddings")
         flat = faiss.downcast_index(self.index.storage)
-        view = ItemIndex(flat, list(self.item_ids), replace(self.meta, kind="exact", hnsw_m=None, hnsw_ef_search=None))
+        meta = replace(self.meta, kind="exact", hnsw_m=None, hnsw_ef_search=None)
+        view = ItemIndex(flat, list(self.item_ids), meta, self.labels)
         view._owner = self  # the graph owns the storage: keep it alive as long as the view
         return view
 
@@ -275,6 +330,8 @@ class ItemIndex:
         with atomic_directory(Path(directory)) as tmp:
             faiss.write_index(self.index, str(tmp / "index.faiss"))
             (tmp / "ids.json").write_text(json.dumps(list(self.item_ids)), encoding="utf-8")
+            if self.labels is not None:
+                np.save(tmp / "labels.npy", self.labels)
             (tmp / "meta.json").write_text(json.dumps(asdict(self.meta), indent=2), encoding="utf-8")
 
     @classmethod
@@ -294,7 +351,8 @@ class ItemIndex:
             index.hnsw.efSearch = meta.hnsw_ef_search
         if isinstance(index, faiss.IndexIVF) and meta.ivf_nprobe:
             index.nprobe = meta.ivf_nprobe
-        return cls(index, ids, meta)
+        labels = np.load(directory / "labels.npy") if (directory / "labels.npy").exists() else None
+        return cls(index, ids, meta, labels)
 
     @property
     def memory_bytes(self) -> int:

@@ -7,6 +7,7 @@ from harnesslm.losses.frozen_item_listwise import FrozenItemListwiseLoss, listwi
 from harnesslm.losses.frozen_item_margin_mse import FrozenItemMarginMSELoss, margin_dataset
 from harnesslm.losses.frozen_item_score_distill import FrozenItemScoreDistillLoss, teacher_top_items
 from harnesslm.losses.graph_regularized import GraphRegularizedLoss
+from harnesslm.losses.token_intervention import TokenInterventionLoss
 
 __all__ = [
     "AdversarialContrastiveLoss",
@@ -16,6 +17,7 @@ __all__ = [
     "FrozenItemMarginMSELoss",
     "FrozenItemScoreDistillLoss",
     "GraphRegularizedLoss",
+    "TokenInterventionLoss",
     "listwise_dataset",
     "margin_dataset",
     "teacher_top_items",

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from rich.progress import track
+from rich.progress import Progress, track
 
 from harnesslm.atomic import write_text
 from harnesslm.models.fingerprint import texts_fingerprint
@@ -103,7 +104,7 @@ def _pseudo_source(run: RunDir, teacher_model, progress: bool) -> PoolSource:
 def _synthetic_source(run: RunDir, teacher_model, progress: bool) -> PoolSource:
     """Queries a small language model writes for ``pool.synthetic_items`` catalog items, few-shot from the
     training judgments. Generations are cached per item, so a larger amount only writes the new items."""
-    from harnesslm.pool.synthetic_queries import QueryWriter, locate_smollm2
+    from harnesslm.pool.synthetic_queries import locate_smollm2
 
     cfg = run.config.pool
     titles = take(run.catalog["text"].tolist(), cfg.synthetic_items, cfg.seed)
@@ -126,11 +127,9 @@ def _synthetic_source(run: RunDir, teacher_model, progress: bool) -> PoolSource:
     missing = [t for t in dict.fromkeys(titles) if t not in written]
     start = time.perf_counter()
     if missing:
-        writer = QueryWriter(
-            examples, backend=cfg.synthetic_backend, relevance=relevance, seed=cfg.seed, n_threads=cfg.synthetic_threads
-        )
-        for done, title in enumerate(track(missing, description="synthetic queries", disable=not progress), 1):
-            written[title] = writer.write(title, cfg.synthetic_per_item)
+        settings = {"backend": cfg.synthetic_backend, "relevance": relevance, "seed": cfg.seed}
+        settings["n_threads"] = cfg.synthetic_threads
+        for done in _written(missing, examples, cfg.synthetic_per_item, settings, cfg, progress, written):
             if done % 200 == 0 or done == len(missing):  # checkpoint: an interrupted run keeps what it wrote
                 write_text(path, json.dumps(written))
     generated = time.perf_counter() - start
@@ -139,6 +138,30 @@ def _synthetic_source(run: RunDir, teacher_model, progress: bool) -> PoolSource:
     source = _encoded_source(run, teacher_model, "synthetic_queries", texts, progress, notes=notes)
     source.generate_seconds = generated
     return source
+
+
+def _written(
+    titles: list[str], examples: list, per_item: int, settings: dict, cfg, progress: bool, into: dict
+) -> Iterator[int]:
+    """Write each title's queries into ``into`` (here, or on Ray actors with ``pool.synthetic_executor: ray``),
+    yielding how many titles are done after each one (Ray: each chunk)."""
+    if cfg.synthetic_executor == "ray":
+        from harnesslm.pool.ray_writers import write_on_ray
+
+        chunks = write_on_ray(titles, examples, per_item, workers=cfg.synthetic_workers, **settings)
+        with Progress(disable=not progress) as bar:
+            task = bar.add_task(f"synthetic queries (Ray, {cfg.synthetic_workers} actors)", total=len(titles))
+            for chunk in chunks:
+                into.update(chunk)
+                bar.advance(task, len(chunk))
+                yield int(bar.tasks[0].completed)
+        return
+    from harnesslm.pool.synthetic_queries import QueryWriter
+
+    writer = QueryWriter(examples, **settings)
+    for done, title in enumerate(track(titles, description="synthetic queries", disable=not progress), 1):
+        into[title] = writer.write(title, per_item)
+        yield done
 
 
 def _pool_cache(run: RunDir) -> Path:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harnesslm import extras
 from harnesslm.atomic import write_text
+from harnesslm.index import copied_from, index_version, mark_copy
 from harnesslm.run.run_dir import RunDir, StepMissingError
 from harnesslm.run.student_store import latest_phase, load_student
 from harnesslm.serving.hot_swap import Reloading
@@ -269,13 +270,16 @@ def serving_index(run: RunDir, choice: IndexChoice, encoder: Any, label: str) ->
     folder = run.serving_dir / "hnsw"
     cfg = run.config.index
     graph = None
+    source = index_version(run.index_dir)
     if (folder / "meta.json").exists():
         graph = ItemIndex.load(folder)
         built_from = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         wanted = {"hnsw_m": cfg.hnsw_m, "hnsw_ef_construction": cfg.hnsw_ef_construction}
-        if any(built_from[key] != base_meta[key] for key in ("space", "size", "dim")) or any(
-            built_from.get(key) != value for key, value in wanted.items()
-        ):  # another index, or a graph built with other settings (before efConstruction was recorded too)
+        if (
+            any(built_from[key] != base_meta[key] for key in ("space", "size", "dim"))
+            or any(built_from.get(key) != value for key, value in wanted.items())
+            or copied_from(folder) != source
+        ):  # another index (a catalog change the update step did not apply to the graph), or other settings
             graph = None
         elif built_from.get("hnsw_ef_search") != cfg.hnsw_ef_search:
             graph.tune(ef_search=cfg.hnsw_ef_search)
@@ -293,6 +297,7 @@ def serving_index(run: RunDir, choice: IndexChoice, encoder: Any, label: str) ->
             source_dim=exact.meta.source_dim,  # a Matryoshka index's vectors are already cut
         )
         graph.save(folder)
+        mark_copy(folder, source)
         (folder / "recall.json").unlink(missing_ok=True)
         run.loaded.index_rewritten()  # the flat copy is not needed any more: the graph keeps the vectors
     served = ExactFallbackIndex(graph)

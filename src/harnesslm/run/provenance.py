@@ -60,6 +60,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "teacher.triplet_margin": 0.1,
     "teacher.adversarial": {"method": "off", "epsilon": 1.0, "weight": 0.5},
     "teacher.graph_regularizer": {"weight": 0.0, "temperature": 0.05},
+    "teacher.ood_regularizer": {"weight": 0.0, "tokens": 16},
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""
@@ -102,6 +103,10 @@ def index_settings(config: RunConfig) -> dict[str, Any]:
     return {"index": config.index.model_dump(mode="json", exclude=exclude)}
 
 
+POOL_EXECUTION = {"synthetic_threads", "synthetic_executor", "synthetic_workers"}
+"""How the pool's texts are written, not what they are: the same queries on any executor and thread count."""
+
+
 def align_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]:
     """Everything of the student but its refinement, plus the alignment pool and checkpoint selection.
 
@@ -111,7 +116,7 @@ def align_settings(config: RunConfig, student: StudentConfig) -> dict[str, Any]:
     """
     settings = {
         "student": student.model_dump(mode="json", exclude={"refine"}),
-        "pool": config.pool.model_dump(mode="json"),
+        "pool": config.pool.model_dump(mode="json", exclude=POOL_EXECUTION),
         "selection": config.selection.model_dump(mode="json"),
     }
     if student.kind == "static":

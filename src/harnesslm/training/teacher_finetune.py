@@ -18,6 +18,7 @@ from torch import nn
 from harnesslm.config import TeacherConfig
 from harnesslm.losses.adversarial_contrastive import AdversarialContrastiveLoss
 from harnesslm.losses.graph_regularized import NEIGHBOR_COLUMN, GraphRegularizedLoss
+from harnesslm.losses.token_intervention import TokenInterventionLoss
 from harnesslm.models.prompts import training_prompts
 from harnesslm.training.trainer import train_on_schedule
 
@@ -71,8 +72,8 @@ def contrastive_dataset(
 
 def teacher_loss(model: SentenceTransformer, config: TeacherConfig) -> nn.Module:
     """The loss ``config`` asks for: InfoNCE over in-batch and hard negatives (scale = 1 / temperature), or a
-    cosine triplet loss over each row's first hard negative; with the graph regulariser beside it and wrapped in
-    FGM adversarial training if asked."""
+    cosine triplet loss over each row's first hard negative; with the graph and token-intervention regularisers
+    beside it and wrapped in FGM adversarial training if asked."""
     if config.loss == "triplet":
         loss: nn.Module = TripletLoss(model, TripletDistanceMetric.COSINE, triplet_margin=config.triplet_margin)
     else:
@@ -80,6 +81,9 @@ def teacher_loss(model: SentenceTransformer, config: TeacherConfig) -> nn.Module
     graph = config.graph_regularizer
     if graph.weight > 0:
         loss = GraphRegularizedLoss(model, loss, graph.weight, graph.temperature)
+    ood = config.ood_regularizer
+    if ood.weight > 0:  # the frozen base: the teacher as it is now, before fine-tuning
+        loss = TokenInterventionLoss(model, loss, ood.weight, ood.tokens, config.temperature, seed=config.schedule.seed)
     adversarial = config.adversarial
     if adversarial.method == "fgm":
         loss = AdversarialContrastiveLoss(model, loss, adversarial.epsilon, adversarial.weight, config.temperature)
