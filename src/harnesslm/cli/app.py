@@ -228,7 +228,9 @@ def index(
         Path | None,
         typer.Option(
             help="Catalog change: a file with the catalog's columns (new items, changed texts or fields). Only new "
-            "and changed texts are encoded; the index and catalog are replaced whole when all is written."
+            "and changed texts are encoded and the index is changed in place (every FAISS kind; Milvus by upsert "
+            "and delete, journaled: rerun the same update to complete one cut off); a FAISS index and the catalog "
+            "are replaced whole when all is written."
         ),
     ] = None,
     delete: Annotated[
