@@ -95,7 +95,9 @@ class ResultsFile:
             "writer": self.writer,
             "command": self.command,
             "commit": _git("rev-parse", "HEAD"),
-            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks")),
+            "dirty": bool(
+                _git("status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks", ":!benchmarks/results")
+            ),
             "date": self.started,
             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(),

@@ -196,10 +196,12 @@ class _LlamaCppJudge:
         out = self.llm.create_chat_completion(
             messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self.TOP
         )
-        content = out["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-        yes = [entry["logprob"] for entry in content if entry["token"] in YES]
-        no = [entry["logprob"] for entry in content if entry["token"] in NO]
-        return _share(yes, no)
+        found = out["choices"][0].get("logprobs") or {}
+        if "content" in found:  # the chat shape: one entry per generated token, each with its top alternatives
+            top = {entry["token"]: entry["logprob"] for entry in found["content"][0]["top_logprobs"]}
+        else:  # the completion shape: a {token: logprob} mapping per generated token
+            top = dict(found.get("top_logprobs", [{}])[0])
+        return _share([v for t, v in top.items() if t in YES], [v for t, v in top.items() if t in NO])
 
 
 def _share(yes: Sequence[float], no: Sequence[float]) -> float:
