@@ -111,6 +111,17 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """The bundled SmolLM2-135M-Instruct GGUF file (``make install-llm``); skips where it is not installed."""
+    from harnesslm.pool.synthetic_queries import locate_smollm2
+
+    try:
+        return locate_smollm2()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+
+
 @pytest.fixture
 def cache_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Keep every test's embedding/model cache inside its tmp folder."""

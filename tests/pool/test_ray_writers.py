@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harnesslm.pool.synthetic_queries import QueryWriter, locate_smollm2
+from harnesslm.pool.synthetic_queries import QueryWriter
 
 ray = pytest.importorskip("ray", reason="the Ray writer needs ray (pip install 'harness-lm[ray]')")
 pytest.importorskip("gguf", reason="transformers reads SmolLM2's GGUF file with gguf (make install-llm)")
@@ -30,14 +30,6 @@ SETTINGS = {"backend": "transformers", "seed": 3, "n_threads": 1, "max_new_token
 
 
 @pytest.fixture(scope="module")
-def model_path():
-    try:
-        return locate_smollm2()
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
-
-
-@pytest.fixture(scope="module")
 def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="harnesslm-writer-tests")
     try:
@@ -47,22 +39,22 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def local(model_path) -> dict[str, list[str]]:
-    writer = QueryWriter(EXAMPLES, model_path=model_path, **SETTINGS)
+def local(smollm2) -> dict[str, list[str]]:
+    writer = QueryWriter(EXAMPLES, model_path=smollm2, **SETTINGS)
     return {title: writer.write(title, 2) for title in TITLES}
 
 
-def test_ray_actors_write_what_one_local_writer_writes(cluster, model_path, local) -> None:
+def test_ray_actors_write_what_one_local_writer_writes(cluster, smollm2, local) -> None:
     from harnesslm.pool.ray_writers import RAY_ACTOR_PREFIX, write_on_ray
 
-    chunks = list(write_on_ray(TITLES, EXAMPLES, 2, workers=2, chunk_size=2, model_path=model_path, **SETTINGS))
+    chunks = list(write_on_ray(TITLES, EXAMPLES, 2, workers=2, chunk_size=2, model_path=smollm2, **SETTINGS))
     assert len(chunks) == 3 and sorted(t for c in chunks for t in c) == sorted(TITLES)
     assert {t: q for c in chunks for t, q in c.items()} == local
     assert any(local.values()), "the writer wrote something"
     assert not [n for n in ray.util.list_named_actors() if n.startswith(RAY_ACTOR_PREFIX)], "actors ended"
 
 
-def test_an_actor_killed_mid_pass_is_restarted_and_no_title_is_lost_or_doubled(cluster, model_path, local) -> None:
+def test_an_actor_killed_mid_pass_is_restarted_and_no_title_is_lost_or_doubled(cluster, smollm2, local) -> None:
     from harnesslm.pool.ray_writers import RAY_ACTOR_PREFIX, write_on_ray
 
     killed: list[str] = []
@@ -79,7 +71,7 @@ def test_an_actor_killed_mid_pass_is_restarted_and_no_title_is_lost_or_doubled(c
 
     killer = threading.Thread(target=kill_one)
     killer.start()
-    chunks = list(write_on_ray(TITLES, EXAMPLES, 2, workers=2, chunk_size=1, model_path=model_path, **SETTINGS))
+    chunks = list(write_on_ray(TITLES, EXAMPLES, 2, workers=2, chunk_size=1, model_path=smollm2, **SETTINGS))
     killer.join()
     assert killed, "an actor was killed while titles were left"
     titles = [t for c in chunks for t in c]
@@ -87,13 +79,13 @@ def test_an_actor_killed_mid_pass_is_restarted_and_no_title_is_lost_or_doubled(c
     assert {t: q for c in chunks for t, q in c.items()} == local
 
 
-def test_the_pool_step_writes_through_ray_when_asked(cluster, model_path, local) -> None:
+def test_the_pool_step_writes_through_ray_when_asked(cluster, smollm2, local) -> None:
     from harnesslm.config import PoolConfig
     from harnesslm.pipeline.alignment_pool import _written
 
     cfg = PoolConfig(synthetic_executor="ray", synthetic_workers=2, synthetic_threads=1)
     into: dict[str, list[str]] = {}
     settings = {k: v for k, v in SETTINGS.items() if k in ("backend", "seed", "n_threads")}
-    settings |= {"max_new_tokens": 16, "rounds": 1, "model_path": model_path}
+    settings |= {"max_new_tokens": 16, "rounds": 1, "model_path": smollm2}
     done = list(_written(TITLES[:4], EXAMPLES, 2, settings, cfg, False, into))
     assert done[-1] == 4 and into == {t: local[t] for t in TITLES[:4]}

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harnesslm.pool.synthetic_queries import locate_smollm2
 from harnesslm.rerank.llm_judge import STAGES, BehaviourLog, LLMJudge, _share, stage_prompts
 
 TEXTS = {
@@ -53,19 +52,11 @@ def test_yes_share() -> None:
     assert _share([], []) == 0.5
 
 
-@pytest.fixture(scope="module")
-def model_path():
-    try:
-        return locate_smollm2()
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
-
-
 @pytest.mark.parametrize("backend", ["transformers", "llama_cpp"])
-def test_smollm2_judges_each_stage_and_their_mean(model_path, backend: str) -> None:
+def test_smollm2_judges_each_stage_and_their_mean(smollm2, backend: str) -> None:
     pytest.importorskip("gguf" if backend == "transformers" else "llama_cpp", reason="make install-llm")
     log = BehaviourLog.from_judgments(LOG, TEXTS, relevant_at=2.33)
-    judge = LLMJudge(model_path, log, backend=backend, neighbours=2, n_threads=2)
+    judge = LLMJudge(smollm2, log, backend=backend, neighbours=2, n_threads=2)
     queries = ["cordless drill", "cordless drill", "garden hose", "zzz qqq"]
     items = [TEXTS["d2"], TEXTS["b1"], TEXTS["h1"], TEXTS["d1"]]
     scores = judge.score(queries, items)

@@ -310,7 +310,8 @@ class MilvusItemIndex:
             )
             for offset, hits in enumerate(results):
                 # an item another process added since this searcher opened is not in its table: left out
-                kept = [(_hit_id(hit), hit["distance"]) for hit in hits if _hit_id(hit) in self._known]
+                found = [(_hit_id(hit), hit["distance"]) for hit in hits]
+                kept = [(item, score) for item, score in found if item in self._known]
                 ids.append([item for item, _ in kept])
                 scores[begin + offset, : len(kept)] = [score for _, score in kept]
         return ids, scores

@@ -127,8 +127,12 @@ def _synthetic_source(run: RunDir, teacher_model, progress: bool) -> PoolSource:
     missing = [t for t in dict.fromkeys(titles) if t not in written]
     start = time.perf_counter()
     if missing:
-        settings = {"backend": cfg.synthetic_backend, "relevance": relevance, "seed": cfg.seed}
-        settings["n_threads"] = cfg.synthetic_threads
+        settings = {
+            "backend": cfg.synthetic_backend,
+            "relevance": relevance,
+            "seed": cfg.seed,
+            "n_threads": cfg.synthetic_threads,
+        }
         for done in _written(missing, examples, cfg.synthetic_per_item, settings, cfg, progress, written):
             if done % 200 == 0 or done == len(missing):  # checkpoint: an interrupted run keeps what it wrote
                 write_text(path, json.dumps(written))

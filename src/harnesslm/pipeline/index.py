@@ -78,9 +78,8 @@ def update_index(
     old = run.catalog
     delta = load_catalog(changes, cfg.id_column, cfg.text_column, cfg.format, cfg.fields) if changes else None
     removed = _deleted_ids(deletions, cfg.id_column) if deletions else set()
-    _check_journal(
-        run, {"changes": str(changes) if changes else None, "deletions": str(deletions) if deletions else None}
-    )
+    note = {"changes": str(changes) if changes else None, "deletions": str(deletions) if deletions else None}
+    _check_journal(run, note)
     if unknown := sorted(removed - set(old["item_id"]))[:3]:
         raise DataError(f"cannot delete item(s) not in the catalog: {', '.join(unknown)}", path=deletions)
     with run.timed("index update"):
@@ -104,7 +103,7 @@ def update_index(
             "removed": len(removed),
             "encoded": len(fresh),
         }
-        counts["in_place"] = _swap(run, old, new, vectors, counts, changes, deletions)
+        counts["in_place"] = _swap(run, old, new, vectors, counts, note)
     console.print(
         f"index updated: {counts['added']:,} added, {counts['changed']:,} changed, {counts['removed']:,} removed "
         f"({counts['encoded']:,} texts encoded); {len(new):,} items"
@@ -154,9 +153,7 @@ def _merged_catalog(old: pd.DataFrame, delta: pd.DataFrame | None, removed: set[
     return merged.reset_index(drop=True), changed
 
 
-def _swap(
-    run: RunDir, old: pd.DataFrame, catalog: pd.DataFrame, vectors: np.ndarray, counts: dict, changes, deletions
-) -> bool:
+def _swap(run: RunDir, old: pd.DataFrame, catalog: pd.DataFrame, vectors: np.ndarray, counts: dict, note: dict) -> bool:
     """Write the new catalog's embeddings to the cache, then the index, then replace the catalog: the index
     directory and the catalog file are each replaced whole (a crash before leaves the old ones). A Milvus
     collection changed live is journaled until the catalog is replaced (see :func:`_milvus_updated`). Whether the
@@ -168,7 +165,6 @@ def _swap(
         catalog.to_parquet(handle, index=False)
     save_array(cache_path(run.teacher, catalog["text"].tolist(), run.cache_dir, role="document"), vectors)
     change = _Change.between(old, catalog)
-    note = {"changes": str(changes) if changes else None, "deletions": str(deletions) if deletions else None}
     updated = _milvus_updated(run, change, catalog, vectors, note) or _updated_in_place(run, change, vectors)
     if updated is not None:
         updated.save(run.index_dir)
@@ -255,8 +251,7 @@ def _update_serving_graph(run: RunDir, change: _Change, vectors: np.ndarray, ver
     if list(graph.item_ids) != change.old_ids or not change.fits(graph):
         return
     change.applied(graph, vectors).save(folder)
-    mark_copy(folder, index_version(run.index_dir))
-    (folder / "recall.json").unlink(missing_ok=True)
+    mark_copy(folder, index_version(run.index_dir))  # the save replaced the folder: its recall is measured again
 
 
 def _updated_in_place(run: RunDir, change: _Change, vectors: np.ndarray) -> ItemIndex | None:
