@@ -39,6 +39,7 @@ IDEAS: dict[str, dict] = {
     "ood": {"teacher": {"ood_regularizer": {"weight": 1.0}}},
     "fgm-small": {"teacher": {"adversarial": {"method": "fgm", "epsilon": 0.1}}},
     "one-epoch": {"teacher": {"schedule": {"steps": 100_000, "epochs": 1}}},  # a plainer lever: more steps
+    "lr-2e-4": {"teacher": {"schedule": {"learning_rate": 2e-4}}},  # a plainer lever: a larger step size
 }
 """Each idea as the config patch that turns it on (the plain teacher first: the rows' reference)."""
 console = Console()
