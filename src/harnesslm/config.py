@@ -141,11 +141,12 @@ class DataConfig(_Section):
 
 
 class AdversarialConfig(_Section):
-    """Adversarial training of the teacher on its input embeddings (``AdversarialContrastiveLoss``): each batch
-    again with every text's word embeddings moved ``epsilon`` along the gradient that hurts most (FGM), plus a
-    contrastive term between each text's clean and perturbed embedding. Off by default: it doubles a step's
-    cost, and at epsilon 1.0 it lost 0.057 validation NDCG@10 on Home Depot with MiniLM, and as much out of
-    distribution (benchmarks/teacher_ideas.py, the idea ``fgm``)."""
+    """Adversarial training on the input embeddings (``AdversarialContrastiveLoss``), of the bi-encoder teacher
+    (``teacher.adversarial``) or of the cross-encoder relevance teacher (``relevance.teacher.adversarial``):
+    each batch again with every text's (or pair's) word embeddings moved ``epsilon`` along the gradient that
+    hurts most (FGM), plus a contrastive term between each clean and perturbed view. Off by default: it doubles
+    a step's cost, and at epsilon 1.0 it lost 0.057 validation NDCG@10 for the MiniLM teacher on Home Depot, and
+    as much out of distribution (benchmarks/teacher_ideas.py, the idea ``fgm``)."""
 
     method: Literal["off", "fgm"] = "off"
     epsilon: float = Field(1.0, gt=0, description="L2 norm of a text's perturbation, over its token embeddings")
@@ -641,6 +642,14 @@ class RelevanceTeacherConfig(_Scheduled):
         4, ge=0, description="unjudged retrieved items per training query, target 0 (the retriever's confusions)"
     )
     schedule: Schedule = Field(description="fine-tuning the cross-encoder relevance teacher")
+    adversarial: AdversarialConfig = Field(default_factory=lambda: AdversarialConfig())
+    professional_terms: bool = Field(
+        False,
+        description="mark each (query, item) pair with the catalog's brands and model codes the query names and "
+        "whether the item carries them (`| brand husky: match`), after the Alibaba paper's professional-term "
+        "recognition; the terms are mined from the catalog and saved with the teacher, which reads marked pairs "
+        "in training and scoring (harnesslm.rerank.professional_terms)",
+    )
 
     SCHEDULE: ClassVar[dict[str, Any]] = {"steps": 600, "batch_size": 32, "learning_rate": 5e-5}
 

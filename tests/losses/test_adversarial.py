@@ -46,3 +46,27 @@ def test_the_view_term_is_low_when_each_view_finds_its_own() -> None:
     own = view_contrast(clean, clean + 0.01, temperature=0.05)
     shuffled = view_contrast(clean, clean[[1, 2, 3, 0]], temperature=0.05)
     assert own.item() < 0.01 < shuffled.item()
+
+
+def test_a_cross_encoder_is_perturbed_on_its_pairs_and_contrasts_its_first_token_views(tiny_teacher) -> None:
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from harnesslm.rerank.models import load_cross_encoder
+
+    model = load_cross_encoder(str(tiny_teacher), max_length=16)
+    base = BinaryCrossEntropyLoss(model)
+    loss = AdversarialContrastiveLoss(model, base, epsilon=0.5, weight=1.0)
+    labels = torch.tensor([1.0, 0.5, 0.0, 1.0])
+    with loss._recorded() as inputs, loss._views() as views:
+        clean = base(COLUMNS, labels)
+    assert len(inputs) == 1, "one forward pass over the (query, text) pairs"
+    assert len(views) == 1 and views[0].shape == (4, model[0].auto_model.config.hidden_size)
+    steps = loss.perturbations(clean, inputs)
+    assert torch.allclose(steps[0].flatten(1).norm(dim=1), torch.full((4,), 0.5), atol=1e-4)
+    with loss._perturbed(steps):
+        assert base(COLUMNS, labels).item() > clean.item()
+    total = loss(COLUMNS, labels, prompt=None, task=None)  # the cross-encoder trainer's keywords pass through
+    assert total.item() > clean.item()
+    total.backward()
+    head = model[0].auto_model.classifier.weight
+    assert head.grad is not None and head.grad.abs().sum() > 0

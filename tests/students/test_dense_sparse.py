@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from harnesslm.models.model_loading import load_model
-from harnesslm.students.dense_sparse import DenseSparseLinear, factorize, materialize, two_four_mask
+from harnesslm.students.dense_sparse import (
+    DenseSparseLinear,
+    factorize,
+    matched_low_rank,
+    materialize,
+    two_four_mask,
+)
 
 
 def test_the_mask_keeps_the_two_largest_of_every_four() -> None:
@@ -66,3 +72,23 @@ def test_a_factorized_student_encodes_writes_back_and_reloads(tiny_teacher, tmp_
     np.testing.assert_allclose(load_model(str(tmp_path / "student")).encode(texts), factored, atol=1e-5)
     with pytest.raises(ValueError, match="rank_ratio"):
         factorize(model, rank_ratio=0.0)
+
+
+def test_the_factored_form_computes_the_same_and_low_rank_keeps_as_many_weights(tiny_teacher) -> None:
+    texts = ["cordless drill", "garden hose 50 ft"]
+    sparse = load_model(str(tiny_teacher), max_seq_length=16)
+    ranks = factorize(sparse, rank_ratio=0.5, min_features=16)
+    before = sparse.encode(texts)
+    assert materialize(sparse, factored=True) == len(ranks)
+    np.testing.assert_allclose(sparse.encode(texts), before, atol=1e-5)
+    pairs = [m for m in sparse.modules() if isinstance(m, nn.Sequential) and len(m) == 2]
+    assert len(pairs) == len(ranks)
+    first = pairs[0][0].weight
+    assert ((first.view(first.shape[0], -1, 4) != 0).sum(-1) <= 2).all(), "the first factor is 2:4 sparse"
+
+    dense = nn.Linear(64, 32)
+    two_four, low_rank = DenseSparseLinear(dense, 16), DenseSparseLinear(dense, matched_low_rank(32, 64, 16), False)
+    assert abs(two_four.parameters_kept() - low_rank.parameters_kept()) <= 64, "one size for both factorisers"
+    assert torch.equal(low_rank.sparse_weight(), low_rank.sparse), "the low-rank factor is not pruned"
+    plain = load_model(str(tiny_teacher), max_seq_length=16)
+    assert factorize(plain, rank_ratio=0.5, min_features=16, two_four=False) != ranks

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import torch
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.cross_encoder import CrossEncoder
 from torch import Tensor, nn
 from torch.nn import functional
 
@@ -14,7 +15,7 @@ from torch.nn import functional
 class AdversarialContrastiveLoss(nn.Module):
     def __init__(
         self,
-        model: SentenceTransformer,
+        model: SentenceTransformer | CrossEncoder,
         loss: nn.Module,
         epsilon: float = 1.0,
         weight: float = 1.0,
@@ -32,9 +33,15 @@ class AdversarialContrastiveLoss(nn.Module):
         it for sentence-transformers, hence this module. It costs about two forward passes and one extra
         gradient per batch.
 
+        A cross-encoder (the relevance teacher, the model the Alibaba paper trains) is perturbed the same way,
+        on the word embeddings of its (query, item) pairs; its view of a pair is the first token's final hidden
+        state, the representation its classification head reads.
+
         Args:
-            model: the encoder being trained; its first module is a Transformer (the word embeddings perturbed).
-            loss: the base loss over the same columns (e.g. ``MultipleNegativesRankingLoss`` of ``model``).
+            model: the model being trained, a bi-encoder or a cross-encoder; its first module is a Transformer
+                (the word embeddings perturbed).
+            loss: the base loss over the same columns (e.g. ``MultipleNegativesRankingLoss`` of a bi-encoder,
+                ``BinaryCrossEntropyLoss`` of a cross-encoder).
             epsilon: L2 norm of each text's perturbation, over its tokens' embeddings.
             weight: weight of the adversarial and view terms beside the clean loss.
             view_temperature: softmax temperature of the clean-to-perturbed InfoNCE.
@@ -46,13 +53,15 @@ class AdversarialContrastiveLoss(nn.Module):
               adversarial training between clean and perturbed views.
 
         Inputs:
-            The base loss's columns and labels (for the teacher: ``anchor, positive, negative_1..n``, no labels).
+            The base loss's columns and labels (for the teacher: ``anchor, positive, negative_1..n``, no labels;
+            for the relevance teacher: ``query, text`` and a soft label).
 
         Example:
             ::
 
                 base = MultipleNegativesRankingLoss(teacher, scale=20.0)
                 loss = AdversarialContrastiveLoss(teacher, base, epsilon=1.0, weight=0.5)
+                pairs = AdversarialContrastiveLoss(cross_encoder, BinaryCrossEntropyLoss(cross_encoder), 0.1)
         """
         super().__init__()
         if epsilon <= 0:
@@ -64,13 +73,14 @@ class AdversarialContrastiveLoss(nn.Module):
         self.view_temperature = view_temperature
         self._embeddings = model[0].auto_model.get_input_embeddings()
 
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+    def forward(self, sentence_features: Iterable, labels: Tensor | None = None, **kwargs) -> Tensor:
+        """``kwargs`` (a cross-encoder trainer's ``prompt`` and ``task``) go to the base loss as they came."""
         features = list(sentence_features)
-        with self._recorded() as clean_inputs, self._sentence_embeddings() as clean_views:
-            clean = self.loss(features, labels)
+        with self._recorded() as clean_inputs, self._views() as clean_views:
+            clean = self.loss(features, labels, **kwargs)
         perturbations = self.perturbations(clean, clean_inputs)
-        with self._perturbed(perturbations), self._sentence_embeddings() as adversarial_views:
-            adversarial = self.loss(features, labels)
+        with self._perturbed(perturbations), self._views() as adversarial_views:
+            adversarial = self.loss(features, labels, **kwargs)
         pairs = zip(clean_views, adversarial_views, strict=True)
         views = sum(view_contrast(a, b, self.view_temperature) for a, b in pairs) / max(len(clean_views), 1)
         return clean + self.weight * (adversarial + views)
@@ -108,10 +118,15 @@ class AdversarialContrastiveLoss(nn.Module):
             handle.remove()
 
     @contextmanager
-    def _sentence_embeddings(self):
-        """Keep the sentence embedding of every forward pass of the model inside (one per text column)."""
+    def _views(self):
+        """Keep each forward pass's views inside: a bi-encoder's sentence embeddings (one pass per text column),
+        a cross-encoder's first-token hidden states (one pass over the pairs)."""
         kept: list[Tensor] = []
-        handle = self.model.register_forward_hook(lambda _m, _i, out: kept.append(out["sentence_embedding"]))
+        if isinstance(self.model, CrossEncoder):
+            encoder = self.model[0].auto_model.base_model
+            handle = encoder.register_forward_hook(lambda _m, _i, out: kept.append(out[0][:, 0]))
+        else:
+            handle = self.model.register_forward_hook(lambda _m, _i, out: kept.append(out["sentence_embedding"]))
         try:
             yield kept
         finally:

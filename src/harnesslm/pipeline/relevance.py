@@ -31,6 +31,7 @@ from harnesslm.rerank import datasets as rerank_data
 from harnesslm.rerank import distill_rankers as distill
 from harnesslm.rerank.labelling import augmentation_pairs, label_pairs
 from harnesslm.rerank.models import load_cross_encoder, small_cross_encoder, truncate_cross_encoder
+from harnesslm.rerank.professional_terms import ProfessionalTerms
 from harnesslm.rerank.relevance_teacher import fine_tune_relevance_teacher
 from harnesslm.rerank.reranker import Reranker
 from harnesslm.run import provenance
@@ -109,10 +110,19 @@ def relevance_teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
         dataset = rerank_data.teacher_training_pairs(
             run.split("train"), found, run.item_texts, _scale(run), cfg.teacher.negatives, cfg.seed
         )
+        terms = ProfessionalTerms.mine(run.item_texts.values()) if cfg.teacher.professional_terms else None
+        if terms is not None:  # the teacher learns from, and later scores, pairs marked with the catalog's terms
+            marked = terms.mark_pairs(dataset["query"], dataset["text"])
+            dataset = (
+                dataset.remove_columns("query").add_column("query", marked).select_columns(["query", "text", "label"])
+            )
+            console.print(f"professional terms: {len(terms.brands):,} brands, {len(terms.codes):,} model codes")
         torch.manual_seed(cfg.seed)
         metrics = fine_tune_relevance_teacher(model, dataset, cfg, progress)
         with atomic_directory(run.relevance_teacher_dir) as tmp:
             model.save_pretrained(str(tmp))
+            if terms is not None:
+                terms.save(tmp)
             provenance.write_record(tmp, *_teacher_inputs(run))
         console.print(f"relevance teacher trained on {len(dataset):,} soft-labelled pairs")
     result = {"pairs": len(dataset), **metrics}
@@ -355,6 +365,14 @@ def _teacher_inputs(run: RunDir) -> tuple[dict, dict]:
     return provenance.relevance_teacher_settings(run.config), {"retriever": provenance.recorded_fingerprint(source)}
 
 
+def relevance_teacher_current(run: RunDir) -> bool:
+    """Whether the relevance teacher on disk was made with the run's present settings and retriever (it says
+    why not, when not)."""
+    folder = run.relevance_teacher_dir
+    present = (folder / "config.json").exists()
+    return not provenance.must_redo("relevance teacher", folder, present, *_teacher_inputs(run), False)
+
+
 def _reranker_inputs(run: RunDir) -> tuple[dict, dict]:
     teacher = provenance.recorded_fingerprint(run.relevance_teacher_dir)
     return provenance.reranker_settings(run.config), {"relevance teacher": teacher}
@@ -364,10 +382,7 @@ def relevance(run: RunDir, losses: list[str] | None = None, force: bool = False,
     """Teacher, labelling, one distilled re-ranker per loss (and bi-encoder distillation if configured), then
     the re-ranking evaluation. Without ``force``, a teacher or re-ranker on disk is kept while the settings and
     inputs it was made with are unchanged."""
-    folder = run.relevance_teacher_dir
-    if provenance.must_redo(
-        "relevance teacher", folder, (folder / "config.json").exists(), *_teacher_inputs(run), force
-    ):
+    if force or not relevance_teacher_current(run):
         relevance_teacher(run, progress)
     for loss in losses or cfg_losses(run):
         folder = run.reranker_dir(loss)

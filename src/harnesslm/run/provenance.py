@@ -61,6 +61,8 @@ ADDED_SETTINGS: dict[str, Any] = {
     "teacher.adversarial": {"method": "off", "epsilon": 1.0, "weight": 0.5},
     "teacher.graph_regularizer": {"weight": 0.0, "temperature": 0.05},
     "teacher.ood_regularizer": {"weight": 0.0, "tokens": 16},
+    "relevance.teacher.adversarial": {"method": "off", "epsilon": 1.0, "weight": 0.5},
+    "relevance.teacher.professional_terms": False,
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""

@@ -38,10 +38,12 @@ def two_four_mask(weight: Tensor) -> Tensor:
 
 
 class DenseSparseLinear(nn.Module):
-    """``y = x @ (D @ (S * mask(S))).T + b``, with the straight-through gradient for ``S``."""
+    """``y = x @ (D @ (S * mask(S))).T + b``, with the straight-through gradient for ``S``; with
+    ``two_four=False``, ``S`` stays dense: the plain low-rank factoriser DSFormer is compared with."""
 
-    def __init__(self, linear: nn.Linear, rank: int) -> None:
+    def __init__(self, linear: nn.Linear, rank: int, two_four: bool = True) -> None:
         super().__init__()
+        self.two_four = two_four
         out_features, in_features = linear.weight.shape
         if not 1 <= rank <= min(out_features, in_features):
             raise ValueError(f"rank must be in [1, {min(out_features, in_features)}], got {rank}")
@@ -54,6 +56,8 @@ class DenseSparseLinear(nn.Module):
 
     def sparse_weight(self) -> Tensor:
         """``S`` pruned to 2:4 in the forward pass, unpruned in the backward pass (straight through)."""
+        if not self.two_four:
+            return self.sparse
         pruned = self.sparse * two_four_mask(self.sparse)
         return self.sparse + (pruned - self.sparse).detach()
 
@@ -64,15 +68,22 @@ class DenseSparseLinear(nn.Module):
         return nn.functional.linear(x, self.weight(), self.bias)
 
     def parameters_kept(self) -> int:
-        """Weights a 2:4 kernel stores: all of ``D``, half of ``S`` (plus the bias)."""
+        """Weights a kernel stores: all of ``D`` and of a dense ``S``, half of a 2:4 one (plus the bias)."""
         bias = 0 if self.bias is None else self.bias.numel()
-        return self.dense.numel() + self.sparse.numel() // 2 + bias
+        return self.dense.numel() + self.sparse.numel() // (2 if self.two_four else 1) + bias
 
 
-def factorize(model: nn.Module, rank_ratio: float, min_features: int = 64) -> dict[str, int]:
+def matched_low_rank(out_features: int, in_features: int, rank: int) -> int:
+    """The rank of a dense low-rank factorisation that keeps as many weights as a 2:4 one of ``rank``:
+    ``r' (out + in) = r (out + in / 2)``, so the two factorisers are compared at one size."""
+    return max(1, round(rank * (out_features + in_features / 2) / (out_features + in_features)))
+
+
+def factorize(model: nn.Module, rank_ratio: float, min_features: int = 64, two_four: bool = True) -> dict[str, int]:
     """Replace every ``nn.Linear`` of ``model`` with at least ``min_features`` inputs and outputs by a
     :class:`DenseSparseLinear` of rank ``round(rank_ratio * min(out, in))``, in place; returns each replaced
-    layer's name and rank. Embeddings, norms and small heads stay as they are."""
+    layer's name and rank. Embeddings, norms and small heads stay as they are. ``two_four=False`` gives the
+    plain low-rank factoriser at the rank that keeps as many weights (:func:`matched_low_rank`)."""
     if not 0 < rank_ratio <= 1:
         raise ValueError(f"rank_ratio must be in (0, 1], got {rank_ratio}")
     ranks: dict[str, int] = {}
@@ -80,23 +91,45 @@ def factorize(model: nn.Module, rank_ratio: float, min_features: int = 64) -> di
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear) and min(child.in_features, child.out_features) >= min_features:
                 rank = max(1, round(rank_ratio * min(child.in_features, child.out_features)))
-                setattr(module, child_name, DenseSparseLinear(child, rank))
+                if not two_four:
+                    rank = matched_low_rank(child.out_features, child.in_features, rank)
+                setattr(module, child_name, DenseSparseLinear(child, rank, two_four))
                 ranks[f"{name}.{child_name}" if name else child_name] = rank
     return ranks
 
 
-def materialize(model: nn.Module) -> int:
-    """Write each :class:`DenseSparseLinear` back as a plain ``nn.Linear`` holding ``D @ (S * mask)``, in place, so
-    the model saves and loads without this module; returns how many layers were written back."""
+def materialize(model: nn.Module, factored: bool = False) -> int:
+    """Write each :class:`DenseSparseLinear` back as plain layers, in place; returns how many were written.
+
+    By default one ``nn.Linear`` holding ``D @ (S * mask)``, so the model saves and loads without this module
+    (and runs exactly as fast as before). With ``factored``, two: ``x -> S * mask`` (no bias) then ``-> D`` (with
+    the bias), the form that saves time on a CPU when the rank is small, since no 2:4 kernel runs there; it
+    runs in this process (a Hugging Face config cannot describe it, so it does not save as the same model).
+    """
     count = 0
     for _, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, DenseSparseLinear):
-                linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
-                with torch.no_grad():
-                    linear.weight.copy_(child.weight())
-                    if child.bias is not None:
-                        linear.bias.copy_(child.bias)
-                setattr(module, child_name, linear)
+                setattr(module, child_name, _factored(child) if factored else _merged(child))
                 count += 1
     return count
+
+
+def _merged(layer: DenseSparseLinear) -> nn.Linear:
+    linear = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    with torch.no_grad():
+        linear.weight.copy_(layer.weight())
+        if layer.bias is not None:
+            linear.bias.copy_(layer.bias)
+    return linear
+
+
+def _factored(layer: DenseSparseLinear) -> nn.Sequential:
+    first = nn.Linear(layer.in_features, layer.rank, bias=False)
+    second = nn.Linear(layer.rank, layer.out_features, bias=layer.bias is not None)
+    with torch.no_grad():
+        first.weight.copy_(layer.sparse_weight())
+        second.weight.copy_(layer.dense)
+        if layer.bias is not None:
+            second.bias.copy_(layer.bias)
+    return nn.Sequential(first, second)
