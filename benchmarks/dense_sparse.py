@@ -11,8 +11,9 @@ alignment) for ``--align-steps``. From it:
   times a 2:4-sparse ``S``, then ``--recover-steps`` with the straight-through factoriser;
 - ``low-rank``: the same with a dense ``S`` at the rank that keeps as many weights (DSFormer's comparison).
 
-Each is scored on the teacher's index by NDCG@10 and Recall@100 on ``validation`` (``--final``: ``test``, once,
-into a file of its own), with a paired-bootstrap interval for the difference to ``fp32``; and timed on one query
+Each is scored on the teacher's index by NDCG@10 and Recall@100 on ``validation`` (``--final``: also ``test``,
+once, into a file of its own; nothing here is chosen on either), with a paired-bootstrap interval for the
+difference to ``fp32``; and timed on one query
 at a time with 2 threads (p50/p99), the factorised students in their factored form (two products per layer,
 since torch has no 2:4 kernel on a CPU). Linear weights kept are counted as a 2:4 kernel would store them. Run
 it alone.
@@ -90,6 +91,37 @@ def variants(base: SentenceTransformer, queries, targets, args) -> dict[str, tup
     return out
 
 
+def scores(run: RunDir, students: dict, split: str) -> dict[str, dict]:
+    """Each student's NDCG@10 and Recall@100 on ``split`` through the teacher's index, and its paired
+    difference to ``fp32``."""
+    qrels = qrels_of(run.split(split))
+    names = list(qrels)
+    scale = RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
+    rows, per_query = {}, {}
+    for name, (student, _) in students.items():
+        ranked = Searcher(student, run.index).search(names, 100)[0]
+        report = evaluate_rankings(dict(zip(names, ranked, strict=True)), qrels, scale)
+        per_query[name] = np.array([report.per_query[q]["ndcg@10"] for q in names])
+        rows[name] = {split: {m: report.means[m] for m in ("ndcg@10", "recall@100")}}
+        console.print(f"{name:13s} {split} NDCG@10 {report.means['ndcg@10']:.4f}")
+    boot = PairedBootstrap.draw(len(names))
+    for name in rows:
+        diff = boot.mean(per_query[name] - per_query["fp32"])
+        rows[name][split]["ndcg@10_minus_fp32"] = {"mean": diff.mean, "ci": diff.bounds}
+    return rows
+
+
+def timings(students: dict, queries: list[str]) -> dict[str, dict]:
+    """Each student's latency encoding one query at a time, 2 threads (the factorised ones factored)."""
+    out = {}
+    for name, (student, kept) in students.items():
+        with torch_threads(2), torch.inference_mode():
+            timed = measure_latency(lambda q, s=student: s.encode([q]), queries, warmup=20)
+        out[name] = {"latency_p50_ms": timed.p50_ms, "latency_p99_ms": timed.p99_ms}
+        console.print(f"{name:13s} p50 {timed.p50_ms:.2f} ms  p99 {timed.p99_ms:.2f} ms  weights {kept:,}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     record = ResultsFile.start(__file__, argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,16 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-queries", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "dense_sparse.json")
-    parser.add_argument("--final", action="store_true", help="score test once (nothing is chosen on it)")
+    parser.add_argument("--final", action="store_true", help="also score test, once (nothing is chosen on it)")
     parser.add_argument("--rescore", action="store_true", help="with --final: score test again on this commit")
     args = parser.parse_args(argv)
     if not (args.run / "teacher" / "modules.json").exists():
         print(f"no finished teacher run at {args.run}: run benchmarks/teacher_ideas.py --ideas plain first")
         return 2
-    split = "test" if args.final else "validation"
-    path = args.json.with_name(args.json.stem + "_test.json") if args.final else args.json
     if args.final:
-        record.extra["rescored"] = refuse_second_final(path, args.rescore)
+        record.extra["rescored"] = refuse_second_final(args.json.with_name(args.json.stem + "_test.json"), args.rescore)
     run = RunDir(args.run)
     torch.manual_seed(args.seed)
     queries = run.query_pool()
@@ -118,29 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     base = truncated_student(run.teacher, args.layers, embedding_dim(run.teacher), max_seq_length=32)
     align(base, queries, targets, args.align_steps, args.seed)
     students = variants(base, queries, targets, args)
-
-    qrels = qrels_of(run.split(split))
-    names = list(qrels)
-    scale = RelevanceScale(run.config.data.label_offset, run.config.data.relevant_at)
-    latency_queries = names[: args.latency_queries]
-    rows, per_query = {}, {}
-    for name, (student, kept) in students.items():
-        ranked = Searcher(student, run.index).search(names, 100)[0]
-        report = evaluate_rankings(dict(zip(names, ranked, strict=True)), qrels, scale)
-        per_query[name] = np.array([report.per_query[q]["ndcg@10"] for q in names])
-        with torch_threads(2), torch.inference_mode():
-            timed = measure_latency(lambda q, s=student: s.encode([q]), latency_queries, warmup=20)
-        rows[name] = {
-            split: {m: report.means[m] for m in ("ndcg@10", "recall@100")},
-            "latency_p50_ms": timed.p50_ms,
-            "latency_p99_ms": timed.p99_ms,
-            "linear_weights_stored": kept,
-        }
-        console.print(f"{name:13s} NDCG@10 {report.means['ndcg@10']:.4f}  p50 {timed.p50_ms:.2f} ms  weights {kept:,}")
-    boot = PairedBootstrap.draw(len(names))
-    for name in rows:
-        diff = boot.mean(per_query[name] - per_query["fp32"])
-        rows[name][split]["ndcg@10_minus_fp32"] = {"mean": diff.mean, "ci": diff.bounds}
     results = {
         "run": str(args.run),
         "layers": args.layers,
@@ -148,9 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         "recover_steps": args.recover_steps,
         "rank_ratio": args.rank_ratio,
         "threads": 2,
-        "students": rows,
     }
-    record.save(path, results, {split: len(names)})
+    latency = timings(students, run.split("validation")["query"].drop_duplicates().tolist()[: args.latency_queries])
+    for split in ("validation", "test") if args.final else ("validation",):
+        rows = scores(run, students, split)
+        for name, (_, kept) in students.items():
+            rows[name] |= latency[name] | {"linear_weights_stored": kept}
+        path = args.json if split == "validation" else args.json.with_name(args.json.stem + "_test.json")
+        record.save(path, results | {"students": rows}, {split: len(qrels_of(run.split(split)))})
     return 0
 
 

@@ -465,6 +465,71 @@ def headline_table() -> str:
     return "\n".join([*lines, "", source(*names)]) + "\n"
 
 
+def relevance_ideas_table() -> str:
+    data = load("relevance_ideas.json")
+    if data is None:
+        return missing("python benchmarks/relevance_ideas.py")
+    final = load("relevance_ideas_test.json") or {"ideas": {}}
+    ideas = data["ideas"]
+    first = next(n for n in ideas if n != "retriever order")
+    header = ["relevance teacher", "validation NDCG@10", f"minus {first} [95% CI]", "ood_validation NDCG@10"]
+    header += [f"minus {first} [95% CI]", "training s", "test NDCG@10", "ood_test NDCG@10"]
+    lines = [row(*header), row(*["---"] * len(header))]
+    for name, r in ideas.items():
+        v, o = r["validation"], r["ood_validation"]
+        test = final["ideas"].get(name, {})
+        lines.append(
+            row(
+                name,
+                f"{v['ndcg@10']:.4f}",
+                f"{v[f'ndcg@10_minus_{first}']['mean']:+.4f}{ci(v[f'ndcg@10_minus_{first}']['ci'], 4)}",
+                f"{o['ndcg@10']:.4f}",
+                f"{o[f'ndcg@10_minus_{first}']['mean']:+.4f}{ci(o[f'ndcg@10_minus_{first}']['ci'], 4)}",
+                f"{r['teacher_seconds']:.0f}" if r.get("teacher_seconds") else "-",
+                f"{test['test']['ndcg@10']:.4f}" if test else "-",
+                f"{test['ood_test']['ndcg@10']:.4f}" if test else "-",
+            )
+        )
+    lines += [
+        "",
+        f"Each cross-encoder teacher trained {data['steps']} steps and re-ranks the bi-encoder teacher's top-"
+        f"{data['k']}; `retriever order` is that top-{data['k']} as retrieved.",
+    ]
+    return "\n".join([*lines, "", source("relevance_ideas.json", "relevance_ideas_test.json")]) + "\n"
+
+
+def dense_sparse_table() -> str:
+    data = load("dense_sparse.json")
+    if data is None:
+        return missing("python benchmarks/dense_sparse.py")
+    final = load("dense_sparse_test.json") or {"students": {}}
+    header = ["student", "validation NDCG@10", "minus fp32 [95% CI]", "validation R@100", "p50 ms", "p99 ms"]
+    header += ["linear weights stored", "test NDCG@10"]
+    lines = [row(*header), row(*["---"] * len(header))]
+    for name, r in data["students"].items():
+        v = r["validation"]
+        test = final["students"].get(name)
+        lines.append(
+            row(
+                name,
+                f"{v['ndcg@10']:.4f}",
+                f"{v['ndcg@10_minus_fp32']['mean']:+.4f}{ci(v['ndcg@10_minus_fp32']['ci'], 4)}",
+                f"{v['recall@100']:.4f}",
+                f"{r['latency_p50_ms']:.2f}",
+                f"{r['latency_p99_ms']:.2f}",
+                f"{r['linear_weights_stored']:,}",
+                f"{test['test']['ndcg@10']:.4f}" if test else "-",
+            )
+        )
+    lines += [
+        "",
+        f"A {data['layers']}-layer truncated student aligned {data['align_steps']} steps, then "
+        f"{data['recover_steps']} more (fp32) or after compression (rank ratio {data['rank_ratio']}); one query "
+        f"at a time, {data['threads']} threads.",
+    ]
+    return "\n".join([*lines, "", source("dense_sparse.json", "dense_sparse_test.json")]) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "headline": headline_table,
     "peers-minilm": peers_table("minilm"),
@@ -481,6 +546,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "hot-swap": hot_swap_table,
     "scale": scale_table,
     "llm-judge": llm_judge_table,
+    "relevance-ideas": relevance_ideas_table,
+    "dense-sparse": dense_sparse_table,
 }
 
 
