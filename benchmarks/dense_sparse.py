@@ -54,10 +54,13 @@ ROOT = Path(__file__).resolve().parents[1]
 console = Console()
 
 
-def align(student: SentenceTransformer, queries: list[str], targets: np.ndarray, steps: int, seed: int) -> None:
-    """MSE to the teacher's query embeddings (the recipe's alignment) for ``steps`` of 64 queries."""
+def align(
+    student: SentenceTransformer, queries: list[str], targets: np.ndarray, steps: int, seed: int, rate: float = 1e-4
+) -> None:
+    """MSE to the teacher's query embeddings (the recipe's alignment) for ``steps`` of 64 queries at ``rate``
+    (the base student at the recipe's order of magnitude, the recovery steps of every variant alike at 1e-4)."""
     dataset = Dataset.from_dict({"query": queries, "label": targets.astype(np.float32).tolist()})
-    schedule = Schedule(steps=steps, batch_size=64, learning_rate=1e-4, seed=seed)
+    schedule = Schedule(steps=steps, batch_size=64, learning_rate=rate, seed=seed)
     train_on_schedule(student, dataset, EmbedDistillLoss(student, distance_metric="mse"), schedule, label="align")
 
 
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = run.query_pool()
     targets = encode(run.teacher, queries, role="query")
     base = truncated_student(run.teacher, args.layers, embedding_dim(run.teacher), max_seq_length=32)
-    align(base, queries, targets, args.align_steps, args.seed)
+    align(base, queries, targets, args.align_steps, args.seed, rate=1e-3)
     students = variants(base, queries, targets, args)
     results = {
         "run": str(args.run),
