@@ -100,3 +100,29 @@ def test_score_matching_aligns_with_the_teachers_items(shop: dict) -> None:
     assert _agreement(student, shop["teacher"], list(shop["validation"])) > 0.5
     with pytest.raises(ValueError, match="needs the teacher's item embeddings"):
         distill_query_encoder(shop["teacher"], shop["texts"], settings=settings)
+
+
+def test_a_dsformer_student_aligns_and_refines_factorised(shop: dict, tiny_bert_builder, tmp_path: Path) -> None:
+    from harnesslm.students.dense_sparse import DenseSparseLinear, written_back
+
+    texts = [*shop["texts"], *shop["validation"]]
+    base = tiny_bert_builder(tmp_path, texts, hidden=64, layers=2, seed=2)  # wide enough to factorise
+    student = distill_query_encoder(
+        shop["teacher"],
+        shop["texts"],
+        kind="truncated",
+        settings={
+            "base": str(base),
+            "layers": 1,
+            "dense_sparse": {"rank_ratio": 0.5},
+            "align": {"steps": 20, "batch_size": 32},
+            "refine": {"steps": 5, "batch_size": 16},
+        },
+        items=shop["items"],
+        validation=shop["validation"],
+        train_pairs=shop["pairs"],
+    )
+    assert any(isinstance(m, DenseSparseLinear) for m in student.modules()), "trained factorised, both phases"
+    held_out = list(shop["validation"])
+    np.testing.assert_allclose(encode(written_back(student), held_out), encode(student, held_out), atol=1e-5)
+    assert encode(student, held_out).shape == (len(held_out), shop["items"].embeddings.shape[1])

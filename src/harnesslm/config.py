@@ -516,6 +516,17 @@ class StaticStudentConfig(_Student):
     REFINE: ClassVar[dict[str, Any]] = {"steps": 300, "batch_size": 64, "learning_rate": 1e-4, "epochs": 3}
 
 
+class DenseSparseConfig(_Section):
+    """DSFormer compression of a truncated student (``harnesslm.students.dense_sparse``): each linear layer of its
+    transformer becomes a dense ``D`` (rank ``rank_ratio`` of the layer's smaller side) times a 2:4-sparse ``S``,
+    built from the layer's SVD and trained straight through in alignment and refinement; the saved student
+    holds ``D @ S`` written back as plain linear layers, so it loads, exports and serves as any other. Off
+    (rank_ratio 0): on a CPU no 2:4 kernel runs, so it saves no time there (benchmarks/dense_sparse.py)."""
+
+    rank_ratio: float = Field(0.0, ge=0, le=1, description="rank of D over the layer's smaller side (0: off)")
+    two_four: bool = Field(True, description="prune S to 2:4 (DSFormer); false: a plain low-rank factoriser")
+
+
 class TruncatedStudentConfig(_Student):
     """The first ``layers`` transformer layers of ``base`` (default: the fine-tuned teacher itself)."""
 
@@ -534,6 +545,7 @@ class TruncatedStudentConfig(_Student):
         "after alignment). A student whose width differs from the teacher's always has one",
     )
     max_seq_length: int = Field(32, ge=1)
+    dense_sparse: DenseSparseConfig = Field(default_factory=lambda: DenseSparseConfig())
 
     # HD validation (2 layers, 300 steps, fitted linear head; docs/history.md): lr 2e-3 beat 1e-3 and 5e-4, and the
     # fitted head beat none. Up to 1,000 steps, capped at one pass over the pool: a transformer student's step

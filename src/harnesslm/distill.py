@@ -39,6 +39,7 @@ from harnesslm.config import (
 from harnesslm.encoding.cache import encode
 from harnesslm.evaluation.metrics import RelevanceScale
 from harnesslm.index.item_index import ItemIndex
+from harnesslm.students.dense_sparse import factorize_student
 from harnesslm.training.alignment import align_student, fit_projection
 from harnesslm.training.negatives import mine_negatives
 from harnesslm.training.refinement import refine_student, refinement_dataset
@@ -117,9 +118,11 @@ def build_student(
             table = with_phrases(table, frequent_phrases(table.tokenizer, corpus, cfg.phrases))
         return static_students.static_student(table, teacher_dim)
     first = cfg.layer_schedule[0] if cfg.layer_schedule else cfg.layers
-    return truncated_students.truncated_student(
+    student = truncated_students.truncated_student(
         base if base is not None else teacher, first, teacher_dim, cfg.max_seq_length, linear_head=cfg.linear_head
     )
+    factorize_student(student, cfg.dense_sparse.rank_ratio, cfg.dense_sparse.two_four)
+    return student
 
 
 # training under validation ---------------------------------------------------------------------------------
@@ -218,6 +221,8 @@ def refine_selected(
     teacher's embedding of each distinct query of ``unique``, row for row. Returns the trainer's metrics, what
     was kept (see :func:`train_selected`) and the number of training pairs.
     """
+    if cfg.kind == "truncated":  # a DSFormer student loaded from disk was written back: factorise it again
+        factorize_student(student, cfg.dense_sparse.rank_ratio, cfg.dense_sparse.two_four)
     unique = list(unique)
     query_rows = {q: i for i, q in enumerate(unique)}
     item_rows = {item: i for i, item in enumerate(items.ids)}

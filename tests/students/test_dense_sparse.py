@@ -92,3 +92,30 @@ def test_the_factored_form_computes_the_same_and_low_rank_keeps_as_many_weights(
     assert torch.equal(low_rank.sparse_weight(), low_rank.sparse), "the low-rank factor is not pruned"
     plain = load_model(str(tiny_teacher), max_seq_length=16)
     assert factorize(plain, rank_ratio=0.5, min_features=16, two_four=False) != ranks
+
+
+def test_a_dsformer_student_trains_factorised_and_saves_written_back(tiny_bert_builder, tmp_path) -> None:
+    from harnesslm.config import TruncatedStudentConfig
+    from harnesslm.distill import build_student
+    from harnesslm.models.model_loading import embedding_dim
+    from harnesslm.students.dense_sparse import factorize_student, written_back
+
+    words = ["cordless drill", "garden hose 50 ft", "paint roller", "led bulb"]
+    teacher = load_model(str(tiny_bert_builder(tmp_path, words, hidden=64, layers=2)), max_seq_length=16)
+    plain_cfg = TruncatedStudentConfig.model_validate({"name": "t", "layers": 1})
+    assert plain_cfg.dense_sparse.rank_ratio == 0, "off by default"
+    plain = build_student(plain_cfg, teacher, embedding_dim(teacher))
+    assert not any(isinstance(m, DenseSparseLinear) for m in plain.modules())
+    assert written_back(plain) is plain
+
+    cfg = TruncatedStudentConfig.model_validate({"name": "t", "layers": 1, "dense_sparse": {"rank_ratio": 0.5}})
+    student = build_student(cfg, teacher, embedding_dim(teacher))
+    factored = [m for m in student.modules() if isinstance(m, DenseSparseLinear)]
+    assert factored and all(m.two_four for m in factored)
+    texts = ["cordless drill", "garden hose 50 ft"]
+    saved = written_back(student)
+    assert not any(isinstance(m, DenseSparseLinear) for m in saved.modules())
+    assert any(isinstance(m, DenseSparseLinear) for m in student.modules()), "the trained student stays factorised"
+    np.testing.assert_allclose(saved.encode(texts), student.encode(texts), atol=1e-5)
+    assert factorize_student(student, 0.5) == {}, "a factorised student is left as it is"
+    assert len(factorize_student(saved, 0.5)) == len(factored), "a written-back one is factorised again (refine)"

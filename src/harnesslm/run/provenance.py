@@ -63,6 +63,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "teacher.ood_regularizer": {"weight": 0.0, "tokens": 16},
     "relevance.teacher.adversarial": {"method": "off", "epsilon": 1.0, "weight": 0.5},
     "relevance.teacher.professional_terms": False,
+    "student.dense_sparse": {"rank_ratio": 0.0, "two_four": True},
 }
 """Settings added after records existed, with the value that reproduces what earlier versions did: a record
 without one of them still matches while the setting has that value, so upgrading does not redo a run."""

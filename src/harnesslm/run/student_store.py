@@ -11,6 +11,7 @@ from harnesslm.models import model_loading
 from harnesslm.run import provenance
 from harnesslm.run.run_dir import RunDir, StepMissingError
 from harnesslm.students import meta as student_meta
+from harnesslm.students.dense_sparse import written_back
 
 PHASES = ("aligned", "refined")
 
@@ -18,6 +19,8 @@ PHASES = ("aligned", "refined")
 def save_student(
     run: RunDir, student: SentenceTransformer, cfg: StudentConfig, phase: str, selection: dict | None = None
 ) -> None:
+    """Save one phase of a student (a DSFormer-factorised one with its layers written back as plain ones)."""
+    student = written_back(student)
     with atomic_directory(run.student_dir(cfg.name, phase)) as tmp:
         student_meta.save_student(
             student,

@@ -19,6 +19,8 @@ References:
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -133,3 +135,22 @@ def _factored(layer: DenseSparseLinear) -> nn.Sequential:
         if layer.bias is not None:
             second.bias.copy_(layer.bias)
     return nn.Sequential(first, second)
+
+
+def factorize_student(student: nn.Module, rank_ratio: float, two_four: bool = True) -> dict[str, int]:
+    """Factorise the linear layers of a sentence-transformers student's transformer (its first module), in
+    place; the pooling and projection head stay dense. A student already factorised is left as it is (it has
+    no plain linear layer left to replace), so alignment and refinement may both call it."""
+    if rank_ratio <= 0:
+        return {}
+    return factorize(student[0].auto_model, rank_ratio, two_four=two_four)
+
+
+def written_back(model: nn.Module) -> nn.Module:
+    """``model`` itself when it has no :class:`DenseSparseLinear`; else a copy with each written back as one plain
+    ``nn.Linear`` (:func:`materialize`), the form that saves and loads as any model. ``model`` keeps training."""
+    if not any(isinstance(m, DenseSparseLinear) for m in model.modules()):
+        return model
+    out = copy.deepcopy(model)
+    materialize(out)
+    return out
