@@ -260,7 +260,8 @@ def test_teacher_with_professional_terms_and_fgm_reads_marked_pairs(
     from harnesslm.rerank.models import score_pairs
     from harnesslm.rerank.professional_terms import FILE
 
-    patch = {"relevance": {"teacher": {"professional_terms": True, "adversarial": {"method": "fgm", "epsilon": 0.1}}}}
+    assert run.config.relevance.teacher.professional_terms, "on by default"
+    patch = {"relevance": {"teacher": {"adversarial": {"method": "fgm", "epsilon": 0.1}}}}
     changed = RunDir(run.root, updated(run.config, patch))
     seen = {}
     train = trainer.train_cross_encoder
@@ -283,6 +284,11 @@ def test_teacher_with_professional_terms_and_fgm_reads_marked_pairs(
     marked = teacher.predict([(terms.mark(query, text), text)], activation_fn=torch.nn.Identity())
     assert np.allclose(score_pairs(teacher, [query], [text]).numpy(), marked, atol=1e-5)
     assert stage.small_reranker(changed).professional_terms is None, "the truncated student reads unmarked pairs"
+
+    off = RunDir(run.root, updated(run.config, {"relevance": {"teacher": {"professional_terms": False}}}))
+    stage.relevance_teacher(off, progress=False)
+    assert not (off.relevance_teacher_dir / FILE).exists(), "a teacher without terms leaves none behind"
+    assert stage.load_relevance_teacher(off).professional_terms is None
 
 
 def test_truncation_keeps_the_first_layers_and_the_head(tiny_teacher: Path, tmp_path: Path) -> None:
