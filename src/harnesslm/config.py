@@ -521,7 +521,9 @@ class DenseSparseConfig(_Section):
     transformer becomes a dense ``D`` (rank ``rank_ratio`` of the layer's smaller side) times a 2:4-sparse ``S``,
     built from the layer's SVD and trained straight through in alignment and refinement; the saved student
     holds ``D @ S`` written back as plain linear layers, so it loads, exports and serves as any other. Off
-    (rank_ratio 0): on a CPU no 2:4 kernel runs, so it saves no time there (benchmarks/dense_sparse.py)."""
+    (rank_ratio 0): on a CPU no 2:4 kernel runs; on Home Depot a 2-layer MiniLM student at rank ratio 0.5 lost
+    0.041 validation NDCG@10 for 8% less time a query, where int8 lost 0.005 for 37% less
+    (benchmarks/results/dense_sparse.json)."""
 
     rank_ratio: float = Field(0.0, ge=0, le=1, description="rank of D over the layer's smaller side (0: off)")
     two_four: bool = Field(True, description="prune S to 2:4 (DSFormer); false: a plain low-rank factoriser")
