@@ -252,17 +252,29 @@ def test_rerank_one_query_sorts_candidates_by_cross_encoder_score(taught: RunDir
     assert np.allclose(direct, scores, atol=1e-5)
 
 
-def test_teacher_with_professional_terms_and_fgm_reads_marked_pairs(
-    run: RunDir, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from harnesslm.losses.adversarial_contrastive import AdversarialContrastiveLoss
-    from harnesslm.rerank import relevance_teacher as trainer
+def test_the_default_teacher_reads_pairs_marked_with_the_catalogs_terms(taught: RunDir) -> None:
     from harnesslm.rerank.models import score_pairs
     from harnesslm.rerank.professional_terms import FILE
 
-    assert run.config.relevance.teacher.professional_terms, "on by default"
-    patch = {"relevance": {"teacher": {"adversarial": {"method": "fgm", "epsilon": 0.1}}}}
-    changed = RunDir(run.root, updated(run.config, patch))
+    assert taught.config.relevance.teacher.professional_terms, "on by default"
+    assert (taught.relevance_teacher_dir / FILE).exists()
+    teacher = stage.load_relevance_teacher(taught)
+    terms = teacher.professional_terms
+    assert terms is not None and terms.brands, "the demo shop's titles open with its brands"
+    query = next(q for q in taught.split("test")["query"] if terms.found(q))
+    text = next(iter(taught.item_texts.values()))
+    marked = teacher.predict([(terms.mark(query, text), text)], activation_fn=torch.nn.Identity())
+    assert np.allclose(score_pairs(teacher, [query], [text]).numpy(), marked, atol=1e-5)
+    assert stage.small_reranker(taught).professional_terms is None, "the truncated student reads unmarked pairs"
+
+
+def test_teacher_without_terms_and_with_fgm_trains_on_plain_pairs(run: RunDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harnesslm.losses.adversarial_contrastive import AdversarialContrastiveLoss
+    from harnesslm.rerank import relevance_teacher as trainer
+    from harnesslm.rerank.professional_terms import FILE
+
+    patch = {"teacher": {"professional_terms": False, "adversarial": {"method": "fgm", "epsilon": 0.1}}}
+    changed = RunDir(run.root, updated(run.config, {"relevance": patch}))
     seen = {}
     train = trainer.train_cross_encoder
 
@@ -273,22 +285,9 @@ def test_teacher_with_professional_terms_and_fgm_reads_marked_pairs(
     monkeypatch.setattr(trainer, "train_cross_encoder", record)
     stage.relevance_teacher(changed, progress=False)
     assert isinstance(seen["loss"], AdversarialContrastiveLoss)
-    assert any(" | brand " in q for q in seen["queries"]), "the demo shop's queries name its brands"
-    assert (changed.relevance_teacher_dir / FILE).exists()
-
-    teacher = stage.load_relevance_teacher(changed)
-    terms = teacher.professional_terms
-    assert terms is not None and terms.brands
-    query = next(q for q in changed.split("test")["query"] if terms.found(q))
-    text = next(iter(changed.item_texts.values()))
-    marked = teacher.predict([(terms.mark(query, text), text)], activation_fn=torch.nn.Identity())
-    assert np.allclose(score_pairs(teacher, [query], [text]).numpy(), marked, atol=1e-5)
-    assert stage.small_reranker(changed).professional_terms is None, "the truncated student reads unmarked pairs"
-
-    off = RunDir(run.root, updated(run.config, {"relevance": {"teacher": {"professional_terms": False}}}))
-    stage.relevance_teacher(off, progress=False)
-    assert not (off.relevance_teacher_dir / FILE).exists(), "a teacher without terms leaves none behind"
-    assert stage.load_relevance_teacher(off).professional_terms is None
+    assert not any(" | brand " in q for q in seen["queries"])
+    assert not (changed.relevance_teacher_dir / FILE).exists()
+    assert stage.load_relevance_teacher(changed).professional_terms is None
 
 
 def test_truncation_keeps_the_first_layers_and_the_head(tiny_teacher: Path, tmp_path: Path) -> None:

@@ -60,8 +60,8 @@ class ProfessionalTerms:
     """The catalog's brands (lower-cased, one to three words) and model codes (separator-free keys).
 
     Args:
-        brands: brand names as they open titles (``hampton bay``); a brand's first word alone also names it
-            when the title-opening statistics say so (``simpson`` for ``simpson strong-tie``).
+        brands: brand phrases as they open titles (``husky``, ``hickory hardware``); the shortest start of a
+            brand's titles that qualifies stands for it (``hampton`` for Hampton Bay).
         codes: model codes seen in the catalog's titles.
 
     Example:
