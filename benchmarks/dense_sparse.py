@@ -83,7 +83,7 @@ def variants(base: SentenceTransformer, queries, targets, args) -> dict[str, tup
     out["fp32"] = (fp32, linear_weights(fp32))
     int8 = copy.deepcopy(fp32)
     torch.ao.quantization.quantize_dynamic(int8[0].auto_model, {nn.Linear}, dtype=torch.qint8, inplace=True)
-    out["int8"] = (int8, linear_weights(fp32) // 4)  # one byte a weight against four
+    out["int8"] = (int8, linear_weights(fp32) // 4)  # in float32 weights' terms: one byte a weight against four
     for name, two_four in (("dense-sparse", True), ("low-rank", False)):
         student = copy.deepcopy(base)
         factorize(student[0].auto_model, args.rank_ratio, two_four=two_four)

@@ -525,7 +525,8 @@ def dense_sparse_table() -> str:
         "",
         f"A {data['layers']}-layer truncated student aligned {data['align_steps']} steps, then "
         f"{data['recover_steps']} more (fp32) or after compression (rank ratio {data['rank_ratio']}); one query "
-        f"at a time, {data['threads']} threads.",
+        f"at a time, {data['threads']} threads. Linear weights stored count float32 weights: a factorised "
+        "layer's as a 2:4 kernel keeps them (half of the sparse factor), int8's as its bytes over 4.",
     ]
     return "\n".join([*lines, "", source("dense_sparse.json", "dense_sparse_test.json")]) + "\n"
 
