@@ -116,26 +116,35 @@ class ProfessionalTerms:
                 i += 1
         return out
 
-    def mark(self, query: str, text: str) -> str:
+    def mark(self, query: str, text: str, terms: list[tuple[str, str]] | None = None) -> str:
         """``query`` followed by one ``| kind term: match`` (or ``no match``) per term it names: a brand matches
-        when the item's text holds the phrase, a model code when an item word starts with its key."""
-        terms = self.found(query)
+        when the item's text holds the phrase, a model code when an item word starts with its key. ``terms``:
+        ``found(query)`` when the caller has it already."""
+        terms = self.found(query) if terms is None else terms
         if not terms:
             return query
         item_words = words(text)
-        item_text = " ".join(item_words)
-        item_keys = [code_key(w) for w in item_words]
+        item_text = f" {' '.join(item_words)} "
         marks = []
         for kind, term in terms:
             if kind == "brand":
-                hit = f" {term} " in f" {item_text} "
+                hit = f" {term} " in item_text
             else:
-                hit = any(key.startswith(code_key(term)) for key in item_keys)
+                key = code_key(term)
+                hit = any(code_key(w).startswith(key) for w in item_words)
             marks.append(f"{kind} {term}: {'match' if hit else 'no match'}")
         return " | ".join([query, *marks])
 
     def mark_pairs(self, queries: list[str], texts: list[str]) -> list[str]:
-        return [self.mark(q, t) for q, t in zip(queries, texts, strict=True)]
+        """:meth:`mark` for each pair, looking each distinct query's terms up once (a re-ranked list repeats
+        its query for every candidate)."""
+        found: dict[str, list[tuple[str, str]]] = {}
+        out = []
+        for query, text in zip(queries, texts, strict=True):
+            if query not in found:
+                found[query] = self.found(query)
+            out.append(self.mark(query, text, found[query]))
+        return out
 
     def save(self, folder: Path) -> None:
         data = {"brands": sorted(self.brands), "codes": sorted(self.codes)}
