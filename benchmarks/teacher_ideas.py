@@ -1,7 +1,8 @@
 """Benchmark: the relevance-training ideas of the recipe's neighbours as teacher options, against the plain teacher.
 
 Each idea is an option of the teacher step (``teacher.loss: triplet``, ``teacher.adversarial.method: fgm``,
-``teacher.graph_regularizer.weight``, ``teacher.ood_regularizer.weight``).
+``teacher.graph_regularizer.weight``, ``teacher.ood_regularizer.weight``, ``teacher.cross_encoder_labels``: the
+Walmart recipe, a relevance cross-encoder's margins, from ``--labeller``).
 The teacher is fine-tuned once per idea, all else equal, on a split that holds out whole product groups
 (``data.ood_holdout``): the queries whose relevant items all fall in them form ``ood_validation`` and
 ``ood_test``, and training never sees those items. Each teacher indexes the whole catalog and is scored by
@@ -40,11 +41,19 @@ IDEAS: dict[str, dict] = {
     "fgm-small": {"teacher": {"adversarial": {"method": "fgm", "epsilon": 0.1}}},
     "one-epoch": {"teacher": {"schedule": {"steps": 100_000, "epochs": 1}}},  # a plainer lever: more steps
     "lr-2e-4": {"teacher": {"schedule": {"learning_rate": 2e-4}}},  # a plainer lever: a larger step size
+    # the Walmart recipe: a relevance cross-encoder's margins on the rows (its model: --labeller)
+    "ce-labels": {"teacher": {"cross_encoder_labels": {"weight": 0.25}}},
     # the best combination: the two ideas that gained on validation alone
     "graph+one-epoch": {"teacher": {"graph_regularizer": {"weight": 0.1}, "schedule": {"steps": 100_000, "epochs": 1}}},
 }
 """Each idea as the config patch that turns it on (the plain teacher first: the rows' reference)."""
 console = Console()
+
+
+def updated_patch(patch: dict, labeller: str) -> dict:
+    """``patch`` with the cross-encoder labeller's path filled in."""
+    labels = patch["teacher"]["cross_encoder_labels"] | {"model": labeller}
+    return patch | {"teacher": patch["teacher"] | {"cross_encoder_labels": labels}}
 
 
 def score_splits(runs: dict[str, RunDir], splits: tuple[str, ...]) -> dict[str, dict]:
@@ -73,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "teacher-ideas")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "teacher_ideas.json")
     parser.add_argument("--cache-dir", type=Path, help="the embedding cache to use (default: the config's)")
+    parser.add_argument(
+        "--labeller",
+        type=Path,
+        default=ROOT / "runs" / "relevance-600" / "terms" / "relevance" / "teacher",
+        help="the cross-encoder of the idea ce-labels (made by: python benchmarks/relevance_ideas.py --from-run "
+        "runs/teacher-ideas/plain --ideas terms --steps 600 --out runs/relevance-600)",
+    )
     parser.add_argument("--final", action="store_true", help="score test and ood_test once on the runs made")
     parser.add_argument("--rescore", action="store_true", help="with --final: score test again on this commit")
     args = parser.parse_args(argv)
@@ -96,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     runs, did = {}, {}
     for idea in ideas:
-        runs[idea], did[idea] = teacher_run(updated(base, IDEAS[idea]), args.out / idea)
+        patch = IDEAS[idea]
+        if "cross_encoder_labels" in patch.get("teacher", {}):
+            if not (args.labeller / "config.json").exists():
+                parser.error(f"no cross-encoder in {args.labeller} (--labeller; see --help for the command)")
+            patch = updated_patch(patch, str(args.labeller.resolve()))
+        runs[idea], did[idea] = teacher_run(updated(base, patch), args.out / idea)
     rows = score_splits(runs, ("validation", "ood_validation"))
     for idea, run in runs.items():
         rows[idea]["teacher_step_seconds"] = run.read_json("timings.json").get("teacher")

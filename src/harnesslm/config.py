@@ -174,6 +174,27 @@ class OodRegularizerConfig(_Section):
     tokens: int = Field(16, ge=1, description="tokens removed per batch (half in queries, half in items)")
 
 
+class CrossEncoderLabelsConfig(_Section):
+    """A cross-encoder's labels for the teacher (``ContrastiveMarginMSELoss``, the Walmart recipe applied to the
+    bi-encoder teacher): a relevance cross-encoder scores every training row's positive and mined negatives, and
+    the teacher learns those margins beside the InfoNCE. Off (weight 0) until it wins on validation
+    (benchmarks/teacher_ideas.py, the idea ``ce-labels``)."""
+
+    weight: float = Field(0.0, ge=0, description="weight of the Margin-MSE term beside the InfoNCE (0: off)")
+    model: str | None = Field(
+        None,
+        description="the relevance cross-encoder that labels the pairs (a folder such as a run's relevance/teacher, "
+        "or a hub name); needed when weight > 0",
+    )
+    margin_scale: float = Field(
+        2.5,
+        gt=0,
+        description="the cross-encoder's margins in standard deviations of its scores, times this, are the targets "
+        "of the teacher's margins in InfoNCE logits (cosine / temperature). 2.5 matches the spread of the "
+        "fine-tuned MiniLM teacher's own margins (2.4 logits) on 400 Home Depot training rows",
+    )
+
+
 class TeacherConfig(_Section):
     """Phase 1: contrastive fine-tuning of the large model on (query, relevant item) pairs."""
 
@@ -191,6 +212,7 @@ class TeacherConfig(_Section):
     adversarial: AdversarialConfig = Field(default_factory=lambda: AdversarialConfig())
     graph_regularizer: GraphRegularizerConfig = Field(default_factory=lambda: GraphRegularizerConfig())
     ood_regularizer: OodRegularizerConfig = Field(default_factory=lambda: OodRegularizerConfig())
+    cross_encoder_labels: CrossEncoderLabelsConfig = Field(default_factory=lambda: CrossEncoderLabelsConfig())
     hard_negatives: int = Field(1, ge=0)
     negatives_from: Literal["teacher", "static", "bm25"] = Field(
         "teacher",
@@ -232,9 +254,17 @@ class TeacherConfig(_Section):
         return _fill_schedules(data, {"schedule": cls.SCHEDULE}, cls.LEGACY)
 
     @model_validator(mode="after")
-    def _triplets_need_negatives(self) -> TeacherConfig:
+    def _objectives_need_negatives(self) -> TeacherConfig:
         if self.loss == "triplet" and self.hard_negatives < 1:
             raise ValueError("teacher.loss: triplet needs teacher.hard_negatives >= 1 (the triplet's negative)")
+        labels = self.cross_encoder_labels
+        if labels.weight > 0 and labels.model is None:
+            raise ValueError("teacher.cross_encoder_labels.weight > 0 needs cross_encoder_labels.model (the labeller)")
+        if labels.weight > 0 and (self.loss != "infonce" or self.hard_negatives < 1):
+            raise ValueError(
+                "teacher.cross_encoder_labels needs teacher.loss: infonce and teacher.hard_negatives >= 1 "
+                "(the margins are the positive's score less each hard negative's)"
+            )
         return self
 
 

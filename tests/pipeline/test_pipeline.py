@@ -170,6 +170,36 @@ def test_static_negatives_make_no_catalog_pass_with_the_untrained_teacher(
     assert (run.teacher_dir / "modules.json").exists()
 
 
+def test_cross_encoder_labels_give_the_teacher_the_labellers_margins(
+    tmp_path: Path, demo_files, tiny_teacher, capsys
+) -> None:
+    """The Walmart recipe in the teacher step: the labeller scores each row's positive and negatives once, the
+    rows carry its standardised margins, and the teacher trains on them."""
+    from datasets import Dataset
+
+    from harnesslm.pipeline.teacher import cross_encoder_labelled
+    from harnesslm.rerank.models import load_cross_encoder, score_pairs
+
+    labeller = tmp_path / "labeller"
+    load_cross_encoder(str(tiny_teacher), max_length=16).save_pretrained(str(labeller))
+    patch = {"schedule": {"steps": 2}, "cross_encoder_labels": {"weight": 0.5, "model": str(labeller)}}
+    config = updated(small_config(demo_files, tiny_teacher, tmp_path / "cache"), {"teacher": patch})
+    run = steps.prepare(config.model_copy(update={"students": []}), tmp_path / "run")
+    texts = list(run.item_texts.values())[:3]
+    rows = Dataset.from_dict({"anchor": ["drill"] * 2, "positive": texts[:2], "negative_1": [texts[2]] * 2})
+    labelled = cross_encoder_labelled(run, rows, progress=False)
+    scores = score_pairs(
+        load_cross_encoder(str(labeller), run.config.relevance.max_length),
+        ["drill"] * 4,
+        [texts[0], texts[2], texts[1], texts[2]],
+    ).numpy()
+    expected = 2.5 * (scores[[0, 2]] - scores[[1, 3]]) / scores.std()
+    assert np.allclose(np.array(labelled["label"]).ravel(), expected, atol=1e-3)  # batches pad differently
+    steps.teacher(run, progress=False)
+    assert (run.teacher_dir / "modules.json").exists()
+    assert "cross-encoder labels: scoring" in capsys.readouterr().err
+
+
 def test_teacher_negatives_encode_the_catalog_with_the_untrained_teacher(finished_run: RunDir) -> None:
     assert finished_run.config.teacher.negatives_from == "teacher"  # the default
     assert _document_cache(finished_run.base_teacher, finished_run).exists()

@@ -2,6 +2,7 @@
 
 from harnesslm.losses.adversarial_contrastive import AdversarialContrastiveLoss
 from harnesslm.losses.approx_ndcg import ApproxNDCGLoss
+from harnesslm.losses.contrastive_margin_mse import ContrastiveMarginMSELoss
 from harnesslm.losses.frozen_item_contrastive import FrozenItemContrastiveLoss
 from harnesslm.losses.frozen_item_listwise import FrozenItemListwiseLoss, listwise_dataset
 from harnesslm.losses.frozen_item_margin_mse import FrozenItemMarginMSELoss, margin_dataset
@@ -12,6 +13,7 @@ from harnesslm.losses.token_intervention import TokenInterventionLoss
 __all__ = [
     "AdversarialContrastiveLoss",
     "ApproxNDCGLoss",
+    "ContrastiveMarginMSELoss",
     "FrozenItemContrastiveLoss",
     "FrozenItemListwiseLoss",
     "FrozenItemMarginMSELoss",

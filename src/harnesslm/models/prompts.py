@@ -57,8 +57,8 @@ def encode_as(model: Any, texts: list[str], role: Role, **kwargs: Any) -> Any:
 
 def training_prompts(model: SentenceTransformer, columns: list[str]) -> dict[str, str] | None:
     """Per-column prompts for contrastive training: the query prompt on ``anchor``, the document prompt on every
-    other column (positives and negatives); None when the model has neither."""
+    other text column (positives and negatives; not the ``label``); None when the model has neither."""
     query, document = prompt_of(model, "query"), prompt_of(model, "document")
     if not query and not document:
         return None
-    return {column: query if column == "anchor" else document for column in columns}
+    return {column: query if column == "anchor" else document for column in columns if column != "label"}

@@ -7,13 +7,20 @@ from harnesslm.encoding.cache import encode
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.losses.graph_regularized import item_neighbors
 from harnesslm.pipeline.static_table import shop_texts
+from harnesslm.rerank.models import load_cross_encoder, score_pairs
 from harnesslm.run import provenance
 from harnesslm.run.catalog_embeddings import encoded_texts, item_embeddings
 from harnesslm.run.provenance import step_inputs
 from harnesslm.run.run_dir import RunDir, console
 from harnesslm.students import static as static_students
 from harnesslm.training.negatives import mine_lexical_negatives, mine_negatives
-from harnesslm.training.teacher_finetune import contrastive_dataset, fine_tune_teacher, positive_pairs
+from harnesslm.training.teacher_finetune import (
+    contrastive_dataset,
+    fine_tune_teacher,
+    pair_columns,
+    positive_pairs,
+    with_margins,
+)
 
 
 def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
@@ -38,6 +45,8 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
                 cfg.hard_negatives,
                 neighbors,
             )
+            if cfg.cross_encoder_labels.weight > 0:
+                dataset = cross_encoder_labelled(run, dataset, progress)
             console.print(
                 f"fine-tuning on {len(dataset):,} (query, positive, {cfg.hard_negatives} negatives) "
                 f"rows for {cfg.schedule.steps_for(len(dataset))} steps"
@@ -49,6 +58,19 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
                 provenance.write_record(tmp, *step_inputs(run, "teacher"))
         run.loaded.teacher_rewritten()
     return metrics
+
+
+def cross_encoder_labelled(run: RunDir, dataset, progress: bool = True):
+    """``dataset`` with the margins of ``teacher.cross_encoder_labels.model`` as its label (the Walmart recipe):
+    each distinct (query, item) pair of its rows is scored once."""
+    cfg = run.config.teacher.cross_encoder_labels
+    labeller = load_cross_encoder(cfg.model, run.config.relevance.max_length, run.config.cache_dir)
+    queries, texts = pair_columns(dataset)
+    distinct = list(dict.fromkeys(zip(queries, texts, strict=True)))
+    console.print(f"cross-encoder labels: scoring {len(distinct):,} distinct (query, item) pairs with {cfg.model}")
+    scores = score_pairs(labeller, [q for q, _ in distinct], [t for _, t in distinct], progress=progress).numpy()
+    found = dict(zip(distinct, scores, strict=True))
+    return with_margins(dataset, [found[pair] for pair in zip(queries, texts, strict=True)], cfg.margin_scale)
 
 
 def hard_negatives(run: RunDir, model, queries: list[str], positives: dict[str, set[str]], progress: bool = True):

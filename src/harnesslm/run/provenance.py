@@ -61,6 +61,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "teacher.adversarial": {"method": "off", "epsilon": 1.0, "weight": 0.5},
     "teacher.graph_regularizer": {"weight": 0.0, "temperature": 0.05},
     "teacher.ood_regularizer": {"weight": 0.0, "tokens": 16},
+    "teacher.cross_encoder_labels": {"weight": 0.0, "model": None, "margin_scale": 2.5},
     "relevance.teacher.adversarial": {"method": "off", "epsilon": 1.0, "weight": 0.5},
     "relevance.teacher.professional_terms": False,
     "student.dense_sparse": {"rank_ratio": 0.0, "two_four": True},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
@@ -17,6 +18,7 @@ from torch import nn
 
 from harnesslm.config import TeacherConfig
 from harnesslm.losses.adversarial_contrastive import AdversarialContrastiveLoss
+from harnesslm.losses.contrastive_margin_mse import ContrastiveMarginMSELoss
 from harnesslm.losses.graph_regularized import NEIGHBOR_COLUMN, GraphRegularizedLoss
 from harnesslm.losses.token_intervention import TokenInterventionLoss
 from harnesslm.models.prompts import training_prompts
@@ -70,12 +72,39 @@ def contrastive_dataset(
     return Dataset.from_dict(columns)
 
 
+def pair_columns(dataset: Dataset) -> tuple[list[str], list[str]]:
+    """The (query, item text) pairs a cross-encoder scores to label ``dataset``: each row's positive, then each
+    of its negatives, row by row (the order :func:`with_margins` reads the scores in)."""
+    negatives = [c for c in dataset.column_names if c.startswith("negative_")]
+    queries, texts = [], []
+    for row in dataset.select_columns(["anchor", "positive", *negatives]):
+        queries += [row["anchor"]] * (1 + len(negatives))
+        texts += [row["positive"], *(row[c] for c in negatives)]
+    return queries, texts
+
+
+def with_margins(dataset: Dataset, scores: np.ndarray, margin_scale: float) -> Dataset:
+    """``dataset`` plus a ``label`` column: per row, the cross-encoder's margins (positive less each negative)
+    in standard deviations of all its scores, times ``margin_scale``. ``scores`` are in :func:`pair_columns`'
+    order. Standardising makes the targets independent of the cross-encoder's logit range (a teacher trained on
+    soft targets gives logits in a narrow band)."""
+    per_row = np.asarray(scores, dtype=np.float64).reshape(len(dataset), -1)
+    if per_row.shape[1] < 2:
+        raise ValueError("margins need at least one negative column beside the positive")
+    spread = per_row.std() or 1.0
+    margins = margin_scale * (per_row[:, :1] - per_row[:, 1:]) / spread
+    return dataset.add_column("label", margins.astype(np.float32).tolist())
+
+
 def teacher_loss(model: SentenceTransformer, config: TeacherConfig) -> nn.Module:
-    """The loss ``config`` asks for: InfoNCE over in-batch and hard negatives (scale = 1 / temperature), or a
-    cosine triplet loss over each row's first hard negative; with the graph and token-intervention regularisers
-    beside it and wrapped in FGM adversarial training if asked."""
+    """The loss ``config`` asks for: InfoNCE over in-batch and hard negatives (scale = 1 / temperature), with a
+    cross-encoder's margins beside it when ``cross_encoder_labels`` is on, or a cosine triplet loss over each
+    row's first hard negative; with the graph and token-intervention regularisers beside it and wrapped in FGM
+    adversarial training if asked."""
     if config.loss == "triplet":
         loss: nn.Module = TripletLoss(model, TripletDistanceMetric.COSINE, triplet_margin=config.triplet_margin)
+    elif config.cross_encoder_labels.weight > 0:
+        loss = ContrastiveMarginMSELoss(model, 1.0 / config.temperature, config.cross_encoder_labels.weight)
     else:
         loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
     graph = config.graph_regularizer
