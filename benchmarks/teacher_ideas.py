@@ -43,6 +43,7 @@ IDEAS: dict[str, dict] = {
     "lr-2e-4": {"teacher": {"schedule": {"learning_rate": 2e-4}}},  # a plainer lever: a larger step size
     # the Walmart recipe: a relevance cross-encoder's margins on the rows (its model: --labeller)
     "ce-labels": {"teacher": {"cross_encoder_labels": {"weight": 0.25}}},
+    "ce-labels-1": {"teacher": {"cross_encoder_labels": {"weight": 1.0}}},  # its weight, chosen on validation
     # the best combination: the two ideas that gained on validation alone
     "graph+one-epoch": {"teacher": {"graph_regularizer": {"weight": 0.1}, "schedule": {"steps": 100_000, "epochs": 1}}},
 }
