@@ -32,6 +32,8 @@ from results_json import ResultsFile, refuse_second_final
 from teacher_negatives import scores, teacher_run
 
 ROOT = Path(__file__).resolve().parents[1]
+LABELLER = "--labeller"
+"""Stands for the cross-encoder given as ``--labeller`` in an idea's patch."""
 IDEAS: dict[str, dict] = {
     "plain": {},
     "triplet": {"teacher": {"loss": "triplet"}},
@@ -41,9 +43,11 @@ IDEAS: dict[str, dict] = {
     "fgm-small": {"teacher": {"adversarial": {"method": "fgm", "epsilon": 0.1}}},
     "one-epoch": {"teacher": {"schedule": {"steps": 100_000, "epochs": 1}}},  # a plainer lever: more steps
     "lr-2e-4": {"teacher": {"schedule": {"learning_rate": 2e-4}}},  # a plainer lever: a larger step size
-    # the Walmart recipe: a relevance cross-encoder's margins on the rows (its model: --labeller)
-    "ce-labels": {"teacher": {"cross_encoder_labels": {"weight": 0.25}}},
-    "ce-labels-1": {"teacher": {"cross_encoder_labels": {"weight": 1.0}}},  # its weight, chosen on validation
+    # the Walmart recipe: a relevance cross-encoder's margins on the rows (the cross-encoder: --labeller)
+    "ce-labels": {"teacher": {"cross_encoder_labels": {"weight": 0.25, "model": LABELLER}}},
+    "ce-labels-1": {"teacher": {"cross_encoder_labels": {"weight": 1.0, "model": LABELLER}}},  # the weight's choice
+    # the same with the labeller the teacher step trains itself (negatives from the off-the-shelf teacher's ranking)
+    "ce-labels-own": {"teacher": {"cross_encoder_labels": {"weight": 0.25}}},
     # the best combination: the two ideas that gained on validation alone
     "graph+one-epoch": {"teacher": {"graph_regularizer": {"weight": 0.1}, "schedule": {"steps": 100_000, "epochs": 1}}},
 }
@@ -52,7 +56,7 @@ console = Console()
 
 
 def updated_patch(patch: dict, labeller: str) -> dict:
-    """``patch`` with the cross-encoder labeller's path filled in."""
+    """``patch`` with the cross-encoder labeller's path in place of :data:`LABELLER`."""
     labels = patch["teacher"]["cross_encoder_labels"] | {"model": labeller}
     return patch | {"teacher": patch["teacher"] | {"cross_encoder_labels": labels}}
 
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, did = {}, {}
     for idea in ideas:
         patch = IDEAS[idea]
-        if "cross_encoder_labels" in patch.get("teacher", {}):
+        if patch.get("teacher", {}).get("cross_encoder_labels", {}).get("model") == LABELLER:
             if not (args.labeller / "config.json").exists():
                 parser.error(f"no cross-encoder in {args.labeller} (--labeller; see --help for the command)")
             patch = updated_patch(patch, str(args.labeller.resolve()))

@@ -184,7 +184,8 @@ class CrossEncoderLabelsConfig(_Section):
     model: str | None = Field(
         None,
         description="the relevance cross-encoder that labels the pairs (a folder such as a run's relevance/teacher, "
-        "or a hub name); needed when weight > 0",
+        "or a hub name); None: the teacher step trains one first with the relevance.teacher settings, its "
+        "negatives from the ranking that mines the teacher's (kept in teacher-labeller/)",
     )
     margin_scale: float = Field(
         2.5,
@@ -258,8 +259,6 @@ class TeacherConfig(_Section):
         if self.loss == "triplet" and self.hard_negatives < 1:
             raise ValueError("teacher.loss: triplet needs teacher.hard_negatives >= 1 (the triplet's negative)")
         labels = self.cross_encoder_labels
-        if labels.weight > 0 and labels.model is None:
-            raise ValueError("teacher.cross_encoder_labels.weight > 0 needs cross_encoder_labels.model (the labeller)")
         if labels.weight > 0 and (self.loss != "infonce" or self.hard_negatives < 1):
             raise ValueError(
                 "teacher.cross_encoder_labels needs teacher.loss: infonce and teacher.hard_negatives >= 1 "

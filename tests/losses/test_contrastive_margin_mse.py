@@ -86,7 +86,6 @@ def test_the_teacher_config_turns_the_term_on_and_checks_its_inputs(teacher) -> 
     loss = teacher_loss(teacher, config)
     assert isinstance(loss, ContrastiveMarginMSELoss) and loss.margin_weight == 0.3 and loss.scale == 20.0
     assert not isinstance(teacher_loss(teacher, TeacherConfig.model_validate({})), ContrastiveMarginMSELoss)
-    with pytest.raises(ValidationError, match="needs cross_encoder_labels.model"):
-        TeacherConfig.model_validate({"cross_encoder_labels": {"weight": 0.3}})
-    with pytest.raises(ValidationError, match="needs teacher.loss: infonce"):
+    assert TeacherConfig.model_validate({"cross_encoder_labels": {"weight": 0.3}}).cross_encoder_labels.model is None
+    with pytest.raises(ValidationError, match=r"needs teacher\.loss: infonce"):
         TeacherConfig.model_validate({"loss": "triplet", "cross_encoder_labels": {"weight": 0.3, "model": "ce"}})

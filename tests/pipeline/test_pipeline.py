@@ -187,7 +187,7 @@ def test_cross_encoder_labels_give_the_teacher_the_labellers_margins(
     run = steps.prepare(config.model_copy(update={"students": []}), tmp_path / "run")
     texts = list(run.item_texts.values())[:3]
     rows = Dataset.from_dict({"anchor": ["drill"] * 2, "positive": texts[:2], "negative_1": [texts[2]] * 2})
-    labelled = cross_encoder_labelled(run, rows, progress=False)
+    labelled = cross_encoder_labelled(run, rows, str(labeller), progress=False)
     scores = score_pairs(
         load_cross_encoder(str(labeller), run.config.relevance.max_length),
         ["drill"] * 4,
@@ -198,6 +198,34 @@ def test_cross_encoder_labels_give_the_teacher_the_labellers_margins(
     steps.teacher(run, progress=False)
     assert (run.teacher_dir / "modules.json").exists()
     assert "cross-encoder labels: scoring" in capsys.readouterr().err
+
+
+def test_without_a_labeller_the_teacher_step_trains_one_and_keeps_it(tmp_path: Path, demo_files, tiny_teacher) -> None:
+    """``cross_encoder_labels.model`` unset: the step trains a cross-encoder on the training judgments (negatives
+    from the ranking that mines the teacher's), saves it with its record, and reuses it while nothing changed."""
+    from harnesslm.pipeline.teacher import LABELLER_DIR, labeller_path
+
+    config = updated(
+        small_config(demo_files, tiny_teacher, tmp_path / "cache"),
+        {
+            "teacher": {"negatives_from": "bm25", "schedule": {"steps": 2}, "cross_encoder_labels": {"weight": 0.5}},
+            "relevance": {"teacher": {"model": str(tiny_teacher), "schedule": {"steps": 2, "batch_size": 8}}},
+        },
+    )
+    run = steps.prepare(config.model_copy(update={"students": []}), tmp_path / "run")
+    steps.teacher(run, progress=False)
+    folder = run.root / LABELLER_DIR
+    assert (folder / "config.json").exists() and (folder / "professional_terms.json").exists()
+    assert (run.teacher_dir / "modules.json").exists()
+    record = provenance.read_record(run.teacher_dir)
+    assert record["settings"]["relevance"]["teacher"]["schedule"]["steps"] == 2, "the labeller's settings count"
+    made = (folder / "model.safetensors").stat().st_mtime_ns
+    queries = list(dict.fromkeys(run.split("train")["query"]))
+    assert labeller_path(run, run.base_teacher, queries, progress=False) == str(folder)
+    assert (folder / "model.safetensors").stat().st_mtime_ns == made, "kept while its settings are unchanged"
+    changed = RunDir(run.root, updated(run.config, {"relevance": {"teacher": {"negatives": 1}}}))
+    labeller_path(changed, run.base_teacher, queries, progress=False)
+    assert (folder / "model.safetensors").stat().st_mtime_ns != made, "retrained when they change"
 
 
 def test_teacher_negatives_encode_the_catalog_with_the_untrained_teacher(finished_run: RunDir) -> None:

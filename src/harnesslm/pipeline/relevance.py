@@ -103,31 +103,39 @@ def load_relevance_teacher(run: RunDir) -> CrossEncoder:
 
 def relevance_teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
     """Fine-tune the cross-encoder teacher on the training judgments as soft targets (+ retrieved negatives)."""
-    cfg = run.config.relevance
     found = candidates(run, progress)
     with run.timed("relevance teacher"):
-        model = load_cross_encoder(cfg.teacher.model, cfg.max_length, run.config.cache_dir)
-        dataset = rerank_data.teacher_training_pairs(
-            run.split("train"), found, run.item_texts, _scale(run), cfg.teacher.negatives, cfg.seed
-        )
-        terms = ProfessionalTerms.mine(run.item_texts.values()) if cfg.teacher.professional_terms else None
-        if terms is not None:  # the teacher learns from, and later scores, pairs marked with the catalog's terms
-            marked = terms.mark_pairs(dataset["query"], dataset["text"])
-            dataset = (
-                dataset.remove_columns("query").add_column("query", marked).select_columns(["query", "text", "label"])
-            )
-            console.print(f"professional terms: {len(terms.brands):,} brands, {len(terms.codes):,} model codes")
-        torch.manual_seed(cfg.seed)
-        metrics = fine_tune_relevance_teacher(model, dataset, cfg, progress)
-        with atomic_directory(run.relevance_teacher_dir) as tmp:
-            model.save_pretrained(str(tmp))
-            if terms is not None:
-                terms.save(tmp)
-            provenance.write_record(tmp, *_teacher_inputs(run))
-        console.print(f"relevance teacher trained on {len(dataset):,} soft-labelled pairs")
-    result = {"pairs": len(dataset), **metrics}
+        result = train_relevance_teacher(run, found, run.relevance_teacher_dir, _teacher_inputs(run), progress)
     run.update_json("relevance.json", {"teacher_training": result})
     return result
+
+
+def train_relevance_teacher(
+    run: RunDir, found: dict[str, list[str]], folder: Path, record: tuple[dict, dict], progress: bool = True
+) -> dict[str, float]:
+    """Train a cross-encoder with the ``relevance.teacher`` settings on the training judgments, its negatives
+    drawn from ``found`` (each query's ranked candidates), and save it with its professional terms and
+    ``record`` (settings, inputs) into ``folder``. The relevance step's teacher, and the teacher step's
+    labeller (``teacher.cross_encoder_labels``), are both made here."""
+    cfg = run.config.relevance
+    model = load_cross_encoder(cfg.teacher.model, cfg.max_length, run.config.cache_dir)
+    dataset = rerank_data.teacher_training_pairs(
+        run.split("train"), found, run.item_texts, _scale(run), cfg.teacher.negatives, cfg.seed
+    )
+    terms = ProfessionalTerms.mine(run.item_texts.values()) if cfg.teacher.professional_terms else None
+    if terms is not None:  # the teacher learns from, and later scores, pairs marked with the catalog's terms
+        marked = terms.mark_pairs(dataset["query"], dataset["text"])
+        dataset = dataset.remove_columns("query").add_column("query", marked).select_columns(["query", "text", "label"])
+        console.print(f"professional terms: {len(terms.brands):,} brands, {len(terms.codes):,} model codes")
+    torch.manual_seed(cfg.seed)
+    metrics = fine_tune_relevance_teacher(model, dataset, cfg, progress)
+    with atomic_directory(folder) as tmp:
+        model.save_pretrained(str(tmp))
+        if terms is not None:
+            terms.save(tmp)
+        provenance.write_record(tmp, *record)
+    console.print(f"cross-encoder trained on {len(dataset):,} soft-labelled pairs, saved to {folder}")
+    return {"pairs": len(dataset), **metrics}
 
 
 # labelling -------------------------------------------------------------------------------------------------

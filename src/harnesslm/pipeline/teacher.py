@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from harnesslm.atomic import atomic_directory
 from harnesslm.encoding.cache import encode
 from harnesslm.index.item_index import ItemIndex
 from harnesslm.losses.graph_regularized import item_neighbors
+from harnesslm.pipeline.relevance import train_relevance_teacher
 from harnesslm.pipeline.static_table import shop_texts
 from harnesslm.rerank.models import load_cross_encoder, score_pairs
 from harnesslm.run import provenance
@@ -45,8 +48,9 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
                 cfg.hard_negatives,
                 neighbors,
             )
-            if cfg.cross_encoder_labels.weight > 0:
-                dataset = cross_encoder_labelled(run, dataset, progress)
+            if cfg.cross_encoder_labels.weight > 0:  # the Walmart recipe: a cross-encoder's margins on the rows
+                labeller = labeller_path(run, model, queries, progress)
+                dataset = cross_encoder_labelled(run, dataset, labeller, progress)
             console.print(
                 f"fine-tuning on {len(dataset):,} (query, positive, {cfg.hard_negatives} negatives) "
                 f"rows for {cfg.schedule.steps_for(len(dataset))} steps"
@@ -60,15 +64,46 @@ def teacher(run: RunDir, progress: bool = True) -> dict[str, float]:
     return metrics
 
 
-def cross_encoder_labelled(run: RunDir, dataset, progress: bool = True):
-    """``dataset`` with the margins of ``teacher.cross_encoder_labels.model`` as its label (the Walmart recipe):
-    each distinct (query, item) pair of its rows is scored once."""
+LABELLER_DIR = "teacher-labeller"
+"""Where the teacher step keeps the cross-encoder it trains to label its rows (``cross_encoder_labels.model``
+unset)."""
+
+
+def labeller_path(run: RunDir, model, queries: list[str], progress: bool = True) -> str:
+    """The cross-encoder that labels the teacher's rows: ``teacher.cross_encoder_labels.model``, or, when unset,
+    one trained here with the ``relevance.teacher`` settings on the training judgments, its negatives drawn from
+    the ranking that mines the teacher's hard negatives (``teacher.negatives_from``, top
+    ``relevance.candidates_k``). It is kept in ``teacher-labeller/`` while its settings are unchanged."""
+    labels = run.config.teacher.cross_encoder_labels
+    if labels.model is not None:
+        return labels.model
+    folder = run.root / LABELLER_DIR
+    record = (labeller_settings(run), {})
+    if provenance.must_redo("teacher's labeller", folder, (folder / "config.json").exists(), *record, False):
+        ranking = catalog_ranking(run, model, queries, run.config.relevance.candidates_k, progress)
+        with run.timed("teacher's labeller"):
+            train_relevance_teacher(run, dict(zip(queries, ranking, strict=True)), folder, record, progress)
+    return str(folder)
+
+
+def labeller_settings(run: RunDir) -> dict:
+    """What the teacher step's own labeller depends on: the data, the relevance teacher's settings and the ranker
+    its negatives come from."""
+    relevance = provenance.relevance_teacher_settings(run.config)
+    ranker = run.config.teacher.model_dump(mode="json", include={"model", "negatives_from", "query_prompt"})
+    return relevance | {"ranker": ranker}
+
+
+def cross_encoder_labelled(run: RunDir, dataset, labeller: str, progress: bool = True):
+    """``dataset`` with the margins of the cross-encoder ``labeller`` as its label: each distinct (query, item)
+    pair of its rows is scored once."""
     cfg = run.config.teacher.cross_encoder_labels
-    labeller = load_cross_encoder(cfg.model, run.config.relevance.max_length, run.config.cache_dir)
+    scorer = load_cross_encoder(labeller, run.config.relevance.max_length, run.config.cache_dir)
     queries, texts = pair_columns(dataset)
     distinct = list(dict.fromkeys(zip(queries, texts, strict=True)))
-    console.print(f"cross-encoder labels: scoring {len(distinct):,} distinct (query, item) pairs with {cfg.model}")
-    scores = score_pairs(labeller, [q for q, _ in distinct], [t for _, t in distinct], progress=progress).numpy()
+    console.print(f"cross-encoder labels: scoring {len(distinct):,} distinct (query, item) pairs with {labeller}")
+    with run.timed("teacher labels"):
+        scores = score_pairs(scorer, [q for q, _ in distinct], [t for _, t in distinct], progress=progress).numpy()
     found = dict(zip(distinct, scores, strict=True))
     return with_margins(dataset, [found[pair] for pair in zip(queries, texts, strict=True)], cfg.margin_scale)
 
@@ -93,7 +128,14 @@ def hard_negatives(run: RunDir, model, queries: list[str], positives: dict[str, 
                 soft_wrap=True,
             )
         return mined
-    if cfg.negatives_from == "static":
+    query_emb, base_index = dense_ranker(run, model, queries, progress)
+    return mine_negatives(queries, query_emb, base_index, positives, **ranks, seed=cfg.schedule.seed)
+
+
+def dense_ranker(run: RunDir, model, queries: list[str], progress: bool = True) -> tuple[np.ndarray, ItemIndex]:
+    """The queries' embeddings and a catalog index, by the off-the-shelf ``model`` (``negatives_from: teacher``)
+    or by a static table distilled from it (``static``)."""
+    if run.config.teacher.negatives_from == "static":
         # model2vec's table of the untrained teacher (only the tokens the shop uses): a dense ranking of the catalog
         # in seconds, where the teacher's own pass takes minutes to hours
         table = static_students.distill_static(model, None, None, shop_texts(run))
@@ -103,8 +145,16 @@ def hard_negatives(run: RunDir, model, queries: list[str], positives: dict[str, 
     else:
         items = item_embeddings(run, model, progress)
         query_emb = encoded_texts(run, model, queries, "query", 128, progress)
-    base_index = ItemIndex.build(items, run.catalog["item_id"].tolist(), space="base")
-    return mine_negatives(queries, query_emb, base_index, positives, **ranks, seed=cfg.schedule.seed)
+    return query_emb, ItemIndex.build(items, run.catalog["item_id"].tolist(), space="base")
+
+
+def catalog_ranking(run: RunDir, model, queries: list[str], k: int, progress: bool = True) -> list[list[str]]:
+    """Each query's top ``k`` item ids by the ranker of ``teacher.negatives_from`` (BM25, the off-the-shelf
+    teacher or its static table)."""
+    if run.config.teacher.negatives_from == "bm25":
+        return run.lexical_index.search_ids(queries, k)
+    query_emb, index = dense_ranker(run, model, queries, progress)
+    return [list(ids) for ids in index.search(query_emb, k)[0]]
 
 
 def _is_main_process() -> bool:

@@ -91,7 +91,11 @@ the same tables the config reads old files with: a record written before the mov
 
 def teacher_settings(config: RunConfig) -> dict[str, Any]:
     """The teacher depends on the data (files, columns, split, label scale) and its own section."""
-    return {"data": config.data.model_dump(mode="json"), "teacher": config.teacher.model_dump(mode="json")}
+    settings = {"data": config.data.model_dump(mode="json"), "teacher": config.teacher.model_dump(mode="json")}
+    labels = config.teacher.cross_encoder_labels
+    if labels.weight > 0 and labels.model is None:  # the step trains its own labeller with these
+        settings["relevance"] = relevance_teacher_settings(config)["relevance"]
+    return settings
 
 
 def index_settings(config: RunConfig) -> dict[str, Any]:
