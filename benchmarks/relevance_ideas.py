@@ -38,18 +38,22 @@ from results_json import ResultsFile, refuse_second_final
 
 ROOT = Path(__file__).resolve().parents[1]
 IDEAS: dict[str, dict] = {
-    "plain": {},
-    "fgm": {"adversarial": {"method": "fgm", "epsilon": 0.1}},
+    "plain": {"professional_terms": False},
+    "fgm": {"adversarial": {"method": "fgm", "epsilon": 0.1}, "professional_terms": False},
     "terms": {"professional_terms": True},
 }
-"""Each idea as the ``relevance.teacher`` patch that turns it on (the plain teacher first: the rows' reference)."""
+"""Each idea as the ``relevance.teacher`` patch that turns it on (the plain teacher first: the rows' reference).
+Every patch pins what the others turn on, so a changed default does not change an idea."""
 RETRIEVER = "retriever order"
 console = Console()
 
 
-def idea_run(source: Path, root: Path, patch: dict, steps: int, k: int, candidates: Path | None) -> tuple[RunDir, bool]:
+def idea_run(
+    source: Path, root: Path, patch: dict, steps: int, k: int, candidates: Path | None, train: bool = True
+) -> tuple[RunDir, bool]:
     """The relevance teacher of ``patch`` in a copy of ``source`` (kept when current), and whether it was
-    trained now. ``candidates``: a folder whose retrieved candidates (the same retriever's) are reused."""
+    trained now. ``candidates``: a folder whose retrieved candidates (the same retriever's) are reused.
+    ``train=False`` (the final scoring) refuses to train: test is scored on the teachers validation saw."""
     if not root.exists():
         shutil.copytree(source, root, ignore=shutil.ignore_patterns("relevance", "relevance.json"))
     base = RunDir(root).config
@@ -57,6 +61,8 @@ def idea_run(source: Path, root: Path, patch: dict, steps: int, k: int, candidat
     run = RunDir(root, updated(base, {"relevance": relevance}))
     if stage.relevance_teacher_current(run):
         return run, False
+    if not train:
+        raise SystemExit(f"the relevance teacher in {root} is not current: run without --final first")
     if candidates is not None and not (run.relevance_dir / "candidates.parquet").exists():
         run.relevance_dir.mkdir(parents=True, exist_ok=True)
         for name in ("candidates.parquet", "candidates.json"):
@@ -113,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     made = {}
     for idea in ideas:
         shared = made[ideas[0]][0].relevance_dir if made else None
-        made[idea] = idea_run(args.from_run, args.out / idea, IDEAS[idea], args.steps, args.k, shared)
+        made[idea] = idea_run(
+            args.from_run, args.out / idea, IDEAS[idea], args.steps, args.k, shared, train=not args.final
+        )
     runs = {i: run for i, (run, _) in made.items()}
     splits = ("test", "ood_test") if args.final else ("validation", "ood_validation")
     path = args.json.with_name(args.json.stem + "_test.json") if args.final else args.json

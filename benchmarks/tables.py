@@ -235,6 +235,12 @@ def teacher_negatives_table() -> str:
     return "\n".join([*lines, "", source("teacher_negatives.json")]) + "\n"
 
 
+def difference(split: dict, metric: str, first: str) -> str:
+    """A paired difference to the first row, with its interval (``-`` when the split has none)."""
+    key = f"{metric}_minus_{first}"
+    return f"{split[key]['mean']:+.4f}{ci(split[key]['ci'], 4)}" if key in split else "-"
+
+
 def teacher_ideas_table() -> str:
     data = load("teacher_ideas.json")
     if data is None:
@@ -242,13 +248,15 @@ def teacher_ideas_table() -> str:
     final = load("teacher_ideas_test.json") or {"ideas": {}}
     ideas = data["ideas"]
     first = next(iter(ideas))
-    header = ["idea", "validation NDCG@10", f"minus {first} [95% CI]", "validation R@100"]
+    header = ["idea", "validation NDCG@10", f"minus {first} [95% CI]", "validation R@100", f"minus {first} [95% CI]"]
     header += [
         "ood_validation NDCG@10",
         f"minus {first} [95% CI]",
         "teacher step s",
         "test NDCG@10",
+        f"minus {first} [95% CI]",
         "ood_test NDCG@10",
+        f"minus {first} [95% CI]",
     ]
     lines = [row(*header), row(*["---"] * len(header))]
     for idea, r in ideas.items():
@@ -260,11 +268,14 @@ def teacher_ideas_table() -> str:
                 f"{v['ndcg@10']:.4f}",
                 f"{v[f'ndcg@10_minus_{first}']['mean']:+.4f}{ci(v[f'ndcg@10_minus_{first}']['ci'], 4)}",
                 f"{v['recall@100']:.4f}",
+                difference(v, "recall@100", first),
                 f"{o['ndcg@10']:.4f}",
-                f"{o[f'ndcg@10_minus_{first}']['mean']:+.4f}{ci(o[f'ndcg@10_minus_{first}']['ci'], 4)}",
+                difference(o, "ndcg@10", first),
                 f"{r['teacher_step_seconds']:.0f}" if r.get("teacher_step_seconds") else "-",
                 f"{test['test']['ndcg@10']:.4f}" if test else "-",
+                difference(test["test"], "ndcg@10", first) if test else "-",
                 f"{test['ood_test']['ndcg@10']:.4f}" if test else "-",
+                difference(test["ood_test"], "ndcg@10", first) if test else "-",
             )
         )
     return "\n".join([*lines, "", source("teacher_ideas.json", "teacher_ideas_test.json")]) + "\n"
