@@ -554,8 +554,8 @@ class DenseSparseConfig(_Section):
     built from the layer's SVD and trained straight through in alignment and refinement; the saved student
     holds ``D @ S`` written back as plain linear layers, so it loads, exports and serves as any other. Off
     (rank_ratio 0): on a CPU no 2:4 kernel runs; on Home Depot a 2-layer MiniLM student at rank ratio 0.5 lost
-    0.041 validation NDCG@10 for 8% less time a query, where int8 lost 0.005 for 37% less
-    (benchmarks/results/dense_sparse.json)."""
+    0.041 validation NDCG@10 and was no faster than the float student (within run-to-run noise), where int8 lost
+    0.005 and was the fastest (benchmarks/results/dense_sparse.json)."""
 
     rank_ratio: float = Field(0.0, ge=0, le=1, description="rank of D over the layer's smaller side (0: off)")
     two_four: bool = Field(True, description="prune S to 2:4 (DSFormer); false: a plain low-rank factoriser")
