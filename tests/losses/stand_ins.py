@@ -1,4 +1,5 @@
-"""What the frozen-item loss tests share: a stand-in for a sentence-transformers model and a row normaliser."""
+"""What the loss tests share: a stand-in for a sentence-transformers model, a row normaliser, and the queries and
+relevant items the teacher-loss tests train a tiny encoder on."""
 
 from __future__ import annotations
 
@@ -20,3 +21,9 @@ class FixedQueries(nn.Module):
 def unit(x: torch.Tensor) -> torch.Tensor:
     """Each row scaled to length 1."""
     return x / x.norm(dim=-1, keepdim=True)
+
+
+ANCHORS = ["cordless drill", "paint roller", "garden hose", "led bulb"]
+"""Queries of the teacher-loss tests (one batch)."""
+POSITIVES = ["dewalt 20v cordless drill kit", "9 in paint roller cover", "50 ft garden hose", "60w led light bulb"]
+"""Each query's relevant item, row by row."""

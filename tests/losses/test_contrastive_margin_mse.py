@@ -7,6 +7,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from stand_ins import ANCHORS, POSITIVES
 from torch.nn import functional
 
 from harnesslm.config import TeacherConfig
@@ -14,8 +15,6 @@ from harnesslm.losses import ContrastiveMarginMSELoss
 from harnesslm.models.model_loading import load_model
 from harnesslm.training.teacher_finetune import contrastive_dataset, pair_columns, teacher_loss, with_margins
 
-ANCHORS = ["cordless drill", "paint roller", "garden hose", "led bulb"]
-POSITIVES = ["dewalt 20v cordless drill kit", "9 in paint roller cover", "50 ft garden hose", "60w led light bulb"]
 NEGATIVES = ["drill bit set", "paint tray liner", "hose nozzle", "bulb socket adapter"]
 
 

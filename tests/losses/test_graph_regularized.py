@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from stand_ins import ANCHORS, POSITIVES
 
 from harnesslm.config import TeacherConfig
 from harnesslm.losses import GraphRegularizedLoss
@@ -13,8 +14,6 @@ from harnesslm.losses.graph_regularized import NEIGHBOR_COLUMN, item_neighbors
 from harnesslm.models.model_loading import load_model
 from harnesslm.training.teacher_finetune import contrastive_dataset, teacher_loss
 
-ANCHORS = ["cordless drill", "paint roller", "garden hose", "led bulb"]
-POSITIVES = ["dewalt 20v cordless drill kit", "9 in paint roller cover", "50 ft garden hose", "60w led light bulb"]
 NEIGHBORS = ["makita 18v drill driver", "paint roller frame", "hose reel cart", "led flood light bulb"]
 
 

@@ -198,6 +198,9 @@ def test_cross_encoder_labels_give_the_teacher_the_labellers_margins(
     steps.teacher(run, progress=False)
     assert (run.teacher_dir / "modules.json").exists()
     assert "cross-encoder labels: scoring" in capsys.readouterr().err
+    assert provenance.stale_reason(run.teacher_dir, *provenance.step_inputs(run, "teacher")) is None
+    provenance.write_record(labeller, {"retrained": True}, {})  # the labeller's folder holds another model now
+    assert provenance.stale_reason(run.teacher_dir, *provenance.step_inputs(run, "teacher")), "the teacher is stale"
 
 
 def test_without_a_labeller_the_teacher_step_trains_one_and_keeps_it(tmp_path: Path, demo_files, tiny_teacher) -> None:

@@ -283,6 +283,9 @@ def step_inputs(run: RunDir, step: str, student: StudentConfig | None = None) ->
     teacher_fp = recorded_fingerprint(run.teacher_dir)
     index_fp = recorded_fingerprint(run.index_dir)
     if step == "teacher":
+        labeller = config.teacher.cross_encoder_labels
+        if labeller.weight > 0 and labeller.model is not None:  # a cross-encoder folder retrained in place counts
+            return teacher_settings(config), {"labeller": recorded_fingerprint(Path(labeller.model))}
         return teacher_settings(config), {}
     if step == "index":
         return index_settings(config), {"teacher": teacher_fp}
